@@ -1,0 +1,176 @@
+//! Commands a driver gives a node, and the replies it gets back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{CommandError, StartError, StopError};
+use crate::id::{ChildId, Handle, NodeId};
+use crate::spec::ChildSpec;
+
+/// What to do with the children that started when others of the batch
+/// failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Keep them.
+    #[default]
+    Continue,
+    /// Stop them too.
+    Rollback,
+}
+
+/// Options of a start (SPEC defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Wait for every child's result (default false: reply
+    /// [`Reply::StartInitiated`] at once).
+    pub await_result: bool,
+    /// How long to wait for results (default 10 s).
+    pub timeout: Duration,
+    /// Refuse ids that are already registered (default true).
+    pub check_existing: bool,
+    /// Rollback policy (default `Continue`).
+    pub on_failure: OnFailure,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            await_result: false,
+            timeout: Duration::from_secs(10),
+            check_existing: true,
+            on_failure: OnFailure::Continue,
+        }
+    }
+}
+
+impl StartOptions {
+    /// Default options with `await_result` set.
+    pub fn awaited() -> Self {
+        StartOptions {
+            await_result: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Options of a stop (SPEC defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopOptions {
+    /// Wait for every child's result (default false).
+    pub await_result: bool,
+    /// How long to wait (default 10 s).
+    pub timeout: Duration,
+}
+
+impl Default for StopOptions {
+    fn default() -> Self {
+        StopOptions {
+            await_result: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl StopOptions {
+    /// Default options with `await_result` set.
+    pub fn awaited() -> Self {
+        StopOptions {
+            await_result: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A local API call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Start children wherever the strategies place them.
+    StartChildren {
+        /// The specs (at least one).
+        specs: Vec<ChildSpec>,
+        /// Options.
+        opts: StartOptions,
+    },
+    /// Stop children wherever they run.
+    StopChildren {
+        /// The ids (at least one).
+        ids: Vec<ChildId>,
+        /// Options.
+        opts: StopOptions,
+    },
+    /// Leave the cluster gracefully: hand children over, then go.
+    Leave,
+}
+
+impl Command {
+    /// How long the caller is willing to wait for this command.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Command::StartChildren { opts, .. } => opts.timeout,
+            Command::StopChildren { opts, .. } => opts.timeout,
+            Command::Leave => Duration::MAX,
+        }
+    }
+}
+
+/// One child that did not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartFailure {
+    /// The child.
+    pub id: ChildId,
+    /// The node that reported it, if any did.
+    pub node: Option<NodeId>,
+    /// Why.
+    pub error: StartError,
+}
+
+/// Result of an awaited start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartOutcome {
+    /// Started children: where and with which handle.
+    pub started: BTreeMap<ChildId, Vec<(NodeId, Handle)>>,
+    /// Failures, per child and node.
+    pub failed: Vec<StartFailure>,
+    /// Whether a rollback stopped the children that had started.
+    pub rolled_back: bool,
+}
+
+impl StartOutcome {
+    /// True when every child started.
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Result of an awaited stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// Stopped children and the nodes they ran on.
+    pub stopped: BTreeMap<ChildId, Vec<NodeId>>,
+    /// Failures: child, node (if one answered), why.
+    pub failed: Vec<(ChildId, Option<NodeId>, StopError)>,
+}
+
+impl StopOutcome {
+    /// True when every child stopped.
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// The answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A non-awaited start was dispatched.
+    StartInitiated,
+    /// An awaited start finished.
+    Started(StartOutcome),
+    /// A non-awaited stop was dispatched.
+    StopInitiated,
+    /// An awaited stop finished.
+    Stopped(StopOutcome),
+    /// The node has left the cluster; the driver may close everything.
+    Left,
+    /// The command was refused as a whole.
+    Error(CommandError),
+}

@@ -1,0 +1,175 @@
+//! Typed errors. Each says what happened to the node's state: unless stated
+//! otherwise, an error means **nothing changed**.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::id::{ChildId, Handle, NodeId};
+
+/// Why a [`crate::ChildSpec`] was refused (nothing was started).
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum SpecError {
+    /// The child id is empty.
+    #[error("child id is empty")]
+    EmptyId,
+    /// The kind name is empty.
+    #[error("process kind is empty")]
+    EmptyKind,
+    /// A field is longer than [`crate::spec::MAX_NAME_LEN`].
+    #[error("{field} is longer than {} bytes", crate::spec::MAX_NAME_LEN)]
+    TooLong {
+        /// Which field.
+        field: String,
+    },
+    /// More than [`crate::spec::MAX_METADATA_ENTRIES`] metadata entries.
+    #[error("{0} metadata entries, at most {max} allowed", max = crate::spec::MAX_METADATA_ENTRIES)]
+    TooManyTags(usize),
+}
+
+/// Why one child did not start (reported per child; other children of the
+/// same batch are unaffected unless the batch asked for rollback).
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum StartError {
+    /// The id is already registered (with `check_existing`); nothing restarted.
+    #[error("already started on {node} as {handle}")]
+    AlreadyStarted {
+        /// Where it runs.
+        node: NodeId,
+        /// Its handle there.
+        handle: Handle,
+    },
+    /// No process kind of that name is registered on the owner.
+    #[error("unknown process kind {0:?}")]
+    UnknownKind(String),
+    /// The process's init failed.
+    #[error("init failed: {0}")]
+    InitFailed(String),
+    /// No answer before the start timeout.
+    #[error("timed out waiting for the start result")]
+    Timeout,
+    /// The owner is in partition mode.
+    #[error("hub partitioned")]
+    Partitioned,
+    /// The spec is invalid.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(SpecError),
+    /// The node was asked to start a child it does not own and could not
+    /// forward it any further.
+    #[error("forwarding limit reached between nodes that disagree on membership: {0:?}")]
+    HopLimit(Vec<NodeId>),
+    /// The owner went down before answering.
+    #[error("owner {0} went down")]
+    OwnerDown(NodeId),
+    /// The node's `max_children` cap is reached.
+    #[error("max_children reached on {0}")]
+    MaxChildren(NodeId),
+    /// Started, then stopped again because another child of the batch failed
+    /// and the batch asked for `Rollback`.
+    #[error("rolled back")]
+    RolledBack,
+    /// The node is shutting down.
+    #[error("node shutting down")]
+    ShuttingDown,
+}
+
+/// Why one child was not stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum StopError {
+    /// No such child in the registry.
+    #[error("child not found")]
+    NotFound,
+    /// No answer before the stop timeout.
+    #[error("timed out waiting for the stop result")]
+    Timeout,
+    /// The node is in partition mode.
+    #[error("hub partitioned")]
+    Partitioned,
+    /// The host went down before answering.
+    #[error("host {0} went down")]
+    HostDown(NodeId),
+}
+
+/// A command refused as a whole (nothing was done).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// An empty batch.
+    #[error("no children given")]
+    NoChildren,
+    /// A spec in the batch is invalid.
+    #[error("invalid spec for {id:?}: {error}")]
+    InvalidSpec {
+        /// Offending child (may be empty).
+        id: ChildId,
+        /// Why.
+        error: SpecError,
+    },
+    /// The node is in partition mode.
+    #[error("hub partitioned")]
+    Partitioned,
+    /// The node is leaving the cluster.
+    #[error("node shutting down")]
+    ShuttingDown,
+    /// The command waited in the redistribution queue past its timeout.
+    #[error("timed out waiting for the redistribution lock")]
+    LockTimeout,
+}
+
+/// A [`crate::Config`] the node cannot run with.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `hub_id` is empty.
+    #[error("hub id is empty")]
+    EmptyHubId,
+    /// `node_id` is empty.
+    #[error("node id is empty")]
+    EmptyNodeId,
+    /// A timing option is inconsistent.
+    #[error("invalid timing: {0}")]
+    Timing(&'static str),
+    /// A strategy asks for behaviour this version does not implement.
+    #[error("unsupported strategy option: {0}")]
+    Unsupported(&'static str),
+}
+
+/// A message could not be encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EncodeError {
+    /// The frame would exceed the maximum frame size.
+    #[error("frame of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Serialization failed.
+    #[error("serialization failed: {0}")]
+    Serialize(String),
+}
+
+/// A frame could not be decoded. The transport must close the connection.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    /// The frame exceeds the maximum frame size.
+    #[error("frame of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Frame size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The peer speaks a protocol version we do not.
+    #[error("unsupported protocol version {got} (supported: {supported})")]
+    UnsupportedVersion {
+        /// Version in the frame.
+        got: u16,
+        /// Our version.
+        supported: u16,
+    },
+    /// The bytes are not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Bytes left over after the message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}

@@ -1,0 +1,99 @@
+//! Events (the SPEC's hooks), emitted as [`crate::Output::Event`].
+
+use crate::id::{ChildId, Handle, NodeId};
+
+/// Direction of a membership change that triggers redistribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A node joined.
+    Up,
+    /// A node left or went down.
+    Down,
+}
+
+/// Something that happened on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A node joined this node's view (once per joiner and observer).
+    ClusterJoin(NodeId),
+    /// A node left this node's view (down or leaving).
+    ClusterLeave(NodeId),
+    /// A child's holders changed by gaining one.
+    RegistryInserted {
+        /// Child.
+        id: ChildId,
+        /// Holders now.
+        owners: Vec<(NodeId, Handle)>,
+    },
+    /// A child's rows vanished from these nodes (stopped, moved, or the node
+    /// died).
+    RegistryRemoved {
+        /// Child.
+        id: ChildId,
+        /// Nodes it was removed from.
+        nodes: Vec<NodeId>,
+    },
+    /// Children of this node were handed to `to`.
+    ChildMigrated {
+        /// New node.
+        to: NodeId,
+        /// The children.
+        children: Vec<ChildId>,
+    },
+    /// Starts this node does not own were forwarded to `node`.
+    ForwardedMigration {
+        /// Where they went.
+        node: NodeId,
+        /// The children.
+        ids: Vec<ChildId>,
+    },
+    /// The node's queue priority changed (1 while redistributing, 0 after).
+    PriorityStateUpdated {
+        /// New level.
+        level: u8,
+    },
+    /// Redistribution for a membership change begins.
+    PreRedistribution {
+        /// Join or leave.
+        direction: Direction,
+        /// The node that joined or left.
+        node: NodeId,
+    },
+    /// Redistribution for a membership change is done.
+    PostRedistribution {
+        /// Join or leave.
+        direction: Direction,
+        /// The node that joined or left.
+        node: NodeId,
+    },
+    /// A child started on this node.
+    ChildStarted {
+        /// Child.
+        id: ChildId,
+        /// Handle.
+        handle: Handle,
+    },
+    /// A child was restarted by the local supervisor.
+    ChildRestarted {
+        /// Child.
+        id: ChildId,
+        /// New handle.
+        handle: Handle,
+    },
+    /// A child failed for good and was removed.
+    ChildFailed {
+        /// Child.
+        id: ChildId,
+        /// Why.
+        reason: String,
+    },
+    /// This node lost quorum: its children stopped, starts are refused.
+    Partitioned,
+    /// Quorum is back.
+    QuorumRestored,
+    /// This node has left the cluster.
+    Shutdown {
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,649 @@
+//! The node state machine.
+//!
+//! Methods come in four kinds, quinn-proto style:
+//! - **getters** answer queries from local state (`child_lookup`,
+//!   `which_children`, `registry`, `is_locked`...);
+//! - **`handle_*`** feed inputs: a peer's message, a local command, a local
+//!   process report, a timer expiry, a peer the driver connected to;
+//! - **`poll_output`** drains the actions the inputs produced; call it until
+//!   it returns `None` after every input;
+//! - **`poll_timeout`** gives the next deadline; call `handle_timeout` then.
+//!
+//! Every input takes `now`; the node never reads a clock and draws
+//! randomness only from its seeded RNG, so a run is a pure function of its
+//! inputs.
+
+mod ops;
+mod owner;
+mod redistribute;
+mod sync;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tracing::{debug, trace};
+
+use crate::command::{Command, Reply};
+use crate::config::Config;
+use crate::error::{CommandError, ConfigError, StartError, StopError};
+use crate::event::{Direction, Event};
+use crate::id::{ChildId, Handle, NodeId, RequestId};
+use crate::membership::{Member, Membership, Status};
+use crate::output::{LocalReport, Output};
+use crate::protocol::{Handoff, Message, NodeInfo, OpRef, StartResults, StopResults};
+use crate::registry::{Registry, Version};
+use crate::ring::Ring;
+use crate::spec::ChildSpec;
+use crate::strategy::{MigrationMode, Strategies};
+use crate::time::Time;
+
+use ops::Op;
+
+/// Why a local child is being started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StartPurpose {
+    /// A start request; answer these operations.
+    Request(Vec<Waiter>),
+    /// Its holder died; this node is its new owner.
+    Orphan,
+    /// Handed over by this node; acknowledge when running.
+    Handoff(NodeId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Waiter {
+    op: OpRef,
+    /// The request arrived while the child was already starting: answer
+    /// `AlreadyStarted` rather than success.
+    duplicate: bool,
+}
+
+/// Why a local child is being stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StopPurpose {
+    Requested,
+    Migrate(NodeId),
+    Conflict,
+    Partition,
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LocalState {
+    Starting(StartPurpose),
+    Running(Handle),
+    Stopping {
+        handle: Handle,
+        purpose: StopPurpose,
+        waiters: Vec<OpRef>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Local {
+    spec: Arc<ChildSpec>,
+    state: LocalState,
+}
+
+/// A child with no live holder: its node died or left without handing it
+/// over. Every node keeps the spec until some node runs it again.
+#[derive(Clone, Debug)]
+struct Orphan {
+    spec: Arc<ChildSpec>,
+    /// Owner it was last handed to (not resent until the next sync round).
+    sent_to: Option<NodeId>,
+}
+
+/// A child this node stopped and handed over; kept until acknowledged.
+#[derive(Clone, Debug)]
+struct Outbound {
+    spec: Arc<ChildSpec>,
+    to: NodeId,
+}
+
+#[derive(Clone, Debug)]
+struct Lock {
+    until: Time,
+    /// Membership changes whose redistribution runs under this lock.
+    triggers: Vec<(Direction, NodeId)>,
+}
+
+#[derive(Clone, Debug)]
+enum Queued {
+    Command {
+        request: RequestId,
+        command: Command,
+        deadline: Time,
+    },
+    Remote {
+        from: NodeId,
+        message: Message,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Leaving {
+    request: RequestId,
+    deadline: Time,
+    /// The ring without this node: where its children go.
+    ring: Ring,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timers {
+    heartbeat: Time,
+    discover: Time,
+    sync: Time,
+}
+
+/// Messages accumulated while handling one input and sent together when it
+/// returns, so that a batch of 10,000 starts yields one delta and one
+/// result message per peer instead of 10,000.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Own slice changed since this clock.
+    dirty_since: Option<Version>,
+    start_results: BTreeMap<OpRef, StartResults>,
+    stop_results: BTreeMap<OpRef, StopResults>,
+    handoffs: BTreeMap<NodeId, Vec<Handoff>>,
+    acks: BTreeMap<NodeId, Vec<ChildId>>,
+}
+
+/// A hub node: the deterministic core that drivers (hub-net over TCP,
+/// hub-testkit in memory) run. See the [crate docs](crate) for a driving
+/// loop.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    me: NodeId,
+    strategies: Strategies,
+    rng: ChaCha8Rng,
+    membership: Membership,
+    ring: Ring,
+    registry: Registry,
+    out: VecDeque<Output>,
+    outbox: Outbox,
+    local: BTreeMap<ChildId, Local>,
+    orphans: BTreeMap<ChildId, Orphan>,
+    outbound: BTreeMap<ChildId, Outbound>,
+    /// Specs stopped because quorum was lost; restarted when it returns.
+    suspended: BTreeMap<ChildId, Arc<ChildSpec>>,
+    ops: BTreeMap<u64, Op>,
+    next_seq: u64,
+    lock: Option<Lock>,
+    queue: VecDeque<Queued>,
+    partitioned: bool,
+    leaving: Option<Leaving>,
+    left: bool,
+    timers: Timers,
+}
+
+impl Node {
+    /// A node alone in its cluster. Peers are added with
+    /// [`Node::add_peer`] (seeds) or learned from them.
+    pub fn new(cfg: Config, strategies: Strategies, now: Time) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        if let MigrationMode::StartThenStop { .. } = strategies.migration.mode() {
+            return Err(ConfigError::Unsupported(
+                "start-then-stop migration (HotSwap) is not implemented in this version",
+            ));
+        }
+        let me = cfg.node_id.clone();
+        let ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
+        let sync_interval = strategies.sync.sync_interval();
+        Ok(Node {
+            rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
+            membership: Membership::new(cfg.info(), cfg.timings()),
+            timers: Timers {
+                heartbeat: now,
+                discover: now + cfg.discover_interval,
+                sync: now + sync_interval,
+            },
+            me,
+            cfg,
+            strategies,
+            ring,
+            registry: Registry::new(),
+            out: VecDeque::new(),
+            outbox: Outbox::default(),
+            local: BTreeMap::new(),
+            orphans: BTreeMap::new(),
+            outbound: BTreeMap::new(),
+            suspended: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            next_seq: 0,
+            lock: None,
+            queue: VecDeque::new(),
+            partitioned: false,
+            leaving: None,
+            left: false,
+        })
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// This node's config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The registry replica.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The current ring (members up or suspect, self included).
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Other members and their status.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.membership.members()
+    }
+
+    /// Ids of the nodes in the ring, self included, sorted.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.ring.nodes().to_vec()
+    }
+
+    /// Where `id` runs, from the local registry: `(node, handle)` pairs.
+    pub fn child_lookup(&self, id: &str) -> Vec<(NodeId, Handle)> {
+        self.registry.lookup(id)
+    }
+
+    /// `(id, handle)` of the children running on this node, sorted.
+    pub fn local_children(&self) -> Vec<(ChildId, Handle)> {
+        self.local
+            .iter()
+            .filter_map(|(id, l)| match l.state {
+                LocalState::Running(h) => Some((id.clone(), h)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Children per node (`global`), or only this node's, from the registry.
+    pub fn which_children(&self, global: bool) -> BTreeMap<NodeId, Vec<(ChildId, Handle)>> {
+        let mut out: BTreeMap<NodeId, Vec<(ChildId, Handle)>> = BTreeMap::new();
+        for (id, holders) in self.registry.iter() {
+            for (n, h) in holders {
+                if global || *n == self.me {
+                    out.entry(n.clone()).or_default().push((id.clone(), *h));
+                }
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+
+    /// Number of distinct children registered in the hub.
+    pub fn count_children(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Whether this node is redistributing (new commands are queued).
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Whether this node lost quorum.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitioned
+    }
+
+    /// False once the node has left the cluster.
+    pub fn is_alive(&self) -> bool {
+        !self.left
+    }
+
+    /// Children waiting for a node to restart them (their holder died).
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Whether migrations, handoffs or orphan restarts are still in flight
+    /// on this node (a test waits for all nodes to be settled).
+    pub fn is_settled(&self) -> bool {
+        self.orphans.is_empty()
+            && self.outbound.is_empty()
+            && self.lock.is_none()
+            && self
+                .local
+                .values()
+                .all(|l| matches!(l.state, LocalState::Running(_)))
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// The driver connected to (or was told of) a peer, e.g. a seed whose
+    /// identity the transport handshake revealed. The node greets it.
+    pub fn add_peer(&mut self, now: Time, info: NodeInfo) {
+        if self.left || info.id == self.me {
+            return;
+        }
+        self.membership.learn(now, &info);
+        self.send_hello(&info.id);
+        self.finish(now);
+    }
+
+    /// A protocol message from `from` (authenticated by the transport).
+    pub fn handle_message(&mut self, now: Time, from: &NodeId, message: Message) {
+        if self.left || *from == self.me {
+            return;
+        }
+        let span = tracing::debug_span!("node", id = %self.me, peer = %from);
+        let _g = span.enter();
+        self.dispatch_message(now, from, message);
+        self.finish(now);
+    }
+
+    fn dispatch_message(&mut self, now: Time, from: &NodeId, message: Message) {
+        let (incarnation, info) = match &message {
+            Message::Hello { info, .. } => (Some(info.incarnation), Some(info)),
+            Message::Heartbeat { incarnation } => (Some(*incarnation), None),
+            _ => (None, None),
+        };
+        let changes = self.membership.heard(now, from, incarnation, info);
+        let greeted = changes
+            .iter()
+            .any(|c| matches!(c, crate::membership::Change::Joined(n) if n == from));
+        self.on_membership(now, changes);
+        if self.membership.get(from).is_none() {
+            trace!("ignoring message from unknown node");
+            return;
+        }
+        match message {
+            Message::Hello { members, .. } => {
+                if greeted {
+                    self.send_hello(from);
+                }
+                for m in members {
+                    if self.membership.learn(now, &m) {
+                        self.send_hello(&m.id);
+                    }
+                }
+            }
+            Message::Heartbeat { .. } => {}
+            Message::Leaving => {
+                let changes = self.membership.leaving(now, from);
+                self.on_membership(now, changes);
+            }
+            Message::Left => {
+                let changes = self.membership.left(now, from);
+                self.on_membership(now, changes);
+            }
+            Message::Delta(delta) => self.on_delta(from, delta),
+            Message::Digest(digest) => self.on_digest(from, &digest),
+            m @ (Message::StartRequest { .. } | Message::StopRequest { .. })
+                if self.lock.is_some() =>
+            {
+                self.queue.push_back(Queued::Remote {
+                    from: from.clone(),
+                    message: m,
+                });
+            }
+            Message::StartRequest {
+                op,
+                specs,
+                check_existing,
+                path,
+            } => self.owner_start(op, specs, check_existing, path),
+            Message::StartResult { op, results } => self.on_start_results(now, op, from, results),
+            Message::StopRequest { op, ids } => self.owner_stop(Some(op), ids),
+            Message::StopResult { op, results } => self.on_stop_results(now, op, from, results),
+            Message::Handoff(children) => self.on_handoff(from, children),
+            Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
+        }
+    }
+
+    /// A local API call; the answer comes as [`Output::Reply`] with
+    /// `request` (at once, or after the results when awaited).
+    pub fn handle_command(&mut self, now: Time, request: RequestId, command: Command) {
+        let span = tracing::debug_span!("node", id = %self.me);
+        let _g = span.enter();
+        self.dispatch_command(now, request, command);
+        self.finish(now);
+    }
+
+    fn dispatch_command(&mut self, now: Time, request: RequestId, command: Command) {
+        if self.left || (self.leaving.is_some() && command != Command::Leave) {
+            return self.reply(request, Reply::Error(CommandError::ShuttingDown));
+        }
+        if let Err(e) = Self::validate_command(&command) {
+            return self.reply(request, Reply::Error(e));
+        }
+        match command {
+            Command::Leave => self.begin_leave(now, request),
+            _ if self.partitioned => self.reply(request, Reply::Error(CommandError::Partitioned)),
+            command if self.lock.is_some() => {
+                let deadline = now + command.timeout();
+                self.queue.push_back(Queued::Command {
+                    request,
+                    command,
+                    deadline,
+                });
+            }
+            Command::StartChildren { specs, opts } => {
+                self.start_children(now, request, specs, opts)
+            }
+            Command::StopChildren { ids, opts } => self.stop_children(now, request, ids, opts),
+        }
+    }
+
+    fn validate_command(command: &Command) -> Result<(), CommandError> {
+        match command {
+            Command::StartChildren { specs, .. } => {
+                if specs.is_empty() {
+                    return Err(CommandError::NoChildren);
+                }
+                for s in specs {
+                    s.validate().map_err(|error| CommandError::InvalidSpec {
+                        id: s.id.clone(),
+                        error,
+                    })?;
+                }
+                Ok(())
+            }
+            Command::StopChildren { ids, .. } if ids.is_empty() => Err(CommandError::NoChildren),
+            _ => Ok(()),
+        }
+    }
+
+    /// A report from the local supervisor about one of this node's children.
+    pub fn handle_local(&mut self, now: Time, report: LocalReport) {
+        if self.left {
+            return;
+        }
+        let span = tracing::debug_span!("node", id = %self.me);
+        let _g = span.enter();
+        match report {
+            LocalReport::Started { id, handle } => self.on_started(id, handle),
+            LocalReport::StartFailed { id, error } => self.on_start_failed(id, error),
+            LocalReport::Restarted { id, handle } => self.on_restarted(id, handle),
+            LocalReport::Exited { id, reason } => self.on_exited(now, id, reason),
+            // Handover arrives with HotSwap; nothing asks for state yet.
+            LocalReport::State { id, .. } => debug!(%id, "unrequested state report ignored"),
+        }
+        self.after_local_change(now);
+        self.finish(now);
+    }
+
+    /// Timers: call at (or after) [`Node::poll_timeout`]'s deadline. Calling
+    /// it early is harmless.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        let span = tracing::debug_span!("node", id = %self.me);
+        let _g = span.enter();
+        if now >= self.timers.heartbeat {
+            self.timers.heartbeat = now + self.cfg.heartbeat_interval;
+            let msg = Message::Heartbeat {
+                incarnation: self.cfg.incarnation,
+            };
+            for to in self.contactable() {
+                self.send(to, msg.clone());
+            }
+        }
+        let changes = self.membership.tick(now);
+        self.on_membership(now, changes);
+        if now >= self.timers.discover {
+            self.timers.discover = now + self.cfg.discover_interval;
+            for to in self.contactable() {
+                self.send_hello(&to);
+            }
+        }
+        if now >= self.timers.sync {
+            self.timers.sync = now + self.strategies.sync.sync_interval();
+            self.sync_round();
+        }
+        self.expire_ops(now);
+        self.expire_queue(now);
+        if self.lock.as_ref().is_some_and(|l| now >= l.until) {
+            debug!("redistribution lock timed out");
+            self.unlock(now);
+        }
+        if self.leaving.as_ref().is_some_and(|l| now >= l.deadline) {
+            self.finish_leave();
+        }
+        self.finish(now);
+    }
+
+    /// The next action: drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.left {
+            return None;
+        }
+        let mut t = self
+            .timers
+            .heartbeat
+            .min(self.timers.discover)
+            .min(self.timers.sync);
+        let deadlines = self
+            .ops
+            .values()
+            .map(Op::deadline)
+            .chain(self.lock.as_ref().map(|l| l.until))
+            .chain(self.leaving.as_ref().map(|l| l.deadline))
+            .chain(self.queue.iter().filter_map(|q| match q {
+                Queued::Command { deadline, .. } => Some(*deadline),
+                Queued::Remote { .. } => None,
+            }));
+        for d in deadlines {
+            t = t.min(d);
+        }
+        Some(t)
+    }
+
+    // ----- shared helpers -------------------------------------------------
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        self.out.push_back(Output::Send { to, message });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn reply(&mut self, request: RequestId, reply: Reply) {
+        self.out.push_back(Output::Reply { request, reply });
+    }
+
+    fn send_hello(&mut self, to: &NodeId) {
+        let members = self
+            .membership
+            .members()
+            .filter(|m| m.status.in_ring())
+            .map(|m| m.info.clone())
+            .collect();
+        let msg = Message::Hello {
+            info: self.cfg.info(),
+            members,
+        };
+        self.send(to.clone(), msg);
+    }
+
+    /// Members worth a heartbeat or hello: all but those that left.
+    fn contactable(&self) -> Vec<NodeId> {
+        self.membership
+            .members()
+            .filter(|m| m.status != Status::Left)
+            .map(|m| m.info.id.clone())
+            .collect()
+    }
+
+    fn replicas(&self) -> usize {
+        self.strategies.redundancy.replicas(self.ring.len()).max(1)
+    }
+
+    fn owners(&self, ring: &Ring, spec: &ChildSpec) -> Vec<NodeId> {
+        self.strategies
+            .distribution
+            .owners(ring, spec, self.replicas())
+    }
+
+    fn next_op(&mut self) -> OpRef {
+        self.next_seq += 1;
+        OpRef {
+            origin: self.me.clone(),
+            seq: self.next_seq,
+        }
+    }
+
+    /// Ends every input: sends what the outbox accumulated.
+    fn finish(&mut self, _now: Time) {
+        let me = self.me.clone();
+        if let Some(since) = self.outbox.dirty_since.take() {
+            let delta = self.registry.delta_since(&me, since);
+            let peers = self.membership.ring_peers();
+            let targets = self.strategies.sync.change_targets(&peers, &mut self.rng);
+            for to in targets {
+                self.send(to, Message::Delta(delta.clone()));
+            }
+        }
+        for (op, results) in std::mem::take(&mut self.outbox.start_results) {
+            let to = op.origin.clone();
+            self.send(to, Message::StartResult { op, results });
+        }
+        for (op, results) in std::mem::take(&mut self.outbox.stop_results) {
+            let to = op.origin.clone();
+            self.send(to, Message::StopResult { op, results });
+        }
+        for (to, children) in std::mem::take(&mut self.outbox.handoffs) {
+            self.send(to, Message::Handoff(children));
+        }
+        for (to, ids) in std::mem::take(&mut self.outbox.acks) {
+            self.send(to, Message::HandoffAck(ids));
+        }
+    }
+}
+
+/// Ids of a batch, deduplicated in order, and the repeats.
+fn dedup_ids<'a>(ids: impl Iterator<Item = &'a ChildId>) -> (Vec<ChildId>, Vec<ChildId>) {
+    let mut seen = BTreeSet::new();
+    let mut unique = Vec::new();
+    let mut repeats = Vec::new();
+    for id in ids {
+        if seen.insert(id.clone()) {
+            unique.push(id.clone());
+        } else {
+            repeats.push(id.clone());
+        }
+    }
+    (unique, repeats)
+}

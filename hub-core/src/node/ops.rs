@@ -1,0 +1,392 @@
+//! Origin side of starts and stops: dispatch to owners, collect per-child
+//! results, time out, roll back, reply.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{dedup_ids, Node};
+use crate::command::{
+    OnFailure, Reply, StartFailure, StartOptions, StartOutcome, StopOptions, StopOutcome,
+};
+use crate::error::{StartError, StopError};
+use crate::id::{ChildId, Handle, NodeId, RequestId};
+use crate::protocol::{Message, OpRef};
+use crate::spec::ChildSpec;
+use crate::time::Time;
+
+/// An awaited operation this node originated.
+#[derive(Debug)]
+pub(super) enum Op {
+    Start(StartOp),
+    Stop(StopOp),
+}
+
+impl Op {
+    pub(super) fn deadline(&self) -> Time {
+        match self {
+            Op::Start(o) => o.deadline,
+            Op::Stop(o) => o.deadline,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct StartOp {
+    request: RequestId,
+    on_failure: OnFailure,
+    deadline: Time,
+    /// Results still expected per child (one per owner it was sent to).
+    pending: BTreeMap<ChildId, usize>,
+    /// (child, node) pairs that answered, so a duplicated message counts once.
+    answered: BTreeSet<(ChildId, NodeId)>,
+    /// Ids repeated in the batch: answered `AlreadyStarted` at the end.
+    repeats: Vec<ChildId>,
+    outcome: StartOutcome,
+}
+
+#[derive(Debug)]
+pub(super) struct StopOp {
+    request: RequestId,
+    deadline: Time,
+    pending: BTreeMap<ChildId, usize>,
+    answered: BTreeSet<(ChildId, NodeId)>,
+    outcome: StopOutcome,
+}
+
+impl Node {
+    pub(super) fn start_children(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        specs: Vec<ChildSpec>,
+        opts: StartOptions,
+    ) {
+        let op = self.next_op();
+        let (unique, repeats) = dedup_ids(specs.iter().map(|s| &s.id));
+        let mut by_id: BTreeMap<ChildId, ChildSpec> = BTreeMap::new();
+        for s in specs {
+            by_id.entry(s.id.clone()).or_insert(s);
+        }
+        let mut by_node: BTreeMap<NodeId, Vec<ChildSpec>> = BTreeMap::new();
+        let mut pending = BTreeMap::new();
+        for id in unique {
+            let Some(spec) = by_id.remove(&id) else {
+                continue;
+            };
+            let owners = self.owners(&self.ring, &spec);
+            pending.insert(id, owners.len());
+            for o in owners {
+                by_node.entry(o).or_default().push(spec.clone());
+            }
+        }
+        if opts.await_result {
+            self.ops.insert(
+                op.seq,
+                Op::Start(StartOp {
+                    request,
+                    on_failure: opts.on_failure,
+                    deadline: now + opts.timeout,
+                    pending,
+                    answered: BTreeSet::new(),
+                    repeats,
+                    outcome: StartOutcome::default(),
+                }),
+            );
+        } else {
+            self.reply(request, Reply::StartInitiated);
+        }
+        for (node, specs) in by_node {
+            if node == self.me {
+                self.owner_start(
+                    op.clone(),
+                    specs,
+                    opts.check_existing,
+                    vec![self.me.clone()],
+                );
+            } else {
+                let msg = Message::StartRequest {
+                    op: op.clone(),
+                    specs,
+                    check_existing: opts.check_existing,
+                    path: vec![self.me.clone()],
+                };
+                self.send(node, msg);
+            }
+        }
+        self.try_complete(now, op.seq);
+    }
+
+    pub(super) fn stop_children(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        ids: Vec<ChildId>,
+        opts: StopOptions,
+    ) {
+        let op = self.next_op();
+        let (unique, _) = dedup_ids(ids.iter());
+        let mut outcome = StopOutcome::default();
+        let mut by_node: BTreeMap<NodeId, Vec<ChildId>> = BTreeMap::new();
+        let mut pending = BTreeMap::new();
+        for id in unique {
+            let holders = self.registry.lookup(id.as_str());
+            if holders.is_empty() {
+                // Only nodes that host it are asked; an unknown id fails now.
+                outcome.failed.push((id, None, StopError::NotFound));
+                continue;
+            }
+            pending.insert(id.clone(), holders.len());
+            for (n, _) in holders {
+                by_node.entry(n).or_default().push(id.clone());
+            }
+        }
+        if opts.await_result {
+            self.ops.insert(
+                op.seq,
+                Op::Stop(StopOp {
+                    request,
+                    deadline: now + opts.timeout,
+                    pending,
+                    answered: BTreeSet::new(),
+                    outcome,
+                }),
+            );
+        } else {
+            self.reply(request, Reply::StopInitiated);
+        }
+        for (node, ids) in by_node {
+            if node == self.me {
+                self.owner_stop(Some(op.clone()), ids);
+            } else {
+                self.send(
+                    node,
+                    Message::StopRequest {
+                        op: op.clone(),
+                        ids,
+                    },
+                );
+            }
+        }
+        self.try_complete(now, op.seq);
+    }
+
+    /// Routes per-child start results to the op's origin (batched).
+    pub(super) fn deliver_start(
+        &mut self,
+        op: OpRef,
+        id: ChildId,
+        result: Result<Handle, StartError>,
+    ) {
+        if op.origin == self.me {
+            let me = self.me.clone();
+            self.record_start(op.seq, &me, id, result);
+        } else {
+            self.outbox
+                .start_results
+                .entry(op)
+                .or_default()
+                .push((id, result));
+        }
+    }
+
+    /// Routes per-child stop results to the op's origin (batched).
+    pub(super) fn deliver_stop(&mut self, op: OpRef, id: ChildId, result: Result<(), StopError>) {
+        if op.origin == self.me {
+            let me = self.me.clone();
+            self.record_stop(op.seq, &me, id, result);
+        } else {
+            self.outbox
+                .stop_results
+                .entry(op)
+                .or_default()
+                .push((id, result));
+        }
+    }
+
+    pub(super) fn on_start_results(
+        &mut self,
+        now: Time,
+        op: OpRef,
+        from: &NodeId,
+        results: crate::protocol::StartResults,
+    ) {
+        if op.origin != self.me {
+            return;
+        }
+        for (id, r) in results {
+            self.record_start(op.seq, from, id, r);
+        }
+        self.try_complete(now, op.seq);
+    }
+
+    pub(super) fn on_stop_results(
+        &mut self,
+        now: Time,
+        op: OpRef,
+        from: &NodeId,
+        results: crate::protocol::StopResults,
+    ) {
+        if op.origin != self.me {
+            return;
+        }
+        for (id, r) in results {
+            self.record_stop(op.seq, from, id, r);
+        }
+        self.try_complete(now, op.seq);
+    }
+
+    fn record_start(
+        &mut self,
+        seq: u64,
+        from: &NodeId,
+        id: ChildId,
+        r: Result<Handle, StartError>,
+    ) {
+        let Some(Op::Start(op)) = self.ops.get_mut(&seq) else {
+            return;
+        };
+        if !take_pending(&mut op.pending, &mut op.answered, &id, from) {
+            return;
+        }
+        match r {
+            Ok(h) => op
+                .outcome
+                .started
+                .entry(id)
+                .or_default()
+                .push((from.clone(), h)),
+            Err(error) => op.outcome.failed.push(StartFailure {
+                id,
+                node: Some(from.clone()),
+                error,
+            }),
+        }
+    }
+
+    fn record_stop(&mut self, seq: u64, from: &NodeId, id: ChildId, r: Result<(), StopError>) {
+        let Some(Op::Stop(op)) = self.ops.get_mut(&seq) else {
+            return;
+        };
+        if !take_pending(&mut op.pending, &mut op.answered, &id, from) {
+            return;
+        }
+        match r {
+            Ok(()) => op.outcome.stopped.entry(id).or_default().push(from.clone()),
+            Err(e) => op.outcome.failed.push((id, Some(from.clone()), e)),
+        }
+    }
+
+    /// Completes the op if nothing is pending any more.
+    pub(super) fn try_complete(&mut self, now: Time, seq: u64) {
+        let done = match self.ops.get(&seq) {
+            Some(Op::Start(o)) => o.pending.is_empty(),
+            Some(Op::Stop(o)) => o.pending.is_empty(),
+            None => false,
+        };
+        if done {
+            self.complete(now, seq);
+        }
+    }
+
+    pub(super) fn expire_ops(&mut self, now: Time) {
+        let due: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, o)| o.deadline() <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in due {
+            self.complete(now, seq);
+        }
+    }
+
+    /// Finishes an op: whatever is still pending timed out.
+    fn complete(&mut self, _now: Time, seq: u64) {
+        match self.ops.remove(&seq) {
+            Some(Op::Start(op)) => self.complete_start(op),
+            Some(Op::Stop(mut op)) => {
+                for (id, _) in std::mem::take(&mut op.pending) {
+                    op.outcome.failed.push((id, None, StopError::Timeout));
+                }
+                self.reply(op.request, Reply::Stopped(op.outcome));
+            }
+            None => {}
+        }
+    }
+
+    fn complete_start(&mut self, mut op: StartOp) {
+        let out = &mut op.outcome;
+        for (id, _) in std::mem::take(&mut op.pending) {
+            out.failed.push(StartFailure {
+                id,
+                node: None,
+                error: StartError::Timeout,
+            });
+        }
+        let real_failure = !out.failed.is_empty();
+        for id in std::mem::take(&mut op.repeats) {
+            let error = match out.started.get(&id).and_then(|h| h.first()) {
+                Some((node, handle)) => StartError::AlreadyStarted {
+                    node: node.clone(),
+                    handle: *handle,
+                },
+                None => out
+                    .failed
+                    .iter()
+                    .find(|f| f.id == id)
+                    .map(|f| f.error.clone())
+                    .unwrap_or(StartError::Timeout),
+            };
+            let node = out
+                .started
+                .get(&id)
+                .and_then(|h| h.first())
+                .map(|(n, _)| n.clone());
+            out.failed.push(StartFailure { id, node, error });
+        }
+        if op.on_failure == OnFailure::Rollback && real_failure && !out.started.is_empty() {
+            let mut by_node: BTreeMap<NodeId, Vec<ChildId>> = BTreeMap::new();
+            for (id, holders) in std::mem::take(&mut out.started) {
+                for (n, _) in holders {
+                    by_node.entry(n.clone()).or_default().push(id.clone());
+                    out.failed.push(StartFailure {
+                        id: id.clone(),
+                        node: Some(n),
+                        error: StartError::RolledBack,
+                    });
+                }
+            }
+            out.rolled_back = true;
+            for (node, ids) in by_node {
+                if node == self.me {
+                    self.owner_stop(None, ids);
+                } else {
+                    // Results of this stop go to an op id nobody waits for.
+                    let op = self.next_op();
+                    self.send(node, Message::StopRequest { op, ids });
+                }
+            }
+        }
+        self.reply(op.request, Reply::Started(op.outcome));
+    }
+}
+
+/// Counts one answer for `(id, from)`; false for an unexpected or repeated
+/// answer.
+fn take_pending(
+    pending: &mut BTreeMap<ChildId, usize>,
+    answered: &mut BTreeSet<(ChildId, NodeId)>,
+    id: &ChildId,
+    from: &NodeId,
+) -> bool {
+    let Some(left) = pending.get_mut(id) else {
+        return false;
+    };
+    if !answered.insert((id.clone(), from.clone())) {
+        return false;
+    }
+    *left -= 1;
+    if *left == 0 {
+        pending.remove(id);
+    }
+    true
+}

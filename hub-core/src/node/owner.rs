@@ -1,0 +1,376 @@
+//! Owner side: start and stop requests, local process reports, and the
+//! node's own registry slice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::{Local, LocalState, Node, StartPurpose, StopPurpose, Waiter};
+use crate::error::{StartError, StopError};
+use crate::event::Event;
+use crate::id::{ChildId, Handle, NodeId};
+use crate::output::{ExitReason, Output, StopReason};
+use crate::protocol::{Message, OpRef};
+use crate::registry::RegistryChange;
+use crate::spec::ChildSpec;
+use crate::time::Time;
+
+impl Node {
+    /// Handles a start request for children this node owns (per the
+    /// sender); forwards those it does not own, within the hop limit.
+    pub(super) fn owner_start(
+        &mut self,
+        op: OpRef,
+        specs: Vec<ChildSpec>,
+        check_existing: bool,
+        path: Vec<NodeId>,
+    ) {
+        let mut forwards: BTreeMap<NodeId, Vec<ChildSpec>> = BTreeMap::new();
+        for spec in specs {
+            let id = spec.id.clone();
+            if let Err(e) = spec.validate() {
+                self.deliver_start(op.clone(), id, Err(StartError::InvalidSpec(e)));
+                continue;
+            }
+            if self.partitioned {
+                self.deliver_start(op.clone(), id, Err(StartError::Partitioned));
+                continue;
+            }
+            if self.leaving.is_some() {
+                self.deliver_start(op.clone(), id, Err(StartError::ShuttingDown));
+                continue;
+            }
+            let owners = self.owners(&self.ring, &spec);
+            if !owners.contains(&self.me) {
+                let next = owners.iter().find(|o| !path.contains(o));
+                match next {
+                    Some(to) if path.len() <= self.cfg.forward_hop_limit => {
+                        forwards.entry(to.clone()).or_default().push(spec);
+                    }
+                    _ => {
+                        let mut nodes = path.clone();
+                        nodes.push(self.me.clone());
+                        warn!(child = %id, ?nodes, "start forwarding limit reached");
+                        self.deliver_start(op.clone(), id, Err(StartError::HopLimit(nodes)));
+                    }
+                }
+                continue;
+            }
+            if let Some(local) = self.local.get_mut(&id) {
+                match &mut local.state {
+                    LocalState::Running(handle) => {
+                        let r = if check_existing {
+                            Err(StartError::AlreadyStarted {
+                                node: self.me.clone(),
+                                handle: *handle,
+                            })
+                        } else {
+                            Ok(*handle)
+                        };
+                        self.deliver_start(op.clone(), id, r);
+                    }
+                    LocalState::Starting(StartPurpose::Request(waiters)) => {
+                        waiters.push(Waiter {
+                            op: op.clone(),
+                            duplicate: check_existing,
+                        });
+                    }
+                    LocalState::Starting(_) | LocalState::Stopping { .. } => {
+                        // Being moved in or out: it exists, under another flow.
+                        let handle = match local.state {
+                            LocalState::Stopping { handle, .. } => handle,
+                            _ => Handle(0),
+                        };
+                        let r = Err(StartError::AlreadyStarted {
+                            node: self.me.clone(),
+                            handle,
+                        });
+                        self.deliver_start(op.clone(), id, r);
+                    }
+                }
+                continue;
+            }
+            if check_existing {
+                if let Some((node, handle)) = self.registry.lookup_ref(id.as_str()).first() {
+                    let r = Err(StartError::AlreadyStarted {
+                        node: node.clone(),
+                        handle: *handle,
+                    });
+                    self.deliver_start(op.clone(), id, r);
+                    continue;
+                }
+            }
+            let waiter = Waiter {
+                op: op.clone(),
+                duplicate: false,
+            };
+            self.spawn(Arc::new(spec), None, StartPurpose::Request(vec![waiter]));
+        }
+        for (to, specs) in forwards {
+            let ids = specs.iter().map(|s| s.id.clone()).collect();
+            let mut next_path = path.clone();
+            next_path.push(self.me.clone());
+            self.emit(Event::ForwardedMigration {
+                node: to.clone(),
+                ids,
+            });
+            let msg = Message::StartRequest {
+                op: op.clone(),
+                specs,
+                check_existing,
+                path: next_path,
+            };
+            self.send(to, msg);
+        }
+    }
+
+    /// Stops the listed children if they run here; `op` gets the results.
+    pub(super) fn owner_stop(&mut self, op: Option<OpRef>, ids: Vec<ChildId>) {
+        for id in ids {
+            let running = self
+                .local
+                .get(&id)
+                .is_some_and(|l| !matches!(l.state, LocalState::Starting(_)));
+            if running {
+                self.begin_stop(&id, StopPurpose::Requested, op.clone());
+            } else if let Some(op) = op.clone() {
+                self.deliver_stop(op, id, Err(StopError::NotFound));
+            }
+        }
+    }
+
+    pub(super) fn spawn(
+        &mut self,
+        spec: Arc<ChildSpec>,
+        restore: Option<Bytes>,
+        purpose: StartPurpose,
+    ) {
+        self.orphans.remove(&spec.id);
+        self.local.insert(
+            spec.id.clone(),
+            Local {
+                spec: spec.clone(),
+                state: LocalState::Starting(purpose),
+            },
+        );
+        self.out.push_back(Output::Spawn { spec, restore });
+    }
+
+    /// Asks the driver to stop a running child; a second stop while one is
+    /// in flight only adds the waiter.
+    pub(super) fn begin_stop(&mut self, id: &ChildId, purpose: StopPurpose, waiter: Option<OpRef>) {
+        let Some(local) = self.local.get_mut(id) else {
+            return;
+        };
+        match &mut local.state {
+            LocalState::Running(handle) => {
+                let reason = match &purpose {
+                    StopPurpose::Requested => StopReason::Requested,
+                    StopPurpose::Migrate(to) => StopReason::Migrated { to: to.clone() },
+                    StopPurpose::Conflict => StopReason::Conflict,
+                    StopPurpose::Partition => StopReason::Partitioned,
+                    StopPurpose::Shutdown => StopReason::Shutdown,
+                };
+                local.state = LocalState::Stopping {
+                    handle: *handle,
+                    purpose,
+                    waiters: waiter.into_iter().collect(),
+                };
+                self.out.push_back(Output::Stop {
+                    id: id.clone(),
+                    reason,
+                });
+            }
+            LocalState::Stopping { waiters, .. } => waiters.extend(waiter),
+            LocalState::Starting(_) => {}
+        }
+    }
+
+    pub(super) fn on_started(&mut self, id: ChildId, handle: Handle) {
+        let Some(local) = self.local.get_mut(&id) else {
+            // Started after we gave up on it (e.g. it was moved meanwhile).
+            warn!(child = %id, "start report for an unknown child; stopping it");
+            self.out.push_back(Output::Stop {
+                id,
+                reason: StopReason::Conflict,
+            });
+            return;
+        };
+        let LocalState::Starting(purpose) =
+            std::mem::replace(&mut local.state, LocalState::Running(handle))
+        else {
+            debug!(child = %id, "duplicate start report");
+            return;
+        };
+        let spec = local.spec.clone();
+        self.write_own(Some((spec, handle)), &id);
+        self.emit(Event::ChildStarted {
+            id: id.clone(),
+            handle,
+        });
+        match purpose {
+            StartPurpose::Request(waiters) => {
+                for w in waiters {
+                    let r = if w.duplicate {
+                        Err(StartError::AlreadyStarted {
+                            node: self.me.clone(),
+                            handle,
+                        })
+                    } else {
+                        Ok(handle)
+                    };
+                    self.deliver_start(w.op, id.clone(), r);
+                }
+            }
+            StartPurpose::Handoff(from) => {
+                self.outbox.acks.entry(from).or_default().push(id.clone())
+            }
+            StartPurpose::Orphan => {}
+        }
+        if self.partitioned {
+            self.begin_stop(&id, StopPurpose::Partition, None);
+        } else if let Some(l) = &self.leaving {
+            let target = self
+                .strategies
+                .distribution
+                .owners(&l.ring, &self.local[&id].spec, 1);
+            let purpose = target
+                .first()
+                .map_or(StopPurpose::Shutdown, |t| StopPurpose::Migrate(t.clone()));
+            self.begin_stop(&id, purpose, None);
+        }
+    }
+
+    pub(super) fn on_start_failed(&mut self, id: ChildId, error: StartError) {
+        let Some(local) = self.local.remove(&id) else {
+            return;
+        };
+        let LocalState::Starting(purpose) = local.state else {
+            self.local.insert(id, local);
+            return;
+        };
+        match purpose {
+            StartPurpose::Request(waiters) => {
+                for w in waiters {
+                    self.deliver_start(w.op, id.clone(), Err(error.clone()));
+                }
+            }
+            StartPurpose::Handoff(from) => {
+                self.outbox.acks.entry(from).or_default().push(id.clone());
+                self.emit(Event::ChildFailed {
+                    id,
+                    reason: error.to_string(),
+                });
+            }
+            StartPurpose::Orphan => self.emit(Event::ChildFailed {
+                id,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    pub(super) fn on_restarted(&mut self, id: ChildId, handle: Handle) {
+        let Some(local) = self.local.get_mut(&id) else {
+            return;
+        };
+        let LocalState::Running(h) = &mut local.state else {
+            return;
+        };
+        *h = handle;
+        let spec = local.spec.clone();
+        self.write_own(Some((spec, handle)), &id);
+        self.emit(Event::ChildRestarted { id, handle });
+    }
+
+    pub(super) fn on_exited(&mut self, _now: Time, id: ChildId, reason: ExitReason) {
+        let Some(local) = self.local.remove(&id) else {
+            return;
+        };
+        self.write_own(None, &id);
+        match local.state {
+            LocalState::Stopping {
+                purpose, waiters, ..
+            } => {
+                for op in waiters {
+                    self.deliver_stop(op, id.clone(), Ok(()));
+                }
+                match purpose {
+                    StopPurpose::Migrate(to) => self.hand_off(local.spec, to),
+                    StopPurpose::Partition => {
+                        self.suspended.insert(id, local.spec);
+                    }
+                    StopPurpose::Requested | StopPurpose::Conflict | StopPurpose::Shutdown => {}
+                }
+            }
+            LocalState::Running(_) => {
+                // Gone for good per its restart policy (the supervisor
+                // restarts the others): removed cluster-wide.
+                if let ExitReason::Crashed(r) | ExitReason::Failed(r) = reason {
+                    self.emit(Event::ChildFailed { id, reason: r });
+                }
+            }
+            LocalState::Starting(purpose) => {
+                self.local.insert(
+                    id.clone(),
+                    Local {
+                        spec: local.spec,
+                        state: LocalState::Starting(purpose),
+                    },
+                );
+                self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));
+            }
+        }
+    }
+
+    /// Sends a stopped child to its new owner and remembers it until
+    /// acknowledged.
+    pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId) {
+        let id = spec.id.clone();
+        self.outbox
+            .handoffs
+            .entry(to.clone())
+            .or_default()
+            .push(crate::protocol::Handoff {
+                spec: (*spec).clone(),
+                state: None,
+            });
+        self.outbound.insert(id, super::Outbound { spec, to });
+    }
+
+    /// Writes (or with `None` removes) this node's own registry row.
+    pub(super) fn write_own(&mut self, row: Option<(Arc<ChildSpec>, Handle)>, id: &ChildId) {
+        let me = self.me.clone();
+        let inc = self.cfg.incarnation;
+        let since = self.registry.clock(&me);
+        let changes = match row {
+            Some((spec, handle)) => Some(self.registry.local_insert(&me, inc, spec, handle).1),
+            None => self.registry.local_remove(&me, inc, id).map(|(_, c)| c),
+        };
+        if let Some(changes) = changes {
+            if self.outbox.dirty_since.is_none() {
+                self.outbox.dirty_since = Some(since);
+            }
+            self.registry_events(changes);
+        }
+    }
+
+    /// Emits the SPEC's registry events for changes of the live view, and
+    /// forgets orphans that some node runs again.
+    pub(super) fn registry_events(&mut self, changes: Vec<RegistryChange>) {
+        for c in changes {
+            match c {
+                RegistryChange::Inserted { id, .. } => {
+                    self.orphans.remove(&id);
+                    let owners = self.registry.lookup(id.as_str());
+                    self.emit(Event::RegistryInserted { id, owners });
+                }
+                RegistryChange::Removed { id, node } => self.emit(Event::RegistryRemoved {
+                    id,
+                    nodes: vec![node],
+                }),
+            }
+        }
+    }
+}

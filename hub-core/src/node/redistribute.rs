@@ -1,0 +1,429 @@
+//! Membership reactions: the ring, redistribution under the lock, orphan
+//! restarts, handoffs, graceful leave and quorum loss.
+//!
+//! Placement is reconciled, not replayed: after any membership change each
+//! node looks at the children it runs and the orphans it knows, and moves
+//! or starts what the ring says. This is idempotent, so a lost message or a
+//! second change in the middle only means the next reconcile does the rest.
+
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use super::{LocalState, Lock, Node, Orphan, Queued, StartPurpose, StopPurpose};
+use crate::command::Reply;
+use crate::error::CommandError;
+use crate::event::{Direction, Event};
+use crate::id::{ChildId, NodeId, RequestId};
+use crate::membership::Change;
+use crate::protocol::{Handoff, Message};
+use crate::strategy::QuorumView;
+use crate::time::Time;
+
+impl Node {
+    pub(super) fn on_membership(&mut self, now: Time, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut triggers = Vec::new();
+        for change in changes {
+            info!(?change, "membership");
+            match change {
+                Change::Joined(n) => {
+                    self.ring.insert(n.clone());
+                    self.emit(Event::ClusterJoin(n.clone()));
+                    // Pull what the newcomer has; it pulls ours likewise.
+                    let digest = self.registry.digest();
+                    self.send(n.clone(), Message::Digest(digest));
+                    triggers.push((Direction::Up, n));
+                }
+                Change::Down(n) => {
+                    if self.ring.remove(&n) {
+                        self.emit(Event::ClusterLeave(n.clone()));
+                    }
+                    self.orphan_slice(&n);
+                    self.reroute_outbound(&n);
+                    triggers.push((Direction::Down, n));
+                }
+                Change::Leaving(n) => {
+                    self.ring.remove(&n);
+                    self.emit(Event::ClusterLeave(n.clone()));
+                    triggers.push((Direction::Down, n));
+                }
+                Change::Left(n) => {
+                    self.orphan_slice(&n);
+                    self.reroute_outbound(&n);
+                }
+                Change::Restarted(n) => {
+                    self.ring.remove(&n);
+                    self.orphan_slice(&n);
+                    self.reroute_outbound(&n);
+                }
+            }
+        }
+        // Quorum first: a minority node must not start orphans.
+        self.check_quorum(now);
+        if triggers.is_empty() {
+            self.reconcile();
+            return;
+        }
+        for (direction, node) in &triggers {
+            self.emit(Event::PreRedistribution {
+                direction: *direction,
+                node: node.clone(),
+            });
+        }
+        match &mut self.lock {
+            Some(lock) => lock.triggers.extend(triggers),
+            None => {
+                self.lock = Some(Lock {
+                    until: now + self.cfg.lock_timeout,
+                    triggers,
+                });
+                self.emit(Event::PriorityStateUpdated { level: 1 });
+            }
+        }
+        self.reconcile();
+        self.after_local_change(now);
+    }
+
+    /// Moves a departed node's live rows into the orphans.
+    fn orphan_slice(&mut self, node: &NodeId) {
+        let rows = self.registry.remove_slice(node);
+        for (id, row) in rows {
+            self.emit(Event::RegistryRemoved {
+                id: id.clone(),
+                nodes: vec![node.clone()],
+            });
+            if self.registry.lookup_ref(id.as_str()).is_empty() && !self.local.contains_key(&id) {
+                self.orphans.insert(
+                    id,
+                    Orphan {
+                        spec: row.spec,
+                        sent_to: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Handoffs to a node that went away are orphans again.
+    fn reroute_outbound(&mut self, node: &NodeId) {
+        let lost: Vec<ChildId> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.to == *node)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            if let Some(o) = self.outbound.remove(&id) {
+                self.orphans.insert(
+                    id,
+                    Orphan {
+                        spec: o.spec,
+                        sent_to: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Brings local placement in line with the ring: migrate away what this
+    /// node should not run, stop extra copies, start orphans it owns and
+    /// hand the other orphans to their owners.
+    pub(super) fn reconcile(&mut self) {
+        if self.partitioned || self.leaving.is_some() || self.left {
+            return;
+        }
+        let mut moves = Vec::new();
+        for (id, local) in &self.local {
+            if let LocalState::Running(_) = local.state {
+                let owners = self.owners(&self.ring, &local.spec);
+                if owners.contains(&self.me) {
+                    continue;
+                }
+                let target = owners
+                    .iter()
+                    .find(|o| !self.registry.holds(o, id.as_str()))
+                    .cloned();
+                moves.push((id.clone(), target));
+            }
+        }
+        for (id, target) in moves {
+            let purpose = match target {
+                Some(to) => StopPurpose::Migrate(to),
+                None => StopPurpose::Conflict,
+            };
+            debug!(child = %id, ?purpose, "not an owner any more");
+            self.begin_stop(&id, purpose, None);
+        }
+        let ids: Vec<ChildId> = self.orphans.keys().cloned().collect();
+        for id in ids {
+            let held = !self.registry.lookup_ref(id.as_str()).is_empty()
+                || self.local.contains_key(&id)
+                || self.outbound.contains_key(&id);
+            if held {
+                self.orphans.remove(&id);
+                continue;
+            }
+            let Some(orphan) = self.orphans.get(&id) else {
+                continue;
+            };
+            let spec = orphan.spec.clone();
+            let owners = self.owners(&self.ring, &spec);
+            if owners.contains(&self.me) {
+                self.spawn(spec, None, StartPurpose::Orphan);
+            } else if let Some(first) = owners.first() {
+                // The owner may not know the child (e.g. it restarted and
+                // lost its registry): tell it once per sync round.
+                if orphan.sent_to.as_ref() != Some(first) {
+                    let to = first.clone();
+                    self.outbox
+                        .handoffs
+                        .entry(to.clone())
+                        .or_default()
+                        .push(Handoff {
+                            spec: (*spec).clone(),
+                            state: None,
+                        });
+                    if let Some(o) = self.orphans.get_mut(&id) {
+                        o.sent_to = Some(to);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Children handed to this node.
+    pub(super) fn on_handoff(&mut self, from: &NodeId, children: Vec<Handoff>) {
+        for h in children {
+            let id = h.spec.id.clone();
+            if h.spec.validate().is_err() {
+                continue;
+            }
+            let spec = Arc::new(h.spec);
+            if self.local.contains_key(&id) {
+                self.outbox.acks.entry(from.clone()).or_default().push(id);
+            } else if self.partitioned {
+                self.suspended.insert(id.clone(), spec);
+                self.outbox.acks.entry(from.clone()).or_default().push(id);
+            } else if let Some(l) = &self.leaving {
+                // Pass it on to where it goes without this node.
+                match self
+                    .strategies
+                    .distribution
+                    .owners(&l.ring, &spec, 1)
+                    .first()
+                {
+                    Some(to) if to != from => {
+                        let to = to.clone();
+                        self.outbox.handoffs.entry(to).or_default().push(Handoff {
+                            spec: (*spec).clone(),
+                            state: h.state,
+                        });
+                        self.outbox.acks.entry(from.clone()).or_default().push(id);
+                    }
+                    _ => debug!(child = %id, "leaving node cannot take a handoff"),
+                }
+            } else {
+                self.spawn(spec, h.state, StartPurpose::Handoff(from.clone()));
+            }
+        }
+    }
+
+    pub(super) fn on_handoff_ack(&mut self, now: Time, from: &NodeId, ids: Vec<ChildId>) {
+        let mut moved = Vec::new();
+        for id in ids {
+            if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
+                self.outbound.remove(&id);
+                moved.push(id);
+            }
+        }
+        if !moved.is_empty() {
+            self.emit(Event::ChildMigrated {
+                to: from.clone(),
+                children: moved,
+            });
+        }
+        self.after_local_change(now);
+    }
+
+    /// Redistribution may have finished, or a leave completed.
+    pub(super) fn after_local_change(&mut self, now: Time) {
+        let migrating = !self.outbound.is_empty()
+            || self.local.values().any(|l| {
+                matches!(
+                    l.state,
+                    LocalState::Stopping {
+                        purpose: StopPurpose::Migrate(_),
+                        ..
+                    }
+                )
+            });
+        if self.lock.is_some() && !migrating {
+            self.unlock(now);
+        }
+        if self.leaving.is_some() && self.local.is_empty() && self.outbound.is_empty() {
+            self.finish_leave();
+        }
+    }
+
+    /// Lifts the redistribution lock and runs what was queued, in order.
+    pub(super) fn unlock(&mut self, now: Time) {
+        let Some(lock) = self.lock.take() else { return };
+        for (direction, node) in lock.triggers {
+            self.emit(Event::PostRedistribution { direction, node });
+        }
+        self.emit(Event::PriorityStateUpdated { level: 0 });
+        let queued = std::mem::take(&mut self.queue);
+        for q in queued {
+            match q {
+                Queued::Command {
+                    request, command, ..
+                } => self.dispatch_command(now, request, command),
+                Queued::Remote { from, message } => self.dispatch_message(now, &from, message),
+            }
+        }
+    }
+
+    pub(super) fn expire_queue(&mut self, now: Time) {
+        let (expired, kept): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|q| matches!(q, Queued::Command { deadline, .. } if *deadline <= now));
+        self.queue = kept.into();
+        for q in expired {
+            if let Queued::Command { request, .. } = q {
+                self.reply(request, Reply::Error(CommandError::LockTimeout));
+            }
+        }
+    }
+
+    /// Enters or leaves partition mode per the partition strategy.
+    fn check_quorum(&mut self, now: Time) {
+        let view = QuorumView {
+            now,
+            visible: self.membership.visible(),
+            history: self.membership.history(),
+        };
+        let partitioned = self.strategies.partition.is_partitioned(&view);
+        if partitioned && !self.partitioned {
+            info!(
+                visible = view.visible,
+                "quorum lost: stopping local children"
+            );
+            self.partitioned = true;
+            self.emit(Event::Partitioned);
+            let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+            for id in ids {
+                self.begin_stop(&id, StopPurpose::Partition, None);
+            }
+        } else if !partitioned && self.partitioned {
+            info!("quorum restored");
+            self.partitioned = false;
+            self.emit(Event::QuorumRestored);
+            for (id, spec) in std::mem::take(&mut self.suspended) {
+                if self.registry.lookup_ref(id.as_str()).is_empty() {
+                    self.orphans.insert(
+                        id,
+                        Orphan {
+                            spec,
+                            sent_to: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Graceful leave: announce, hand every child to its owner in the ring
+    /// without this node, then say `Left`.
+    pub(super) fn begin_leave(&mut self, now: Time, request: RequestId) {
+        let mut ring = self.ring.clone();
+        ring.remove(&self.me);
+        self.leaving = Some(super::Leaving {
+            request,
+            deadline: now + self.cfg.shutdown_timeout,
+            ring: ring.clone(),
+        });
+        for to in self.contactable() {
+            self.send(to, Message::Leaving);
+        }
+        for q in std::mem::take(&mut self.queue) {
+            if let Queued::Command { request, .. } = q {
+                self.reply(request, Reply::Error(CommandError::ShuttingDown));
+            }
+        }
+        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        for id in ids {
+            let spec = self.local[&id].spec.clone();
+            let to = self.strategies.distribution.owners(&ring, &spec, 1);
+            let purpose = to
+                .first()
+                .map_or(StopPurpose::Shutdown, |t| StopPurpose::Migrate(t.clone()));
+            self.begin_stop(&id, purpose, None);
+        }
+        // Orphans this node knew about go to their owners too.
+        for (_, o) in std::mem::take(&mut self.orphans) {
+            if let Some(to) = self
+                .strategies
+                .distribution
+                .owners(&ring, &o.spec, 1)
+                .first()
+            {
+                self.outbox
+                    .handoffs
+                    .entry(to.clone())
+                    .or_default()
+                    .push(Handoff {
+                        spec: (*o.spec).clone(),
+                        state: None,
+                    });
+            }
+        }
+        self.after_local_change(now);
+    }
+
+    pub(super) fn finish_leave(&mut self) {
+        let Some(leaving) = self.leaving.take() else {
+            return;
+        };
+        for to in self.contactable() {
+            self.send(to, Message::Left);
+        }
+        self.left = true;
+        self.lock = None;
+        self.emit(Event::Shutdown {
+            reason: "left the cluster".into(),
+        });
+        self.reply(leaving.request, Reply::Left);
+    }
+
+    /// Periodic repair: digests to the sync targets, unacknowledged
+    /// handoffs resent, orphans re-offered, placement reconciled.
+    pub(super) fn sync_round(&mut self) {
+        let peers = self.membership.ring_peers();
+        let targets = self
+            .strategies
+            .sync
+            .round_targets(&self.me, &peers, &mut self.rng);
+        let digest = self.registry.digest();
+        for to in targets {
+            self.send(to, Message::Digest(digest.clone()));
+        }
+        let resend: Vec<_> = self
+            .outbound
+            .values()
+            .map(|o| (o.to.clone(), o.spec.clone()))
+            .collect();
+        for (to, spec) in resend {
+            self.outbox.handoffs.entry(to).or_default().push(Handoff {
+                spec: (*spec).clone(),
+                state: None,
+            });
+        }
+        for o in self.orphans.values_mut() {
+            o.sent_to = None;
+        }
+        self.reconcile();
+    }
+}

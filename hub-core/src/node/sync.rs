@@ -1,0 +1,50 @@
+//! Registry sync: applying peers' deltas and answering digests.
+
+use tracing::trace;
+
+use super::Node;
+use crate::id::NodeId;
+use crate::protocol::Message;
+use crate::registry::{SliceDelta, Version};
+
+impl Node {
+    pub(super) fn on_delta(&mut self, from: &NodeId, delta: SliceDelta) {
+        if delta.node == self.me {
+            return; // only this node writes its slice
+        }
+        // A third party's slice is accepted only while that node is alive
+        // here, so a dead node's rows are never resurrected.
+        let alive = delta.node == *from
+            || self
+                .membership
+                .get(&delta.node)
+                .is_some_and(|m| m.status.in_ring());
+        if !alive {
+            trace!(node = %delta.node, "delta for a node not alive here ignored");
+            return;
+        }
+        let node = delta.node.clone();
+        let wanted = delta.clock;
+        let changes = self.registry.apply(&delta);
+        self.registry_events(changes);
+        if self.registry.clock(&node) < wanted {
+            // A gap (a lost or reordered delta): ask for the rest.
+            let clock = self.registry.clock(&node);
+            self.send(from.clone(), Message::Digest(vec![(node, clock)]));
+        }
+    }
+
+    pub(super) fn on_digest(&mut self, from: &NodeId, digest: &[(NodeId, Version)]) {
+        let theirs = digest
+            .iter()
+            .find(|(n, _)| *n == self.me)
+            .map(|(_, v)| *v)
+            .unwrap_or_default();
+        let me = self.me.clone();
+        let mine = self.registry.clock(&me);
+        if mine != theirs {
+            let delta = self.registry.delta_since(&me, theirs);
+            self.send(from.clone(), Message::Delta(delta));
+        }
+    }
+}

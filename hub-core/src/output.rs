@@ -1,0 +1,130 @@
+//! What the node asks its driver to do, and what the driver reports back
+//! about local processes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::command::Reply;
+use crate::error::StartError;
+use crate::event::Event;
+use crate::id::{ChildId, Handle, NodeId, RequestId};
+use crate::protocol::Message;
+use crate::spec::ChildSpec;
+
+/// Why the node stops a local child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A stop command.
+    Requested,
+    /// It moves to another node.
+    Migrated {
+        /// The new owner.
+        to: NodeId,
+    },
+    /// Another instance wins (after a partition heal or churn).
+    Conflict,
+    /// Rollback of a failed batch.
+    RolledBack,
+    /// The node lost quorum.
+    Partitioned,
+    /// The node is leaving and nobody can take the child.
+    Shutdown,
+}
+
+/// An action for the driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Deliver `message` to node `to` (best effort: the core tolerates loss,
+    /// duplication and reordering).
+    Send {
+        /// Recipient.
+        to: NodeId,
+        /// Message.
+        message: Message,
+    },
+    /// Start a local instance; report [`LocalReport::Started`] or
+    /// [`LocalReport::StartFailed`].
+    Spawn {
+        /// The child.
+        spec: Arc<ChildSpec>,
+        /// State to restore, when handed over.
+        restore: Option<Bytes>,
+    },
+    /// Stop a local instance; report [`LocalReport::Exited`].
+    Stop {
+        /// The child.
+        id: ChildId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Snapshot a local instance's state; report [`LocalReport::State`].
+    RequestState {
+        /// The child.
+        id: ChildId,
+    },
+    /// The answer to a command.
+    Reply {
+        /// The command's id.
+        request: RequestId,
+        /// The answer.
+        reply: Reply,
+    },
+    /// A hook event.
+    Event(Event),
+}
+
+/// How a local child ended (after the driver's supervisor gave up
+/// restarting it, or because the node asked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The node asked it to stop ([`Output::Stop`]).
+    Stopped,
+    /// It exited normally and its restart policy says not to restart.
+    Normal,
+    /// It crashed and its restart policy says not to restart.
+    Crashed(String),
+    /// It crashed more than `max_restarts` times in `max_seconds`.
+    Failed(String),
+}
+
+/// What the driver's supervisor reports about local children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalReport {
+    /// A spawned child is running.
+    Started {
+        /// Child.
+        id: ChildId,
+        /// Its handle.
+        handle: Handle,
+    },
+    /// A spawn failed.
+    StartFailed {
+        /// Child.
+        id: ChildId,
+        /// Why.
+        error: StartError,
+    },
+    /// The supervisor restarted a crashed child.
+    Restarted {
+        /// Child.
+        id: ChildId,
+        /// New handle.
+        handle: Handle,
+    },
+    /// A child is gone for good.
+    Exited {
+        /// Child.
+        id: ChildId,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// The state asked for by [`Output::RequestState`] (`None` if the
+    /// process could not produce one).
+    State {
+        /// Child.
+        id: ChildId,
+        /// Serialized state.
+        state: Option<Bytes>,
+    },
+}

@@ -1,0 +1,171 @@
+//! The wire protocol: one versioned message enum, postcard-encoded.
+//!
+//! A frame body is `postcard(PROTOCOL_VERSION: u16) ++ postcard(Message)`.
+//! Length-delimiting and the handshake are the transport's job; this module
+//! turns bodies into messages and back, refusing anything larger than the
+//! limit, of another version, malformed or with trailing bytes. Decoding
+//! arbitrary bytes never panics, and allocation is bounded by the frame size
+//! because every collection length is checked against the remaining input.
+//!
+//! ```
+//! use hub_core::protocol::{decode, encode, Message, DEFAULT_MAX_FRAME};
+//! let bytes = encode(&Message::Heartbeat { incarnation: 3 }, DEFAULT_MAX_FRAME).unwrap();
+//! assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), Message::Heartbeat { incarnation: 3 });
+//! assert!(decode(&[0xff, 0xff, 0xff], DEFAULT_MAX_FRAME).is_err());
+//! ```
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DecodeError, EncodeError, StartError, StopError};
+use crate::id::{ChildId, Handle, Incarnation, NodeId};
+use crate::registry::{SliceDelta, Version};
+use crate::spec::ChildSpec;
+
+/// Version written in every frame; peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Default maximum frame size: 8 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Who a node is and where it listens (the address is opaque to the core).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: NodeId,
+    /// Address peers dial, e.g. `"127.0.0.1:7000"`; empty if not listening.
+    pub addr: String,
+    /// Incarnation of this run of the node.
+    pub incarnation: Incarnation,
+}
+
+/// Names one in-flight start or stop operation cluster-wide.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpRef {
+    /// Node that issued the command and collects the results.
+    pub origin: NodeId,
+    /// Origin-local sequence number.
+    pub seq: u64,
+}
+
+/// A child handed from its old node to its new owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The child.
+    pub spec: ChildSpec,
+    /// The old instance's state, when the migration strategy hands it over.
+    pub state: Option<Bytes>,
+}
+
+/// Per-child results of a start on one node.
+pub type StartResults = Vec<(ChildId, Result<Handle, StartError>)>;
+/// Per-child results of a stop on one node.
+pub type StopResults = Vec<(ChildId, Result<(), StopError>)>;
+
+/// Every message nodes exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Sent on connect and every `discover_interval`: who I am and whom I
+    /// know, so that the cluster becomes a full mesh.
+    Hello {
+        /// The sender.
+        info: NodeInfo,
+        /// Members the sender sees up.
+        members: Vec<NodeInfo>,
+    },
+    /// Liveness signal.
+    Heartbeat {
+        /// Sender's incarnation (a higher one means it restarted).
+        incarnation: Incarnation,
+    },
+    /// The sender leaves gracefully: take it out of the ring now; it hands
+    /// its children over before it sends [`Message::Left`].
+    Leaving,
+    /// The sender has handed everything over and is gone.
+    Left,
+    /// Registry changes of one slice.
+    Delta(SliceDelta),
+    /// The sender's registry clocks; answer with newer deltas of your slice.
+    Digest(Vec<(NodeId, Version)>),
+    /// Start these children (the receiver is, per the sender, an owner).
+    StartRequest {
+        /// The operation.
+        op: OpRef,
+        /// Specs to start.
+        specs: Vec<ChildSpec>,
+        /// Refuse ids that are already registered.
+        check_existing: bool,
+        /// Nodes the request passed through, origin first (hop limit).
+        path: Vec<NodeId>,
+    },
+    /// Per-child results of a [`Message::StartRequest`].
+    StartResult {
+        /// The operation.
+        op: OpRef,
+        /// Per child: the handle, or why it failed.
+        results: StartResults,
+    },
+    /// Stop these children if you run them.
+    StopRequest {
+        /// The operation.
+        op: OpRef,
+        /// Children to stop.
+        ids: Vec<ChildId>,
+    },
+    /// Per-child results of a [`Message::StopRequest`].
+    StopResult {
+        /// The operation.
+        op: OpRef,
+        /// Per child: stopped, or why not.
+        results: StopResults,
+    },
+    /// Children migrating to the receiver.
+    Handoff(Vec<Handoff>),
+    /// The receiver of a handoff runs (or refused) these children.
+    HandoffAck(Vec<ChildId>),
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    version: u16,
+    message: &'a Message,
+}
+
+/// Encodes a message into a frame body no larger than `max_frame`.
+pub fn encode(msg: &Message, max_frame: usize) -> Result<Vec<u8>, EncodeError> {
+    let bytes = postcard::to_stdvec(&EnvelopeRef {
+        version: PROTOCOL_VERSION,
+        message: msg,
+    })
+    .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+    if bytes.len() > max_frame {
+        return Err(EncodeError::TooLarge {
+            size: bytes.len(),
+            max: max_frame,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a frame body; any error means the connection must be closed.
+pub fn decode(bytes: &[u8], max_frame: usize) -> Result<Message, DecodeError> {
+    if bytes.len() > max_frame {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            max: max_frame,
+        });
+    }
+    let (version, rest) = postcard::take_from_bytes::<u16>(bytes)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion {
+            got: version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    let (msg, rest) = postcard::take_from_bytes::<Message>(rest)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(msg)
+}

@@ -1,0 +1,169 @@
+//! Consistent-hash ring with virtual nodes.
+//!
+//! The hash is **XXH3-64 with seed [`RING_SEED`]** (`xxhash-rust`), whose
+//! output is specified byte-for-byte and does not depend on platform,
+//! endianness, process or crate version. A node contributes `vnodes` points:
+//! `xxh3(node_id || 0xFF || vnode_index as u32 little-endian)`. A child id
+//! maps to `xxh3(child_id)`; its owners are the distinct nodes met walking
+//! clockwise from that point. Points are kept sorted by `(hash, node id)`, so
+//! the same membership gives the same owners whatever the insertion order.
+
+use std::collections::BTreeSet;
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::id::NodeId;
+
+/// Fixed seed of the ring hash; changing it would move every child.
+pub const RING_SEED: u64 = 0x7072_6f63_6875_6221; // "prochub!"
+/// Virtual nodes per member unless configured otherwise.
+pub const DEFAULT_VNODES: u32 = 128;
+
+/// Hash of a child id on the ring.
+pub fn child_point(id: &str) -> u64 {
+    xxh3_64_with_seed(id.as_bytes(), RING_SEED)
+}
+
+fn vnode_point(node: &str, index: u32) -> u64 {
+    let mut buf = Vec::with_capacity(node.len() + 5);
+    buf.extend_from_slice(node.as_bytes());
+    buf.push(0xFF); // cannot occur in UTF-8, so "a"+"1" never equals "a1"+""
+    buf.extend_from_slice(&index.to_le_bytes());
+    xxh3_64_with_seed(&buf, RING_SEED)
+}
+
+/// The ring: sorted virtual points, each naming a member by index.
+///
+/// ```
+/// use hub_core::{NodeId, Ring};
+/// let ring = Ring::new(128, ["a", "b", "c"].map(NodeId::new));
+/// let owner = ring.owner("child-1").unwrap();
+/// let two = ring.owners("child-1", 2);
+/// assert_eq!(two[0], owner);
+/// assert_eq!(two.len(), 2);
+/// assert_ne!(two[0], two[1]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ring {
+    vnodes: u32,
+    nodes: Vec<NodeId>,
+    /// (point, index into `nodes`), sorted.
+    points: Vec<(u64, u32)>,
+}
+
+impl Ring {
+    /// A ring over `members` (duplicates ignored) with `vnodes` points each
+    /// (at least 1).
+    pub fn new(vnodes: u32, members: impl IntoIterator<Item = NodeId>) -> Self {
+        let set: BTreeSet<NodeId> = members.into_iter().collect();
+        let mut ring = Ring {
+            vnodes: vnodes.max(1),
+            nodes: set.into_iter().collect(),
+            points: Vec::new(),
+        };
+        ring.rebuild();
+        ring
+    }
+
+    fn rebuild(&mut self) {
+        let mut points = Vec::with_capacity(self.nodes.len() * self.vnodes as usize);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let idx = i as u32;
+            points.extend((0..self.vnodes).map(|v| (vnode_point(node.as_str(), v), idx)));
+        }
+        // `nodes` is sorted, so ties on the hash break by node id everywhere.
+        points.sort_unstable();
+        self.points = points;
+    }
+
+    /// Virtual points per member.
+    pub fn vnodes(&self) -> u32 {
+        self.vnodes
+    }
+
+    /// Members, sorted by id.
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when the ring has no member.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// True when `node` is a member.
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.nodes.binary_search(node).is_ok()
+    }
+
+    /// Adds a member; returns false if it was already there.
+    pub fn insert(&mut self, node: NodeId) -> bool {
+        match self.nodes.binary_search(&node) {
+            Ok(_) => false,
+            Err(pos) => {
+                self.nodes.insert(pos, node);
+                self.rebuild();
+                true
+            }
+        }
+    }
+
+    /// Removes a member; returns false if it was not there.
+    pub fn remove(&mut self, node: &NodeId) -> bool {
+        match self.nodes.binary_search(node) {
+            Ok(pos) => {
+                self.nodes.remove(pos);
+                self.rebuild();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn start_index(&self, id: &str) -> usize {
+        let h = child_point(id);
+        let i = self.points.partition_point(|&(p, _)| p < h);
+        if i == self.points.len() {
+            0
+        } else {
+            i
+        }
+    }
+
+    /// The first owner of `id`, or `None` on an empty ring.
+    pub fn owner(&self, id: &str) -> Option<&NodeId> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let (_, idx) = self.points[self.start_index(id)];
+        self.nodes.get(idx as usize)
+    }
+
+    /// The first `n` distinct owners of `id` clockwise (all members if there
+    /// are fewer). The answer for `n` is a prefix of the answer for `n + 1`.
+    pub fn owners(&self, id: &str, n: usize) -> Vec<NodeId> {
+        let want = n.min(self.nodes.len());
+        let mut out: Vec<NodeId> = Vec::with_capacity(want);
+        if want == 0 {
+            return out;
+        }
+        let start = self.start_index(id);
+        let len = self.points.len();
+        for step in 0..len {
+            let (_, idx) = self.points[(start + step) % len];
+            let node = &self.nodes[idx as usize];
+            if !out.contains(node) {
+                out.push(node.clone());
+                if out.len() == want {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,112 @@
+//! What a child is: its spec, restart policy and metadata.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+use crate::id::ChildId;
+
+/// Longest accepted child id, kind name or metadata key/value, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+/// Most metadata entries a spec may carry (metadata is meant for tags).
+pub const MAX_METADATA_ENTRIES: usize = 64;
+
+/// When a child that exited is started again (OTP semantics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Always restarted.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit; a normal exit removes it
+    /// cluster-wide.
+    Transient,
+    /// Never restarted; any exit removes it cluster-wide.
+    Temporary,
+}
+
+/// Everything needed to start a child on any node.
+///
+/// ```
+/// use hub_core::ChildSpec;
+/// let spec = ChildSpec::new("counter-1", "counter").with_metadata("tier", "gold");
+/// assert!(spec.validate().is_ok());
+/// assert!(ChildSpec::new("", "counter").validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildSpec {
+    /// Unique id in the hub.
+    pub id: ChildId,
+    /// Name of a process kind registered on every node.
+    pub kind: String,
+    /// Serialized start arguments, opaque to the core.
+    pub args: Bytes,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Small key/value tags, stored in the registry and queryable.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ChildSpec {
+    /// A spec with empty args, `Permanent` restart and no metadata.
+    pub fn new(id: impl Into<ChildId>, kind: impl Into<String>) -> Self {
+        ChildSpec {
+            id: id.into(),
+            kind: kind.into(),
+            args: Bytes::new(),
+            restart: RestartPolicy::Permanent,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the start arguments.
+    pub fn with_args(mut self, args: impl Into<Bytes>) -> Self {
+        self.args = args.into();
+        self
+    }
+
+    /// Sets the restart policy.
+    pub fn with_restart(mut self, restart: RestartPolicy) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Adds one metadata tag.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks sizes and emptiness; the core refuses invalid specs.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let id = self.id.as_str();
+        if id.is_empty() {
+            return Err(SpecError::EmptyId);
+        }
+        if id.len() > MAX_NAME_LEN {
+            return Err(SpecError::TooLong { field: "id".into() });
+        }
+        if self.kind.is_empty() {
+            return Err(SpecError::EmptyKind);
+        }
+        if self.kind.len() > MAX_NAME_LEN {
+            return Err(SpecError::TooLong {
+                field: "kind".into(),
+            });
+        }
+        if self.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(SpecError::TooManyTags(self.metadata.len()));
+        }
+        if self
+            .metadata
+            .iter()
+            .any(|(k, v)| k.len() > MAX_NAME_LEN || v.len() > MAX_NAME_LEN)
+        {
+            return Err(SpecError::TooLong {
+                field: "metadata".into(),
+            });
+        }
+        Ok(())
+    }
+}

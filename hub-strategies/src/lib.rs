@@ -1,0 +1,44 @@
+//! # hub-strategies
+//!
+//! The default implementations of hub-core's strategy traits. All are pure:
+//! no I/O, no clock, randomness only from the RNG the node passes in.
+//!
+//! | family | default here |
+//! |---|---|
+//! | distribution | [`ConsistentHashing`] |
+//! | redundancy | [`Singularity`] |
+//! | migration | [`ColdSwap`] |
+//! | synchronization | [`PubSub`] |
+//! | partition tolerance | [`Divergence`] |
+//!
+//! ```
+//! let strategies = hub_strategies::defaults();
+//! assert_eq!(strategies.distribution.name(), "consistent_hashing");
+//! ```
+#![deny(missing_docs)]
+
+mod distribution;
+mod migration;
+mod partition;
+mod redundancy;
+mod sync;
+
+pub use distribution::ConsistentHashing;
+pub use migration::ColdSwap;
+pub use partition::Divergence;
+pub use redundancy::Singularity;
+pub use sync::PubSub;
+
+use hub_core::Strategies;
+
+/// The SPEC's defaults: ConsistentHashing, Singularity, ColdSwap, PubSub,
+/// Divergence.
+pub fn defaults() -> Strategies {
+    Strategies {
+        distribution: Box::new(ConsistentHashing::default()),
+        redundancy: Box::new(Singularity),
+        migration: Box::new(ColdSwap),
+        sync: Box::new(PubSub::default()),
+        partition: Box::new(Divergence),
+    }
+}
