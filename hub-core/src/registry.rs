@@ -91,12 +91,40 @@ pub enum RegistryChange {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Most out-of-order deltas remembered per slice while waiting for the gap
+/// before them to fill; older ones are left to digest repair.
+pub const MAX_PENDING_RANGES: usize = 256;
+
+#[derive(Clone, Debug, Default)]
 struct Slice {
     clock: Version,
     rows: HashMap<ChildId, Stamped>,
     /// version -> id, to find rows newer than a clock without a scan.
     log: BTreeMap<Version, ChildId>,
+    /// Deltas applied ahead of a gap: `since -> clock`. When the clock
+    /// reaches a `since`, it jumps to that `clock` (like TCP reassembly).
+    pending: BTreeMap<Version, Version>,
+}
+
+impl PartialEq for Slice {
+    fn eq(&self, other: &Self) -> bool {
+        // `log` is derived; `pending` is receive bookkeeping, not state.
+        self.clock == other.clock && self.rows == other.rows
+    }
+}
+
+impl Eq for Slice {}
+
+impl Slice {
+    fn advance(&mut self) {
+        while let Some((&since, &clock)) = self.pending.first_key_value() {
+            if since > self.clock {
+                break;
+            }
+            self.pending.pop_first();
+            self.clock = self.clock.max(clock);
+        }
+    }
 }
 
 /// A replica of the registry (see the module docs).
@@ -250,10 +278,26 @@ impl Registry {
                 _ => {}
             }
         }
-        if delta.since <= slice.clock && delta.clock > slice.clock {
-            slice.clock = delta.clock;
+        if delta.since <= slice.clock {
+            slice.clock = slice.clock.max(delta.clock);
+        } else if delta.clock > slice.clock {
+            slice.pending.insert(delta.since, delta.clock);
+            if slice.pending.len() > MAX_PENDING_RANGES {
+                slice.pending.pop_last();
+            }
         }
+        slice.advance();
         changes
+    }
+
+    /// Slices with deltas applied ahead of a gap: `(node, contiguous
+    /// clock)`, to ask the writer for what is missing.
+    pub fn gaps(&self) -> Vec<(NodeId, Version)> {
+        self.slices
+            .iter()
+            .filter(|(_, s)| !s.pending.is_empty())
+            .map(|(n, s)| (n.clone(), s.clock))
+            .collect()
     }
 
     /// Full-state merge of another replica (what repeated delta exchange

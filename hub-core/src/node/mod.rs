@@ -27,7 +27,7 @@ use tracing::{debug, trace};
 
 use crate::command::{Command, Reply};
 use crate::config::Config;
-use crate::error::{CommandError, ConfigError, StartError, StopError};
+use crate::error::{CommandError, ConfigError};
 use crate::event::{Direction, Event};
 use crate::id::{ChildId, Handle, NodeId, RequestId};
 use crate::membership::{Member, Membership, Status};
@@ -254,6 +254,12 @@ impl Node {
         self.ring.nodes().to_vec()
     }
 
+    /// Where this node's strategies place `spec` in the current ring,
+    /// primary first.
+    pub fn placement(&self, spec: &ChildSpec) -> Vec<NodeId> {
+        self.owners(&self.ring, spec)
+    }
+
     /// Where `id` runs, from the local registry: `(node, handle)` pairs.
     pub fn child_lookup(&self, id: &str) -> Vec<(NodeId, Handle)> {
         self.registry.lookup(id)
@@ -461,11 +467,26 @@ impl Node {
 
     /// A report from the local supervisor about one of this node's children.
     pub fn handle_local(&mut self, now: Time, report: LocalReport) {
+        self.handle_locals(now, [report]);
+    }
+
+    /// Several reports at once (e.g. everything the supervisor queued since
+    /// the driver last woke): one registry delta and one result message
+    /// per peer for the whole batch.
+    pub fn handle_locals(&mut self, now: Time, reports: impl IntoIterator<Item = LocalReport>) {
         if self.left {
             return;
         }
         let span = tracing::debug_span!("node", id = %self.me);
         let _g = span.enter();
+        for report in reports {
+            self.local_report(now, report);
+        }
+        self.after_local_change(now);
+        self.finish(now);
+    }
+
+    fn local_report(&mut self, now: Time, report: LocalReport) {
         match report {
             LocalReport::Started { id, handle } => self.on_started(id, handle),
             LocalReport::StartFailed { id, error } => self.on_start_failed(id, error),
@@ -474,8 +495,6 @@ impl Node {
             // Handover arrives with HotSwap; nothing asks for state yet.
             LocalReport::State { id, .. } => debug!(%id, "unrequested state report ignored"),
         }
-        self.after_local_change(now);
-        self.finish(now);
     }
 
     /// Timers: call at (or after) [`Node::poll_timeout`]'s deadline. Calling
@@ -494,6 +513,7 @@ impl Node {
             for to in self.contactable() {
                 self.send(to, msg.clone());
             }
+            self.request_gaps();
         }
         let changes = self.membership.tick(now);
         self.on_membership(now, changes);

@@ -250,6 +250,9 @@ impl Node {
 
     /// Redistribution may have finished, or a leave completed.
     pub(super) fn after_local_change(&mut self, now: Time) {
+        if self.lock.is_none() && self.leaving.is_none() {
+            return;
+        }
         let migrating = !self.outbound.is_empty()
             || self.local.values().any(|l| {
                 matches!(

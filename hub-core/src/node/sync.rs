@@ -23,14 +23,21 @@ impl Node {
             trace!(node = %delta.node, "delta for a node not alive here ignored");
             return;
         }
-        let node = delta.node.clone();
-        let wanted = delta.clock;
         let changes = self.registry.apply(&delta);
         self.registry_events(changes);
-        if self.registry.clock(&node) < wanted {
-            // A gap (a lost or reordered delta): ask for the rest.
-            let clock = self.registry.clock(&node);
-            self.send(from.clone(), Message::Digest(vec![(node, clock)]));
+    }
+
+    /// Asks writers for the deltas missing before ones that arrived early
+    /// (run on the heartbeat tick, so reordering alone costs nothing).
+    pub(super) fn request_gaps(&mut self) {
+        for (node, clock) in self.registry.gaps() {
+            if self
+                .membership
+                .get(&node)
+                .is_some_and(|m| m.status.in_ring())
+            {
+                self.send(node.clone(), Message::Digest(vec![(node, clock)]));
+            }
         }
     }
 
