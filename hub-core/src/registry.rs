@@ -124,6 +124,8 @@ impl Slice {
             self.pending.pop_first();
             self.clock = self.clock.max(clock);
         }
+        let clock = self.clock;
+        self.pending.retain(|_, c| *c > clock);
     }
 }
 
@@ -281,7 +283,8 @@ impl Registry {
         if delta.since <= slice.clock {
             slice.clock = slice.clock.max(delta.clock);
         } else if delta.clock > slice.clock {
-            slice.pending.insert(delta.since, delta.clock);
+            let e = slice.pending.entry(delta.since).or_insert(delta.clock);
+            *e = (*e).max(delta.clock);
             if slice.pending.len() > MAX_PENDING_RANGES {
                 slice.pending.pop_last();
             }
@@ -317,6 +320,17 @@ impl Registry {
                 clock: slice.clock,
                 rows,
             }));
+            // Ranges the other replica holds ahead of its gaps are knowledge
+            // too; a set union keeps merge commutative and associative.
+            if let Some(mine) = self.slices.get_mut(node) {
+                if mine.clock.incarnation == slice.clock.incarnation {
+                    for (&since, &clock) in &slice.pending {
+                        let e = mine.pending.entry(since).or_insert(clock);
+                        *e = (*e).max(clock);
+                    }
+                    mine.advance();
+                }
+            }
         }
         changes
     }
