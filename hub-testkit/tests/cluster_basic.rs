@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use hub_core::{planner, ChildId, ChildSpec, Event, NodeId, StartOptions};
+use hub_core::{planner, ChildId, ChildSpec, Event, NodeId, OnFailure, StartError, StartOptions};
 use hub_strategies::ConsistentHashing;
 use hub_testkit::{invariants, Cluster, ClusterOptions};
 
@@ -46,4 +46,253 @@ fn three_nodes_ten_thousand_children_land_on_their_ring_owner() {
         let n = c.runtime(i).running().count();
         assert!(n > 2_500, "node {i} runs only {n}");
     }
+}
+
+#[test]
+fn a_fourth_node_joins_and_exactly_the_planned_children_move() {
+    let mut c = formed(3, 2);
+    let all = specs(2_000);
+    assert!(c
+        .start(1, all.clone(), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    let old_ring = c.node(0).unwrap().ring().clone();
+    let before: Vec<(ChildId, NodeId)> = all
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                c.node(0).unwrap().child_lookup(s.id.as_str())[0].0.clone(),
+            )
+        })
+        .collect();
+
+    let d = c.add_node();
+    assert!(c.settle(), "join did not settle");
+    invariants::check_all(&c).unwrap();
+
+    let new_ring = c.node(d).unwrap().ring().clone();
+    assert_eq!(new_ring.len(), 4);
+    let plan =
+        planner::plan_ring_change(&old_ring, &new_ring, &all, &ConsistentHashing::default(), 1);
+    assert!(plan.move_count() > 0);
+    let moved: BTreeSet<ChildId> = before
+        .iter()
+        .filter(|(id, old)| c.node(0).unwrap().child_lookup(id.as_str())[0].0 != *old)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let planned: BTreeSet<ChildId> = plan.moves.values().flatten().cloned().collect();
+    assert_eq!(moved, planned, "moved children differ from the plan");
+    // The old nodes report what they handed over.
+    let migrated: usize = c
+        .events()
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            Event::ChildMigrated { to, children } if *to == c.id(d) => Some(children.len()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(migrated, planned.len());
+    assert_eq!(c.runtime(d).running().count(), planned.len());
+}
+
+#[test]
+fn a_crashed_nodes_children_restart_on_their_new_owners() {
+    let mut c = formed(3, 3);
+    let all = specs(1_000);
+    let acked: Vec<ChildId> = c
+        .start(0, all.clone(), StartOptions::awaited())
+        .unwrap()
+        .started
+        .into_keys()
+        .collect();
+    assert_eq!(acked.len(), 1_000);
+    assert!(c.settle());
+    let victims = c.runtime(2).running().count();
+    assert!(victims > 0);
+    c.crash(2);
+    assert!(c.settle(), "did not recover from the crash");
+    invariants::check_all(&c).unwrap();
+    invariants::none_lost(&c, &acked).unwrap();
+    let survivors = c.runtime(0).running().count() + c.runtime(1).running().count();
+    assert_eq!(survivors, 1_000);
+    // Both survivors saw the leave and the removal of the dead node's rows.
+    for i in [0, 1] {
+        let me = c.id(i);
+        let removed = c
+            .events()
+            .iter()
+            .filter(|(_, n, e)| {
+                *n == me
+                    && matches!(e, Event::RegistryRemoved { nodes, .. } if nodes == &vec![c.id(2)])
+            })
+            .count();
+        assert_eq!(removed, victims, "node {i} RegistryRemoved events");
+        assert!(c
+            .events()
+            .iter()
+            .any(|(_, n, e)| *n == me && *e == Event::ClusterLeave(c.id(2))));
+    }
+}
+
+#[test]
+fn a_restarted_node_gets_its_share_back() {
+    let mut c = formed(3, 4);
+    let acked: Vec<ChildId> = c
+        .start(0, specs(600), StartOptions::awaited())
+        .unwrap()
+        .started
+        .into_keys()
+        .collect();
+    assert!(c.settle());
+    c.crash(1);
+    assert!(c.settle());
+    c.restart(1);
+    assert!(c.settle(), "restart did not settle");
+    invariants::check_all(&c).unwrap();
+    invariants::none_lost(&c, &acked).unwrap();
+    assert!(c.runtime(1).running().count() > 100);
+}
+
+#[test]
+fn divergence_partition_then_heal_leaves_one_instance_per_child() {
+    let mut c = formed(3, 5);
+    let acked: Vec<ChildId> = c
+        .start(0, specs(900), StartOptions::awaited())
+        .unwrap()
+        .started
+        .into_keys()
+        .collect();
+    assert!(c.settle());
+    c.partition(&[&[0, 1], &[2]]);
+    assert!(c.settle(), "sides did not settle apart");
+    // Divergence: each side runs every child.
+    assert_eq!(c.runtime(2).running().count(), 900);
+    assert_eq!(
+        c.runtime(0).running().count() + c.runtime(1).running().count(),
+        900
+    );
+    assert!(
+        invariants::single_instance(&c).is_err(),
+        "both sides run copies during the split"
+    );
+    c.heal();
+    assert!(c.settle(), "heal did not settle");
+    invariants::check_all(&c).unwrap();
+    invariants::none_lost(&c, &acked).unwrap();
+    let total: usize = (0..3).map(|i| c.runtime(i).running().count()).sum();
+    assert_eq!(total, 900);
+}
+
+#[test]
+fn check_existing_reports_already_started_and_restarts_nothing() {
+    let mut c = formed(3, 6);
+    let spec = ChildSpec::new("only", "counter");
+    let first = c
+        .start(0, vec![spec.clone()], StartOptions::awaited())
+        .unwrap();
+    let (node, handle) = first.started[&spec.id][0].clone();
+    assert!(c.settle());
+    // From another node: the owner decides, so the duplicate is caught.
+    let again = c
+        .start(2, vec![spec.clone()], StartOptions::awaited())
+        .unwrap();
+    assert!(again.started.is_empty());
+    assert_eq!(again.failed.len(), 1);
+    assert_eq!(
+        again.failed[0].error,
+        StartError::AlreadyStarted {
+            node: node.clone(),
+            handle
+        }
+    );
+    assert!(c.settle());
+    assert_eq!(
+        c.node(1).unwrap().child_lookup("only"),
+        vec![(node, handle)]
+    );
+}
+
+#[test]
+fn two_specs_with_one_id_in_a_batch_start_once() {
+    let mut c = formed(2, 7);
+    let spec = ChildSpec::new("twin", "counter");
+    let out = c
+        .start(0, vec![spec.clone(), spec.clone()], StartOptions::awaited())
+        .unwrap();
+    assert_eq!(out.started.len(), 1);
+    assert_eq!(out.failed.len(), 1);
+    assert!(matches!(
+        out.failed[0].error,
+        StartError::AlreadyStarted { .. }
+    ));
+}
+
+#[test]
+fn an_unknown_kind_is_a_clear_error_and_nothing_is_registered() {
+    let mut c = formed(3, 8);
+    let out = c
+        .start(
+            0,
+            vec![ChildSpec::new("ghost", "no-such-kind")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert_eq!(out.failed.len(), 1);
+    assert_eq!(
+        out.failed[0].error,
+        StartError::UnknownKind("no-such-kind".into())
+    );
+    assert!(c.settle());
+    for i in 0..3 {
+        assert_eq!(c.node(i).unwrap().count_children(), 0);
+        assert_eq!(c.runtime(i).running().count(), 0);
+    }
+}
+
+#[test]
+fn rollback_stops_every_child_of_a_failed_batch() {
+    let mut c = formed(3, 9);
+    let mut batch = specs(30);
+    batch.push(ChildSpec::new("bad", "failing"));
+    let opts = StartOptions {
+        on_failure: OnFailure::Rollback,
+        ..StartOptions::awaited()
+    };
+    let out = c.start(1, batch, opts).unwrap();
+    assert!(out.rolled_back);
+    assert!(out.started.is_empty());
+    assert!(out
+        .failed
+        .iter()
+        .any(|f| f.id.as_str() == "bad" && matches!(f.error, StartError::InitFailed(_))));
+    assert_eq!(
+        out.failed
+            .iter()
+            .filter(|f| f.error == StartError::RolledBack)
+            .count(),
+        30
+    );
+    assert!(c.settle());
+    for i in 0..3 {
+        assert_eq!(
+            c.node(i).unwrap().count_children(),
+            0,
+            "node {i} still lists children"
+        );
+        assert_eq!(c.runtime(i).running().count(), 0);
+    }
+}
+
+#[test]
+fn without_rollback_the_good_children_stay() {
+    let mut c = formed(2, 10);
+    let mut batch = specs(5);
+    batch.push(ChildSpec::new("bad", "failing"));
+    let out = c.start(0, batch, StartOptions::awaited()).unwrap();
+    assert!(!out.rolled_back);
+    assert_eq!(out.started.len(), 5);
+    assert!(c.settle());
+    assert_eq!(c.node(1).unwrap().count_children(), 5);
 }

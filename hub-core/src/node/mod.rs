@@ -317,16 +317,17 @@ impl Node {
         self.orphans.len()
     }
 
-    /// Whether migrations, handoffs or orphan restarts are still in flight
-    /// on this node (a test waits for all nodes to be settled).
+    /// Whether this node is at rest: no migration, handoff or orphan
+    /// restart in flight, and every local child is one it owns (a test
+    /// waits for all nodes to be settled).
     pub fn is_settled(&self) -> bool {
         self.orphans.is_empty()
             && self.outbound.is_empty()
             && self.lock.is_none()
-            && self
-                .local
-                .values()
-                .all(|l| matches!(l.state, LocalState::Running(_)))
+            && self.local.values().all(|l| {
+                matches!(l.state, LocalState::Running(_))
+                    && (self.partitioned || self.owners(&self.ring, &l.spec).contains(&self.me))
+            })
     }
 
     // ----- inputs --------------------------------------------------------

@@ -231,6 +231,9 @@ impl Node {
         }
         if self.partitioned {
             self.begin_stop(&id, StopPurpose::Partition, None);
+        } else if self.leaving.is_none() {
+            // The ring may have changed while it started.
+            self.reconcile_child(&id);
         } else if let Some(l) = &self.leaving {
             let target = self
                 .strategies
@@ -361,8 +364,12 @@ impl Node {
     pub(super) fn registry_events(&mut self, changes: Vec<RegistryChange>) {
         for c in changes {
             match c {
-                RegistryChange::Inserted { id, .. } => {
+                RegistryChange::Inserted { id, node, .. } => {
                     self.orphans.remove(&id);
+                    if node != self.me {
+                        // Another copy appeared: keep only the owner's.
+                        self.reconcile_child(&id);
+                    }
                     let owners = self.registry.lookup(id.as_str());
                     self.emit(Event::RegistryInserted { id, owners });
                 }

@@ -135,27 +135,9 @@ impl Node {
         if self.partitioned || self.leaving.is_some() || self.left {
             return;
         }
-        let mut moves = Vec::new();
-        for (id, local) in &self.local {
-            if let LocalState::Running(_) = local.state {
-                let owners = self.owners(&self.ring, &local.spec);
-                if owners.contains(&self.me) {
-                    continue;
-                }
-                let target = owners
-                    .iter()
-                    .find(|o| !self.registry.holds(o, id.as_str()))
-                    .cloned();
-                moves.push((id.clone(), target));
-            }
-        }
-        for (id, target) in moves {
-            let purpose = match target {
-                Some(to) => StopPurpose::Migrate(to),
-                None => StopPurpose::Conflict,
-            };
-            debug!(child = %id, ?purpose, "not an owner any more");
-            self.begin_stop(&id, purpose, None);
+        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        for id in &ids {
+            self.reconcile_child(id);
         }
         let ids: Vec<ChildId> = self.orphans.keys().cloned().collect();
         for id in ids {
@@ -192,6 +174,30 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// If this node runs `id` but is not among its owners, move it to an
+    /// owner that lacks it, or stop it when every owner already has it.
+    pub(super) fn reconcile_child(&mut self, id: &ChildId) {
+        if self.partitioned || self.leaving.is_some() || self.left {
+            return;
+        }
+        let Some(local) = self.local.get(id) else {
+            return;
+        };
+        if !matches!(local.state, LocalState::Running(_)) {
+            return;
+        }
+        let owners = self.owners(&self.ring, &local.spec);
+        if owners.contains(&self.me) {
+            return;
+        }
+        let purpose = match owners.iter().find(|o| !self.registry.holds(o, id.as_str())) {
+            Some(to) => StopPurpose::Migrate(to.clone()),
+            None => StopPurpose::Conflict,
+        };
+        debug!(child = %id, ?purpose, "not an owner any more");
+        self.begin_stop(id, purpose, None);
     }
 
     /// Children handed to this node.
