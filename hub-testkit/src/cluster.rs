@@ -362,6 +362,17 @@ impl Cluster {
         self.net.cfg = net;
     }
 
+    /// Delivers `message` to node `to` as if node `from` had sent it (for
+    /// hostile or stale inputs), then performs its outputs.
+    pub fn deliver(&mut self, from: usize, to: usize, message: hub_core::Message) {
+        let now = self.now;
+        let from = self.nodes[from].id.clone();
+        if let Some(n) = self.nodes[to].node.as_mut() {
+            n.handle_message(now, &from, message);
+        }
+        self.drain(to);
+    }
+
     /// Makes a child on node `i` exit on its own (its supervisor gave up).
     pub fn exit_child(&mut self, i: usize, id: &ChildId, reason: ExitReason) {
         if let Some(report) = self.nodes[i].runtime.exit(id, reason) {
@@ -473,8 +484,8 @@ impl Cluster {
         }
     }
 
-    /// Runs until the cluster is quiet: within every connected group each
-    /// node sees exactly the group, has no migration in flight, and holds
+    /// Runs until the cluster is quiet: no message in flight, and within
+    /// every connected group each node sees exactly the group, has no migration in flight, and holds
     /// the same registry. Returns false if that did not happen within 10
     /// virtual minutes.
     pub fn settle(&mut self) -> bool {
@@ -486,6 +497,9 @@ impl Cluster {
 
     /// See [`Cluster::settle`].
     pub fn is_quiet(&self) -> bool {
+        if self.net.in_flight() > 0 {
+            return false;
+        }
         for group in self.components() {
             let ids: Vec<NodeId> = group.iter().map(|&i| self.nodes[i].id.clone()).collect();
             let mut sorted = ids.clone();

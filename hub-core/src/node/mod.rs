@@ -292,6 +292,11 @@ impl Node {
         out
     }
 
+    /// Children whose metadata has `key == value`, sorted.
+    pub fn match_metadata(&self, key: &str, value: &str) -> Vec<ChildId> {
+        self.registry.match_metadata(key, value)
+    }
+
     /// Number of distinct children registered in the hub.
     pub fn count_children(&self) -> usize {
         self.registry.len()
@@ -321,7 +326,9 @@ impl Node {
     /// restart in flight, and every local child is one it owns (a test
     /// waits for all nodes to be settled).
     pub fn is_settled(&self) -> bool {
-        self.orphans.is_empty()
+        // A partitioned node holds orphans it must not act on until quorum
+        // returns.
+        (self.partitioned || self.orphans.is_empty())
             && self.outbound.is_empty()
             && self.lock.is_none()
             && self.local.values().all(|l| {
