@@ -35,7 +35,10 @@ pub enum Status {
     Suspect,
     /// Silent past `down_after`, or unreachable: out of the ring.
     Down,
-    /// Left gracefully (or is leaving): out of the ring.
+    /// Announced it is leaving and is handing its children over: out of
+    /// the ring. Silent past `down_after`, it counts as left.
+    Leaving,
+    /// Gone after a graceful leave.
     Left,
 }
 
@@ -223,14 +226,14 @@ impl Membership {
             m.info.incarnation = i;
         }
         let was = m.status;
-        if restarted && was.in_ring() {
+        if restarted && was != Status::Joining {
             m.status = Status::Up;
             self.record(now, Change::Restarted(from.clone()), &mut out);
             self.record(now, Change::Joined(from.clone()), &mut out);
             return out;
         }
         match was {
-            Status::Up => {}
+            Status::Up | Status::Leaving => {}
             Status::Suspect => m.status = Status::Up,
             Status::Left if !restarted => {}
             Status::Joining | Status::Down | Status::Left => {
@@ -246,9 +249,9 @@ impl Membership {
         let mut out = Vec::new();
         if let Some(m) = self.members.get_mut(from) {
             m.last_heard = now;
-            if m.status != Status::Left {
+            if m.status.in_ring() || m.status == Status::Joining {
                 let was_in_ring = m.status.in_ring();
-                m.status = Status::Left;
+                m.status = Status::Leaving;
                 if was_in_ring {
                     self.record(now, Change::Leaving(from.clone()), &mut out);
                 }
@@ -260,8 +263,11 @@ impl Membership {
     /// `from` finished leaving.
     pub fn left(&mut self, now: Time, from: &NodeId) -> Vec<Change> {
         let mut out = self.leaving(now, from);
-        if self.members.contains_key(from) {
-            self.record(now, Change::Left(from.clone()), &mut out);
+        if let Some(m) = self.members.get_mut(from) {
+            if m.status != Status::Left {
+                m.status = Status::Left;
+                self.record(now, Change::Left(from.clone()), &mut out);
+            }
         }
         out
     }
@@ -277,13 +283,18 @@ impl Membership {
                 Status::Up if silent >= t.suspect_after => m.status = Status::Suspect,
                 Status::Suspect if silent >= t.down_after => {
                     m.status = Status::Down;
-                    downs.push(m.info.id.clone());
+                    downs.push(Change::Down(m.info.id.clone()));
+                }
+                // Its final `Left` was lost: the leave is over all the same.
+                Status::Leaving if silent >= t.down_after => {
+                    m.status = Status::Left;
+                    downs.push(Change::Left(m.info.id.clone()));
                 }
                 _ => {}
             }
         }
-        for id in downs {
-            self.record(now, Change::Down(id), &mut out);
+        for change in downs {
+            self.record(now, change, &mut out);
         }
         out
     }

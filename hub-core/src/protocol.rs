@@ -119,7 +119,13 @@ pub enum Message {
         results: StopResults,
     },
     /// Children migrating to the receiver.
-    Handoff(Vec<Handoff>),
+    Handoff {
+        /// The children.
+        children: Vec<Handoff>,
+        /// The sender is leaving: apply its [`Message::Leaving`] first, in
+        /// case this message overtook it.
+        leaving: bool,
+    },
     /// The receiver of a handoff runs (or refused) these children.
     HandoffAck(Vec<ChildId>),
 }

@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     kinds: Vec<String>,
     strategies: StrategyFactory,
     configure: Option<Configure>,
+    seeds: usize,
+    process_latency: Duration,
 }
 
 impl fmt::Debug for ClusterOptions {
@@ -53,7 +55,23 @@ impl ClusterOptions {
             kinds: vec!["counter".into(), "echo".into()],
             strategies: Rc::new(hub_strategies::defaults),
             configure: None,
+            seeds: 2,
+            process_latency: Duration::ZERO,
         }
+    }
+
+    /// How long the fake runtime takes to start or stop a process (default
+    /// zero: reports come back within the same step).
+    pub fn process_latency(mut self, latency: Duration) -> Self {
+        self.process_latency = latency;
+        self
+    }
+
+    /// How many live nodes a starting node is given as seeds (default 2);
+    /// it learns the others from them.
+    pub fn seeds(mut self, seeds: usize) -> Self {
+        self.seeds = seeds;
+        self
     }
 
     /// Seed of the network and of every node's RNG.
@@ -126,6 +144,9 @@ pub struct Cluster {
     next_request: u64,
     steps: u64,
     errors: Vec<String>,
+    /// Delayed runtime reports: (due, seq) -> (node, incarnation, report).
+    reports: BTreeMap<(Time, u64), (usize, u64, LocalReport)>,
+    report_seq: u64,
 }
 
 impl fmt::Debug for Cluster {
@@ -154,6 +175,8 @@ impl Cluster {
             next_request: 0,
             steps: 0,
             errors: Vec::new(),
+            reports: BTreeMap::new(),
+            report_seq: 0,
             opts,
         };
         for _ in 0..c.opts.nodes {
@@ -177,8 +200,8 @@ impl Cluster {
         }
     }
 
-    /// Adds and starts a node (seeded with every live node); returns its
-    /// index.
+    /// Adds and starts a node (seeded with the first live nodes, see
+    /// [`ClusterOptions::seeds`]); returns its index.
     pub fn add_node(&mut self) -> usize {
         let index = self.nodes.len();
         let node = self.make_node(index, 1);
@@ -196,7 +219,7 @@ impl Cluster {
         let seeds: Vec<NodeInfo> = (0..self.nodes.len())
             .filter(|&j| j != index)
             .filter_map(|j| self.nodes[j].node.as_ref().map(|n| n.config().info()))
-            .take(1)
+            .take(self.opts.seeds)
             .collect();
         let now = self.now;
         if let Some(n) = self.nodes[index].node.as_mut() {
@@ -497,28 +520,50 @@ impl Cluster {
 
     /// See [`Cluster::settle`].
     pub fn is_quiet(&self) -> bool {
-        if self.net.in_flight() > 0 {
-            return false;
+        self.unquiet_reason().is_none()
+    }
+
+    /// Why the cluster is not quiet (`None` when it is): the first unmet
+    /// condition of [`Cluster::settle`], for failure messages.
+    pub fn unquiet_reason(&self) -> Option<String> {
+        if self.net.in_flight() > 0 || !self.reports.is_empty() {
+            return Some(format!(
+                "{} messages and {} process reports in flight at {}, e.g. {:?}",
+                self.net.in_flight(),
+                self.reports.len(),
+                self.now.as_millis(),
+                self.net.describe(4)
+            ));
         }
         for group in self.components() {
-            let ids: Vec<NodeId> = group.iter().map(|&i| self.nodes[i].id.clone()).collect();
-            let mut sorted = ids.clone();
-            sorted.sort();
-            let mut reference = None;
+            let mut ids: Vec<NodeId> = group.iter().map(|&i| self.nodes[i].id.clone()).collect();
+            ids.sort();
+            let mut reference: Option<(usize, _)> = None;
             for &i in &group {
-                let Some(n) = self.node(i) else { return false };
-                if !n.is_settled() || n.nodes() != sorted {
-                    return false;
+                let n = self.node(i)?;
+                if !n.is_settled() {
+                    return Some(format!("{} is not settled: {:?}", n.id(), n.unsettled()));
+                }
+                if n.nodes() != ids {
+                    return Some(format!("{} sees {:?}, its group is {ids:?}", n.id(), n.nodes()));
                 }
                 let digest = (n.registry().digest(), n.registry().len());
                 match &reference {
-                    None => reference = Some(digest),
-                    Some(r) if *r != digest => return false,
+                    None => reference = Some((i, digest)),
+                    Some((j, r)) if *r != digest => {
+                        return Some(format!(
+                            "registries of {} and {} differ: {:?} vs {:?}",
+                            self.id(*j),
+                            n.id(),
+                            r,
+                            digest
+                        ))
+                    }
                     Some(_) => {}
                 }
             }
         }
-        true
+        None
     }
 
     /// One step: deliver what is due and fire due timers, at the earliest
@@ -530,12 +575,13 @@ impl Cluster {
             .iter()
             .filter_map(|n| n.node.as_ref().and_then(Node::poll_timeout))
             .min();
-        let next = match (self.net.next_at(), next_timer) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return Ok(false),
-            },
+        let next_report = self.reports.keys().next().map(|(t, _)| *t);
+        let Some(next) = [self.net.next_at(), next_timer, next_report]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return Ok(false);
         };
         if next > limit {
             return Ok(false);
@@ -565,6 +611,16 @@ impl Cluster {
             if let Some(n) = self.nodes[i].node.as_mut() {
                 n.handle_message(now, &m.from, msg);
                 self.drain(i);
+            }
+        }
+        while let Some(entry) = self.reports.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (i, incarnation, report) = entry.remove();
+            // Reports of a crashed incarnation died with it.
+            if self.nodes[i].incarnation == incarnation {
+                self.local(i, report);
             }
         }
         for i in 0..self.nodes.len() {
@@ -617,7 +673,17 @@ impl Cluster {
             if reports.is_empty() {
                 break;
             }
-            node.handle_locals(now, reports);
+            if self.opts.process_latency.is_zero() {
+                node.handle_locals(now, reports);
+            } else {
+                let due = now + self.opts.process_latency;
+                for r in reports {
+                    self.report_seq += 1;
+                    self.reports
+                        .insert((due, self.report_seq), (i, sim.incarnation, r));
+                }
+                break;
+            }
         }
     }
 }

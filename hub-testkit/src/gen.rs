@@ -159,16 +159,19 @@ pub fn message() -> impl Strategy<Value = Message> {
             )
         )
             .prop_map(|(op, results)| Message::StopResult { op, results }),
-        vec(
-            (child_spec(), proptest::option::of(vec(any::<u8>(), 0..8))).prop_map(
-                |(spec, state)| Handoff {
-                    spec,
-                    state: state.map(Bytes::from)
-                }
+        (
+            vec(
+                (child_spec(), proptest::option::of(vec(any::<u8>(), 0..8))).prop_map(
+                    |(spec, state)| Handoff {
+                        spec,
+                        state: state.map(Bytes::from)
+                    }
+                ),
+                0..3
             ),
-            0..3
+            any::<bool>()
         )
-        .prop_map(Message::Handoff),
+            .prop_map(|(children, leaving)| Message::Handoff { children, leaving }),
         vec(child_id(), 0..4).prop_map(Message::HandoffAck),
     ]
 }

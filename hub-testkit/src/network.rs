@@ -137,6 +137,20 @@ impl Network {
         self.blocked.contains(&(from.clone(), to.clone()))
     }
 
+    /// `from -> to: Variant` of up to `max` messages in flight.
+    pub(crate) fn describe(&self, max: usize) -> Vec<String> {
+        self.queue
+            .iter()
+            .take(max)
+            .map(|Reverse(m)| {
+                let kind = hub_core::protocol::decode(&m.bytes, usize::MAX)
+                    .map(|msg| format!("{msg:?}").chars().take(60).collect::<String>())
+                    .unwrap_or_else(|e| e.to_string());
+                format!("{} -> {} @{}: {kind}", m.from, m.to, m.at.as_millis())
+            })
+            .collect()
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
         self.queue.len()
     }

@@ -296,3 +296,12 @@ fn without_rollback_the_good_children_stay() {
     assert!(c.settle());
     assert_eq!(c.node(1).unwrap().count_children(), 5);
 }
+
+#[test]
+fn nodes_seeded_with_one_node_learn_the_full_mesh() {
+    let mut c = Cluster::new(ClusterOptions::new(8).seed(11).seeds(1));
+    assert!(c.settle(), "no full mesh");
+    for i in 0..8 {
+        assert_eq!(c.node(i).unwrap().nodes().len(), 8, "node {i}");
+    }
+}

@@ -9,7 +9,9 @@ use hub_core::{
 use hub_testkit::{invariants, Cluster, ClusterOptions, Failure};
 
 fn specs(n: usize) -> Vec<ChildSpec> {
-    (0..n).map(|i| ChildSpec::new(format!("child-{i}"), "counter")).collect()
+    (0..n)
+        .map(|i| ChildSpec::new(format!("child-{i}"), "counter"))
+        .collect()
 }
 
 fn formed(nodes: usize, seed: u64) -> Cluster {
@@ -21,15 +23,28 @@ fn formed(nodes: usize, seed: u64) -> Cluster {
 #[test]
 fn awaited_stop_reports_per_child_and_unknown_ids_fail_at_once() {
     let mut c = formed(3, 20);
-    assert!(c.start(0, specs(20), StartOptions::awaited()).unwrap().is_ok());
+    assert!(c
+        .start(0, specs(20), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
     assert!(c.settle());
     let t0 = c.now();
     let out = c
-        .stop(1, vec!["child-3".into(), "nope".into()], StopOptions::awaited())
+        .stop(
+            1,
+            vec!["child-3".into(), "nope".into()],
+            StopOptions::awaited(),
+        )
         .unwrap();
     assert_eq!(out.stopped.len(), 1);
-    assert_eq!(out.failed, vec![(ChildId::from("nope"), None, StopError::NotFound)]);
-    assert!(c.now().since(t0) < Duration::from_secs(1), "must not wait for a timeout");
+    assert_eq!(
+        out.failed,
+        vec![(ChildId::from("nope"), None, StopError::NotFound)]
+    );
+    assert!(
+        c.now().since(t0) < Duration::from_secs(1),
+        "must not wait for a timeout"
+    );
     assert!(c.settle());
     for i in 0..3 {
         assert!(c.node(i).unwrap().child_lookup("child-3").is_empty());
@@ -46,10 +61,20 @@ fn empty_batches_and_invalid_specs_are_refused_whole() {
         Err(Failure::Refused(CommandError::NoChildren))
     );
     assert!(matches!(
-        c.start(0, vec![ChildSpec::new("ok", "counter"), ChildSpec::new("", "counter")], StartOptions::awaited()),
+        c.start(
+            0,
+            vec![
+                ChildSpec::new("ok", "counter"),
+                ChildSpec::new("", "counter")
+            ],
+            StartOptions::awaited()
+        ),
         Err(Failure::Refused(CommandError::InvalidSpec { .. }))
     ));
-    assert_eq!(c.stop(0, vec![], StopOptions::awaited()), Err(Failure::Refused(CommandError::NoChildren)));
+    assert_eq!(
+        c.stop(0, vec![], StopOptions::awaited()),
+        Err(Failure::Refused(CommandError::NoChildren))
+    );
     assert!(c.settle());
     assert_eq!(c.node(1).unwrap().count_children(), 0);
 }
@@ -59,7 +84,8 @@ fn queries_answer_from_the_local_registry() {
     let mut c = formed(3, 22);
     let tagged: Vec<ChildSpec> = (0..10)
         .map(|i| {
-            ChildSpec::new(format!("t{i}"), "echo").with_metadata("tier", if i % 2 == 0 { "gold" } else { "free" })
+            ChildSpec::new(format!("t{i}"), "echo")
+                .with_metadata("tier", if i % 2 == 0 { "gold" } else { "free" })
         })
         .collect();
     assert!(c.start(2, tagged, StartOptions::awaited()).unwrap().is_ok());
@@ -72,7 +98,10 @@ fn queries_answer_from_the_local_registry() {
     assert_eq!(global.values().map(Vec::len).sum::<usize>(), 10);
     let local = n.which_children(false);
     assert!(local.keys().all(|k| k == n.id()));
-    assert_eq!(local.values().map(Vec::len).sum::<usize>(), c.runtime(0).running().count());
+    assert_eq!(
+        local.values().map(Vec::len).sum::<usize>(),
+        c.runtime(0).running().count()
+    );
     assert_eq!(n.nodes().len(), 3);
     assert!(n.is_alive() && !n.is_locked() && !n.is_partitioned());
 }
@@ -81,23 +110,47 @@ fn queries_answer_from_the_local_registry() {
 fn non_awaited_start_replies_at_once_and_still_starts() {
     let mut c = formed(3, 23);
     let r = c
-        .command(0, Command::StartChildren { specs: specs(50), opts: StartOptions::default() })
+        .command(
+            0,
+            Command::StartChildren {
+                specs: specs(50),
+                opts: StartOptions::default(),
+            },
+        )
         .unwrap();
-    assert_eq!(c.wait_reply(r, Duration::from_millis(1)).unwrap(), Reply::StartInitiated);
+    assert_eq!(
+        c.wait_reply(r, Duration::from_millis(1)).unwrap(),
+        Reply::StartInitiated
+    );
     assert!(c.settle());
     assert_eq!(c.node(2).unwrap().count_children(), 50);
 }
 
 #[test]
 fn a_join_emits_redistribution_events_and_queues_commands_under_the_lock() {
-    let mut c = formed(3, 24);
-    assert!(c.start(0, specs(3_000), StartOptions::awaited()).unwrap().is_ok());
+    // Processes take 50 ms to start or stop, so migrations hold the lock
+    // long enough to send a command into it.
+    let opts = ClusterOptions::new(3).seed(24).process_latency(Duration::from_millis(50));
+    let mut c = Cluster::new(opts);
+    assert!(c.settle());
+    assert!(c
+        .start(0, specs(3_000), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
     assert!(c.settle());
     let d = c.add_node();
     // Run until node 0 is redistributing, then give it a command.
-    assert!(c.run_until(Duration::from_secs(10), |c| c.node(0).unwrap().is_locked()).unwrap());
+    assert!(c
+        .run_until(Duration::from_secs(10), |c| c.node(0).unwrap().is_locked())
+        .unwrap());
     let r = c
-        .command(0, Command::StartChildren { specs: vec![ChildSpec::new("late", "echo")], opts: StartOptions::awaited() })
+        .command(
+            0,
+            Command::StartChildren {
+                specs: vec![ChildSpec::new("late", "echo")],
+                opts: StartOptions::awaited(),
+            },
+        )
         .unwrap();
     match c.wait_reply(r, Duration::from_secs(60)).unwrap() {
         Reply::Started(o) => assert!(o.is_ok(), "{o:?}"),
@@ -105,13 +158,29 @@ fn a_join_emits_redistribution_events_and_queues_commands_under_the_lock() {
     }
     assert!(c.settle());
     let n0 = c.id(0);
-    let mine: Vec<&Event> = c.events().iter().filter(|(_, n, _)| *n == n0).map(|(_, _, e)| e).collect();
+    let mine: Vec<&Event> = c
+        .events()
+        .iter()
+        .filter(|(_, n, _)| *n == n0)
+        .map(|(_, _, e)| e)
+        .collect();
     let pos = |want: &Event| mine.iter().position(|e| *e == want);
     let join = pos(&Event::ClusterJoin(c.id(d))).expect("ClusterJoin");
-    let pre = pos(&Event::PreRedistribution { direction: Direction::Up, node: c.id(d) }).expect("Pre");
+    let pre = pos(&Event::PreRedistribution {
+        direction: Direction::Up,
+        node: c.id(d),
+    })
+    .expect("Pre");
     let up = pos(&Event::PriorityStateUpdated { level: 1 }).expect("priority 1");
-    let post = pos(&Event::PostRedistribution { direction: Direction::Up, node: c.id(d) }).expect("Post");
-    let down = mine.iter().rposition(|e| **e == Event::PriorityStateUpdated { level: 0 }).expect("priority 0");
+    let post = pos(&Event::PostRedistribution {
+        direction: Direction::Up,
+        node: c.id(d),
+    })
+    .expect("Post");
+    let down = mine
+        .iter()
+        .rposition(|e| **e == Event::PriorityStateUpdated { level: 0 })
+        .expect("priority 0");
     assert!(join < pre && pre < post && up < post && post < down);
     // The queued start ran after the lock lifted.
     let started_late = mine
@@ -167,12 +236,19 @@ fn a_lossy_duplicating_reordering_network_still_converges() {
     };
     let mut c = Cluster::new(ClusterOptions::new(4).seed(26).net(net));
     assert!(c.settle());
-    let opts = StartOptions { timeout: Duration::from_secs(5), ..StartOptions::awaited() };
+    let opts = StartOptions {
+        timeout: Duration::from_secs(5),
+        ..StartOptions::awaited()
+    };
     let out = c.start(0, specs(500), opts).unwrap();
     let acked: Vec<ChildId> = out.started.keys().cloned().collect();
     // A lost request or result makes its children time out; nothing else.
     assert!(!acked.is_empty());
-    assert!(out.failed.iter().all(|f| f.error == StartError::Timeout), "{:?}", out.failed.first());
+    assert!(
+        out.failed.iter().all(|f| f.error == StartError::Timeout),
+        "{:?}",
+        out.failed.first()
+    );
     assert_eq!(acked.len() + out.failed.len(), 500);
     c.crash(1);
     assert!(c.settle(), "did not converge on a lossy network");
@@ -196,11 +272,15 @@ fn forwarding_between_nodes_that_disagree_is_hop_limited() {
     };
     let forwarded = |c: &Cluster, spec: &ChildSpec| {
         c.events().iter().any(|(_, n, e)| {
-            *n == c.id(0) && matches!(e, Event::ForwardedMigration { ids, .. } if ids.contains(&spec.id))
+            *n == c.id(0)
+                && matches!(e, Event::ForwardedMigration { ids, .. } if ids.contains(&spec.id))
         })
     };
     let request = |c: &Cluster, spec: &ChildSpec, hops: usize| Message::StartRequest {
-        op: hub_core::protocol::OpRef { origin: c.id(1), seq: 999 },
+        op: hub_core::protocol::OpRef {
+            origin: c.id(1),
+            seq: 999,
+        },
         specs: vec![spec.clone()],
         check_existing: true,
         path: (0..hops).map(|i| format!("hop{i}").into()).collect(),
@@ -212,13 +292,19 @@ fn forwarding_between_nodes_that_disagree_is_hop_limited() {
     c.deliver(1, 0, msg);
     assert!(c.settle());
     assert!(forwarded(&c, &near));
-    assert_eq!(c.node(1).unwrap().child_lookup(near.id.as_str())[0].0, owner);
+    assert_eq!(
+        c.node(1).unwrap().child_lookup(near.id.as_str())[0].0,
+        owner
+    );
     // Past the limit (path of 4 > 3 hops): refused, not passed on.
     let far = non_owned(&c, "far");
     let msg = request(&c, &far, 4);
     c.deliver(1, 0, msg);
     assert!(c.settle());
-    assert!(!forwarded(&c, &far), "past the hop limit nothing is forwarded");
+    assert!(
+        !forwarded(&c, &far),
+        "past the hop limit nothing is forwarded"
+    );
     assert!(c.node(1).unwrap().child_lookup(far.id.as_str()).is_empty());
 }
 
@@ -234,29 +320,52 @@ fn starts_on_a_partitioned_node_are_refused_and_children_stop() {
             view.visible < 2
         }
     }
-    let opts = ClusterOptions::new(3).seed(28).strategies(|| hub_core::Strategies {
-        partition: Box::new(NeedsTwo),
-        ..hub_strategies::defaults()
-    });
+    let opts = ClusterOptions::new(3)
+        .seed(28)
+        .strategies(|| hub_core::Strategies {
+            partition: Box::new(NeedsTwo),
+            ..hub_strategies::defaults()
+        });
     let mut c = Cluster::new(opts);
     assert!(c.settle());
-    assert!(c.start(0, specs(300), StartOptions::awaited()).unwrap().is_ok());
+    assert!(c
+        .start(0, specs(300), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
     assert!(c.settle());
     c.partition(&[&[0, 1], &[2]]);
-    assert!(c.run_until(Duration::from_secs(30), |c| c.node(2).unwrap().is_partitioned()).unwrap());
+    assert!(c
+        .run_until(Duration::from_secs(30), |c| c
+            .node(2)
+            .unwrap()
+            .is_partitioned())
+        .unwrap());
     assert!(c.settle());
-    assert_eq!(c.runtime(2).running().count(), 0, "a minority node stops its children");
-    assert!(c.events().iter().any(|(_, n, e)| *n == c.id(2) && *e == Event::Partitioned));
+    assert_eq!(
+        c.runtime(2).running().count(),
+        0,
+        "a minority node stops its children"
+    );
+    assert!(c
+        .events()
+        .iter()
+        .any(|(_, n, e)| *n == c.id(2) && *e == Event::Partitioned));
     assert_eq!(
         c.start(2, specs(1), StartOptions::awaited()),
         Err(Failure::Refused(CommandError::Partitioned))
     );
     // The majority took over everything.
-    assert_eq!(c.runtime(0).running().count() + c.runtime(1).running().count(), 300);
+    assert_eq!(
+        c.runtime(0).running().count() + c.runtime(1).running().count(),
+        300
+    );
     c.heal();
     assert!(c.settle());
     assert!(!c.node(2).unwrap().is_partitioned());
-    assert!(c.events().iter().any(|(_, n, e)| *n == c.id(2) && *e == Event::QuorumRestored));
+    assert!(c
+        .events()
+        .iter()
+        .any(|(_, n, e)| *n == c.id(2) && *e == Event::QuorumRestored));
     invariants::check_all(&c).unwrap();
     assert!(c.runtime(2).running().count() > 50);
 }
@@ -264,26 +373,49 @@ fn starts_on_a_partitioned_node_are_refused_and_children_stop() {
 #[test]
 fn a_child_that_fails_for_good_is_removed_everywhere() {
     let mut c = formed(3, 29);
-    assert!(c.start(0, specs(10), StartOptions::awaited()).unwrap().is_ok());
+    assert!(c
+        .start(0, specs(10), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
     assert!(c.settle());
     let id = ChildId::from("child-4");
-    let host = (0..3).find(|&i| c.runtime(i).is_running("child-4")).unwrap();
-    c.exit_child(host, &id, hub_core::ExitReason::Failed("too many restarts".into()));
+    let host = (0..3)
+        .find(|&i| c.runtime(i).is_running("child-4"))
+        .unwrap();
+    c.exit_child(
+        host,
+        &id,
+        hub_core::ExitReason::Failed("too many restarts".into()),
+    );
     assert!(c.settle());
     for i in 0..3 {
         assert!(c.node(i).unwrap().child_lookup("child-4").is_empty());
     }
-    assert!(c.events().iter().any(|(_, _, e)| matches!(e, Event::ChildFailed { id, .. } if id.as_str() == "child-4")));
+    assert!(c
+        .events()
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::ChildFailed { id, .. } if id.as_str() == "child-4")));
     invariants::check_all(&c).unwrap();
 }
 
 #[test]
 fn same_seed_same_run() {
     fn run(seed: u64) -> Vec<String> {
-        let net = hub_testkit::NetConfig { drop_rate: 0.02, max_delay: Duration::from_millis(20), ..Default::default() };
+        let net = hub_testkit::NetConfig {
+            drop_rate: 0.02,
+            max_delay: Duration::from_millis(20),
+            ..Default::default()
+        };
         let mut c = Cluster::new(ClusterOptions::new(4).seed(seed).net(net));
         c.settle();
-        let _ = c.start(0, specs(200), StartOptions { on_failure: OnFailure::Continue, ..StartOptions::awaited() });
+        let _ = c.start(
+            0,
+            specs(200),
+            StartOptions {
+                on_failure: OnFailure::Continue,
+                ..StartOptions::awaited()
+            },
+        );
         c.crash(2);
         c.settle();
         c.add_node();

@@ -337,6 +337,29 @@ impl Node {
             })
     }
 
+    /// What keeps [`Node::is_settled`] false, for diagnostics: counts of
+    /// orphans, unacknowledged handoffs, children starting or stopping, and
+    /// whether the lock is held.
+    pub fn unsettled(&self) -> String {
+        let busy = self
+            .local
+            .values()
+            .filter(|l| !matches!(l.state, LocalState::Running(_)))
+            .count();
+        let misplaced = self
+            .local
+            .values()
+            .filter(|l| !self.owners(&self.ring, &l.spec).contains(&self.me))
+            .count();
+        format!(
+            "orphans={} outbound={} busy={busy} misplaced={misplaced} locked={} partitioned={}",
+            self.orphans.len(),
+            self.outbound.len(),
+            self.lock.is_some(),
+            self.partitioned
+        )
+    }
+
     // ----- inputs --------------------------------------------------------
 
     /// The driver connected to (or was told of) a peer, e.g. a seed whose
@@ -415,7 +438,13 @@ impl Node {
             Message::StartResult { op, results } => self.on_start_results(now, op, from, results),
             Message::StopRequest { op, ids } => self.owner_stop(Some(op), ids),
             Message::StopResult { op, results } => self.on_stop_results(now, op, from, results),
-            Message::Handoff(children) => self.on_handoff(from, children),
+            Message::Handoff { children, leaving } => {
+                if leaving {
+                    let changes = self.membership.leaving(now, from);
+                    self.on_membership(now, changes);
+                }
+                self.on_handoff(from, children)
+            }
             Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
         }
     }
@@ -652,8 +681,9 @@ impl Node {
             let to = op.origin.clone();
             self.send(to, Message::StopResult { op, results });
         }
+        let leaving = self.leaving.is_some();
         for (to, children) in std::mem::take(&mut self.outbox.handoffs) {
-            self.send(to, Message::Handoff(children));
+            self.send(to, Message::Handoff { children, leaving });
         }
         for (to, ids) in std::mem::take(&mut self.outbox.acks) {
             self.send(to, Message::HandoffAck(ids));

@@ -4,6 +4,7 @@ use tracing::trace;
 
 use super::Node;
 use crate::id::NodeId;
+use crate::membership::Status;
 use crate::protocol::Message;
 use crate::registry::{SliceDelta, Version};
 
@@ -12,13 +13,13 @@ impl Node {
         if delta.node == self.me {
             return; // only this node writes its slice
         }
-        // A third party's slice is accepted only while that node is alive
-        // here, so a dead node's rows are never resurrected.
-        let alive = delta.node == *from
-            || self
-                .membership
-                .get(&delta.node)
-                .is_some_and(|m| m.status.in_ring());
+        // A slice is accepted only while its writer is alive here (a leaving
+        // writer still sends its tombstones), so a departed node's rows are
+        // never resurrected by a late or relayed delta.
+        let alive = self
+            .membership
+            .get(&delta.node)
+            .is_some_and(|m| m.status.in_ring() || m.status == Status::Leaving);
         if !alive {
             trace!(node = %delta.node, "delta for a node not alive here ignored");
             return;
