@@ -73,6 +73,9 @@ pub enum Change {
     Left(NodeId),
     /// The node restarted: its old incarnation is gone (a `Joined` follows).
     Restarted(NodeId),
+    /// A suspect node was heard from again (not recorded in the history:
+    /// membership did not change, but decisions deferred on it may resume).
+    Recovered(NodeId),
 }
 
 /// A timestamped membership change, kept for quorum strategies.
@@ -234,7 +237,10 @@ impl Membership {
         }
         match was {
             Status::Up | Status::Leaving => {}
-            Status::Suspect => m.status = Status::Up,
+            Status::Suspect => {
+                m.status = Status::Up;
+                out.push(Change::Recovered(from.clone()));
+            }
             Status::Left if !restarted => {}
             Status::Joining | Status::Down | Status::Left => {
                 m.status = Status::Up;

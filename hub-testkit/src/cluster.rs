@@ -218,7 +218,9 @@ impl Cluster {
     fn introduce(&mut self, index: usize) {
         let seeds: Vec<NodeInfo> = (0..self.nodes.len())
             .filter(|&j| j != index)
-            .filter_map(|j| self.nodes[j].node.as_ref().map(|n| n.config().info()))
+            .filter_map(|j| self.nodes[j].node.as_ref())
+            .filter(|n| n.is_alive())
+            .map(|n| n.config().info())
             .take(self.opts.seeds)
             .collect();
         let now = self.now;
@@ -545,7 +547,11 @@ impl Cluster {
                     return Some(format!("{} is not settled: {:?}", n.id(), n.unsettled()));
                 }
                 if n.nodes() != ids {
-                    return Some(format!("{} sees {:?}, its group is {ids:?}", n.id(), n.nodes()));
+                    return Some(format!(
+                        "{} sees {:?}, its group is {ids:?}",
+                        n.id(),
+                        n.nodes()
+                    ));
                 }
                 let digest = (n.registry().digest(), n.registry().len());
                 match &reference {

@@ -130,7 +130,9 @@ fn non_awaited_start_replies_at_once_and_still_starts() {
 fn a_join_emits_redistribution_events_and_queues_commands_under_the_lock() {
     // Processes take 50 ms to start or stop, so migrations hold the lock
     // long enough to send a command into it.
-    let opts = ClusterOptions::new(3).seed(24).process_latency(Duration::from_millis(50));
+    let opts = ClusterOptions::new(3)
+        .seed(24)
+        .process_latency(Duration::from_millis(50));
     let mut c = Cluster::new(opts);
     assert!(c.settle());
     assert!(c

@@ -11,12 +11,25 @@ use proptest::prelude::*;
 fn known_by_survivors(c: &Cluster, id: &ChildId) -> bool {
     c.alive().into_iter().any(|i| {
         c.runtime(i).is_running(id.as_str())
-            || c.node(i).is_some_and(|n| !n.registry().lookup_ref(id.as_str()).is_empty())
+            || c.node(i)
+                .is_some_and(|n| !n.registry().lookup_ref(id.as_str()).is_empty())
     })
 }
 
-fn run(seed: u64, nodes: usize, ops: &[ClusterOp], net: NetConfig) -> Result<(), TestCaseError> {
-    let mut c = Cluster::new(ClusterOptions::new(nodes).seed(seed).net(net));
+fn run(
+    seed: u64,
+    nodes: usize,
+    ops: &[ClusterOp],
+    net: NetConfig,
+    latency_ms: u64,
+) -> Result<(), TestCaseError> {
+    // A static member list: a joiner whose every seed died cannot join.
+    let opts = ClusterOptions::new(nodes)
+        .seed(seed)
+        .net(net)
+        .seeds(usize::MAX)
+        .process_latency(std::time::Duration::from_millis(latency_ms));
+    let mut c = Cluster::new(opts);
     prop_assert!(c.settle(), "cluster did not form");
     let mut acked: BTreeSet<ChildId> = BTreeSet::new();
     for op in ops {
@@ -47,7 +60,11 @@ fn run(seed: u64, nodes: usize, ops: &[ClusterOp], net: NetConfig) -> Result<(),
         c.unquiet_reason()
     );
     let check = invariants::check_all(&c).and_then(|_| invariants::none_lost(&c, &acked));
-    prop_assert!(check.is_ok(), "{}; seed {seed}, ops {ops:?}", check.unwrap_err());
+    prop_assert!(
+        check.is_ok(),
+        "{}; seed {seed}, ops {ops:?}",
+        check.unwrap_err()
+    );
     prop_assert!(c.errors().is_empty());
     Ok(())
 }
@@ -61,7 +78,7 @@ proptest! {
         nodes in 1usize..5,
         ops in gen::operations(25),
     ) {
-        run(seed, nodes, &ops, NetConfig::default())?;
+        run(seed, nodes, &ops, NetConfig::default(), 0)?;
     }
 
     #[test]
@@ -76,6 +93,16 @@ proptest! {
             drop_rate: 0.02,
             duplicate_rate: 0.02,
         };
-        run(seed, nodes, &ops, net)?;
+        run(seed, nodes, &ops, net, 0)?;
+    }
+
+    #[test]
+    fn random_operations_with_slow_processes_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 2usize..5,
+        ops in gen::operations(20),
+        latency_ms in 1u64..100,
+    ) {
+        run(seed, nodes, &ops, NetConfig::default(), latency_ms)?;
     }
 }

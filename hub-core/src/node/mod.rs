@@ -127,8 +127,6 @@ enum Queued {
 struct Leaving {
     request: RequestId,
     deadline: Time,
-    /// The ring without this node: where its children go.
-    ring: Ring,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -419,7 +417,7 @@ impl Node {
                 let changes = self.membership.left(now, from);
                 self.on_membership(now, changes);
             }
-            Message::Delta(delta) => self.on_delta(from, delta),
+            Message::Delta(delta) => self.on_delta(delta),
             Message::Digest(digest) => self.on_digest(from, &digest),
             m @ (Message::StartRequest { .. } | Message::StopRequest { .. })
                 if self.lock.is_some() =>
@@ -652,6 +650,19 @@ impl Node {
         self.strategies
             .distribution
             .owners(ring, spec, self.replicas())
+    }
+
+    /// Where `spec` goes without this node: its first owner in the current
+    /// ring minus self (a leaving node's target, recomputed as members
+    /// come and go).
+    fn successor(&self, spec: &ChildSpec) -> Option<NodeId> {
+        let mut ring = self.ring.clone();
+        ring.remove(&self.me);
+        self.strategies
+            .distribution
+            .owners(&ring, spec, 1)
+            .into_iter()
+            .next()
     }
 
     fn next_op(&mut self) -> OpRef {

@@ -234,14 +234,10 @@ impl Node {
         } else if self.leaving.is_none() {
             // The ring may have changed while it started.
             self.reconcile_child(&id);
-        } else if let Some(l) = &self.leaving {
-            let target = self
-                .strategies
-                .distribution
-                .owners(&l.ring, &self.local[&id].spec, 1);
-            let purpose = target
-                .first()
-                .map_or(StopPurpose::Shutdown, |t| StopPurpose::Migrate(t.clone()));
+        } else {
+            let purpose = self
+                .successor(&self.local[&id].spec)
+                .map_or(StopPurpose::Shutdown, StopPurpose::Migrate);
             self.begin_stop(&id, purpose, None);
         }
     }
@@ -300,9 +296,35 @@ impl Node {
                     self.deliver_stop(op, id.clone(), Ok(()));
                 }
                 match purpose {
-                    StopPurpose::Migrate(to) => self.hand_off(local.spec, to),
+                    // The target may have gone while the child stopped.
+                    StopPurpose::Migrate(to) if self.ring.contains(&to) && to != self.me => {
+                        self.hand_off(local.spec, to)
+                    }
+                    StopPurpose::Migrate(_) if self.leaving.is_some() => {
+                        match self.successor(&local.spec) {
+                            Some(to) => self.hand_off(local.spec, to),
+                            None => warn!(child = %id, "no node left to take it over"),
+                        }
+                    }
+                    StopPurpose::Migrate(_) => {
+                        let orphan = super::Orphan {
+                            spec: local.spec,
+                            sent_to: None,
+                        };
+                        self.orphans.insert(id, orphan);
+                    }
                     StopPurpose::Partition => {
                         self.suspended.insert(id, local.spec);
+                    }
+                    // The other copy may have vanished meanwhile: never drop
+                    // the last one.
+                    StopPurpose::Conflict if self.registry.lookup_ref(id.as_str()).is_empty() => {
+                        let orphan = super::Orphan {
+                            spec: local.spec,
+                            sent_to: None,
+                        };
+                        self.orphans.insert(id, orphan);
+                        self.reconcile();
                     }
                     StopPurpose::Requested | StopPurpose::Conflict | StopPurpose::Shutdown => {}
                 }

@@ -54,6 +54,7 @@ impl Node {
                     self.orphan_slice(&n);
                     self.reroute_outbound(&n);
                 }
+                Change::Recovered(_) => {}
                 Change::Restarted(n) => {
                     self.ring.remove(&n);
                     self.orphan_slice(&n);
@@ -192,6 +193,16 @@ impl Node {
         if owners.contains(&self.me) {
             return;
         }
+        // Never act on a suspect owner: it may be dead, its rows stale. The
+        // change that settles its status reconciles again.
+        let doubtful = owners.iter().any(|o| {
+            self.membership
+                .get(o)
+                .is_some_and(|m| m.status == crate::membership::Status::Suspect)
+        });
+        if doubtful {
+            return;
+        }
         let purpose = match owners.iter().find(|o| !self.registry.holds(o, id.as_str())) {
             Some(to) => StopPurpose::Migrate(to.clone()),
             None => StopPurpose::Conflict,
@@ -213,22 +224,18 @@ impl Node {
             } else if self.partitioned {
                 self.suspended.insert(id.clone(), spec);
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
-            } else if let Some(l) = &self.leaving {
+            } else if self.leaving.is_some() {
                 // Pass it on to where it goes without this node.
-                match self
-                    .strategies
-                    .distribution
-                    .owners(&l.ring, &spec, 1)
-                    .first()
-                {
-                    Some(to) if to != from => {
-                        let to = to.clone();
+                match self.successor(&spec) {
+                    Some(to) if to != *from => {
                         self.outbox.handoffs.entry(to).or_default().push(Handoff {
                             spec: (*spec).clone(),
                             state: h.state,
                         });
                         self.outbox.acks.entry(from.clone()).or_default().push(id);
                     }
+                    // Not acknowledged: the sender keeps it and re-offers it
+                    // once this node is gone.
                     _ => debug!(child = %id, "leaving node cannot take a handoff"),
                 }
             } else {
@@ -347,12 +354,9 @@ impl Node {
     /// Graceful leave: announce, hand every child to its owner in the ring
     /// without this node, then say `Left`.
     pub(super) fn begin_leave(&mut self, now: Time, request: RequestId) {
-        let mut ring = self.ring.clone();
-        ring.remove(&self.me);
         self.leaving = Some(super::Leaving {
             request,
             deadline: now + self.cfg.shutdown_timeout,
-            ring: ring.clone(),
         });
         for to in self.contactable() {
             self.send(to, Message::Leaving);
@@ -364,29 +368,18 @@ impl Node {
         }
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
         for id in ids {
-            let spec = self.local[&id].spec.clone();
-            let to = self.strategies.distribution.owners(&ring, &spec, 1);
-            let purpose = to
-                .first()
-                .map_or(StopPurpose::Shutdown, |t| StopPurpose::Migrate(t.clone()));
+            let purpose = self
+                .successor(&self.local[&id].spec)
+                .map_or(StopPurpose::Shutdown, StopPurpose::Migrate);
             self.begin_stop(&id, purpose, None);
         }
         // Orphans this node knew about go to their owners too.
         for (_, o) in std::mem::take(&mut self.orphans) {
-            if let Some(to) = self
-                .strategies
-                .distribution
-                .owners(&ring, &o.spec, 1)
-                .first()
-            {
-                self.outbox
-                    .handoffs
-                    .entry(to.clone())
-                    .or_default()
-                    .push(Handoff {
-                        spec: (*o.spec).clone(),
-                        state: None,
-                    });
+            if let Some(to) = self.successor(&o.spec) {
+                self.outbox.handoffs.entry(to).or_default().push(Handoff {
+                    spec: (*o.spec).clone(),
+                    state: None,
+                });
             }
         }
         self.after_local_change(now);

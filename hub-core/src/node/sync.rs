@@ -9,7 +9,7 @@ use crate::protocol::Message;
 use crate::registry::{SliceDelta, Version};
 
 impl Node {
-    pub(super) fn on_delta(&mut self, from: &NodeId, delta: SliceDelta) {
+    pub(super) fn on_delta(&mut self, delta: SliceDelta) {
         if delta.node == self.me {
             return; // only this node writes its slice
         }
