@@ -39,7 +39,7 @@ fn vnode_point(node: &str, index: u32) -> u64 {
 /// let ring = Ring::new(128, ["a", "b", "c"].map(NodeId::new));
 /// let owner = ring.owner("child-1").unwrap();
 /// let two = ring.owners("child-1", 2);
-/// assert_eq!(two[0], owner);
+/// assert_eq!(&two[0], owner);
 /// assert_eq!(two.len(), 2);
 /// assert_ne!(two[0], two[1]);
 /// ```

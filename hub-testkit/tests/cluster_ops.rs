@@ -429,3 +429,22 @@ fn same_seed_same_run() {
     assert_eq!(a, run(77));
     assert_ne!(a, run(78));
 }
+
+#[test]
+fn awaited_starts_and_stops_reply_as_soon_as_the_results_are_in() {
+    for nodes in [1, 3] {
+        let mut c = formed(nodes, 30);
+        let t0 = c.now();
+        assert!(c
+            .start(0, specs(40), StartOptions::awaited())
+            .unwrap()
+            .is_ok());
+        let ids = specs(40).into_iter().map(|s| s.id).collect();
+        assert!(c.stop(0, ids, StopOptions::awaited()).unwrap().is_ok());
+        let took = c.now().since(t0);
+        assert!(
+            took < Duration::from_millis(100),
+            "{nodes} nodes: took {took:?}"
+        );
+    }
+}

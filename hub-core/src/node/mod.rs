@@ -433,9 +433,9 @@ impl Node {
                 check_existing,
                 path,
             } => self.owner_start(op, specs, check_existing, path),
-            Message::StartResult { op, results } => self.on_start_results(now, op, from, results),
+            Message::StartResult { op, results } => self.on_start_results(op, from, results),
             Message::StopRequest { op, ids } => self.owner_stop(Some(op), ids),
-            Message::StopResult { op, results } => self.on_stop_results(now, op, from, results),
+            Message::StopResult { op, results } => self.on_stop_results(op, from, results),
             Message::Handoff { children, leaving } => {
                 if leaving {
                     let changes = self.membership.leaving(now, from);

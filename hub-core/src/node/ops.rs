@@ -112,7 +112,7 @@ impl Node {
                 self.send(node, msg);
             }
         }
-        self.try_complete(now, op.seq);
+        self.try_complete(op.seq);
     }
 
     pub(super) fn stop_children(
@@ -166,7 +166,7 @@ impl Node {
                 );
             }
         }
-        self.try_complete(now, op.seq);
+        self.try_complete(op.seq);
     }
 
     /// Routes per-child start results to the op's origin (batched).
@@ -179,6 +179,7 @@ impl Node {
         if op.origin == self.me {
             let me = self.me.clone();
             self.record_start(op.seq, &me, id, result);
+            self.try_complete(op.seq);
         } else {
             self.outbox
                 .start_results
@@ -193,6 +194,7 @@ impl Node {
         if op.origin == self.me {
             let me = self.me.clone();
             self.record_stop(op.seq, &me, id, result);
+            self.try_complete(op.seq);
         } else {
             self.outbox
                 .stop_results
@@ -204,7 +206,6 @@ impl Node {
 
     pub(super) fn on_start_results(
         &mut self,
-        now: Time,
         op: OpRef,
         from: &NodeId,
         results: crate::protocol::StartResults,
@@ -215,12 +216,11 @@ impl Node {
         for (id, r) in results {
             self.record_start(op.seq, from, id, r);
         }
-        self.try_complete(now, op.seq);
+        self.try_complete(op.seq);
     }
 
     pub(super) fn on_stop_results(
         &mut self,
-        now: Time,
         op: OpRef,
         from: &NodeId,
         results: crate::protocol::StopResults,
@@ -231,7 +231,7 @@ impl Node {
         for (id, r) in results {
             self.record_stop(op.seq, from, id, r);
         }
-        self.try_complete(now, op.seq);
+        self.try_complete(op.seq);
     }
 
     fn record_start(
@@ -276,14 +276,14 @@ impl Node {
     }
 
     /// Completes the op if nothing is pending any more.
-    pub(super) fn try_complete(&mut self, now: Time, seq: u64) {
+    pub(super) fn try_complete(&mut self, seq: u64) {
         let done = match self.ops.get(&seq) {
             Some(Op::Start(o)) => o.pending.is_empty(),
             Some(Op::Stop(o)) => o.pending.is_empty(),
             None => false,
         };
         if done {
-            self.complete(now, seq);
+            self.complete(seq);
         }
     }
 
@@ -295,12 +295,12 @@ impl Node {
             .map(|(s, _)| *s)
             .collect();
         for seq in due {
-            self.complete(now, seq);
+            self.complete(seq);
         }
     }
 
     /// Finishes an op: whatever is still pending timed out.
-    fn complete(&mut self, _now: Time, seq: u64) {
+    fn complete(&mut self, seq: u64) {
         match self.ops.remove(&seq) {
             Some(Op::Start(op)) => self.complete_start(op),
             Some(Op::Stop(mut op)) => {
