@@ -14,7 +14,7 @@ use super::{LocalState, Lock, Node, Orphan, Queued, StartPurpose, StopPurpose};
 use crate::command::Reply;
 use crate::error::CommandError;
 use crate::event::{Direction, Event};
-use crate::id::{ChildId, NodeId, RequestId};
+use crate::id::{ChildId, Incarnation, NodeId, RequestId};
 use crate::membership::Change;
 use crate::protocol::{Handoff, Message};
 use crate::strategy::QuorumView;
@@ -41,7 +41,7 @@ impl Node {
                     if self.ring.remove(&n) {
                         self.emit(Event::ClusterLeave(n.clone()));
                     }
-                    self.orphan_slice(&n);
+                    self.orphan_slice(&n, None);
                     self.reroute_outbound(&n);
                     triggers.push((Direction::Down, n));
                 }
@@ -51,13 +51,14 @@ impl Node {
                     triggers.push((Direction::Down, n));
                 }
                 Change::Left(n) => {
-                    self.orphan_slice(&n);
+                    self.orphan_slice(&n, None);
                     self.reroute_outbound(&n);
                 }
                 Change::Recovered(_) => {}
                 Change::Restarted(n) => {
                     self.ring.remove(&n);
-                    self.orphan_slice(&n);
+                    let incarnation = self.membership.get(&n).map(|m| m.info.incarnation);
+                    self.orphan_slice(&n, incarnation);
                     self.reroute_outbound(&n);
                 }
             }
@@ -88,8 +89,15 @@ impl Node {
         self.after_local_change(now);
     }
 
-    /// Moves a departed node's live rows into the orphans.
-    fn orphan_slice(&mut self, node: &NodeId) {
+    /// Moves a departed node's live rows into the orphans. With
+    /// `older_than`, only a slice of an earlier incarnation is dropped (the
+    /// node restarted; its new slice stays).
+    pub(super) fn orphan_slice(&mut self, node: &NodeId, older_than: Option<Incarnation>) {
+        if let Some(inc) = older_than {
+            if self.registry.clock(node).incarnation >= inc {
+                return;
+            }
+        }
         let rows = self.registry.remove_slice(node);
         for (id, row) in rows {
             self.emit(Event::RegistryRemoved {
@@ -117,14 +125,19 @@ impl Node {
             .map(|(id, _)| id.clone())
             .collect();
         for id in lost {
-            if let Some(o) = self.outbound.remove(&id) {
-                self.orphans.insert(
-                    id,
-                    Orphan {
+            let Some(o) = self.outbound.remove(&id) else {
+                continue;
+            };
+            // A leaving node does not act on orphans: it re-targets at once.
+            match self.leaving.as_ref().and(self.successor(&o.spec)) {
+                Some(to) => self.hand_off(o.spec, to),
+                None => {
+                    let orphan = Orphan {
                         spec: o.spec,
                         sent_to: None,
-                    },
-                );
+                    };
+                    self.orphans.insert(id, orphan);
+                }
             }
         }
     }

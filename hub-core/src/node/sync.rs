@@ -24,8 +24,18 @@ impl Node {
             trace!(node = %delta.node, "delta for a node not alive here ignored");
             return;
         }
+        // A newer incarnation's delta replaces the slice: the old
+        // incarnation's children become orphans first, whichever of this
+        // delta or the restart notice arrives first.
+        let replaced = delta.clock.incarnation > self.registry.clock(&delta.node).incarnation;
+        if replaced {
+            self.orphan_slice(&delta.node, Some(delta.clock.incarnation));
+        }
         let changes = self.registry.apply(&delta);
         self.registry_events(changes);
+        if replaced {
+            self.reconcile();
+        }
     }
 
     /// Asks writers for the deltas missing before ones that arrived early
