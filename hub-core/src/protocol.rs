@@ -4,8 +4,9 @@
 //! Length-delimiting and the handshake are the transport's job; this module
 //! turns bodies into messages and back, refusing anything larger than the
 //! limit, of another version, malformed or with trailing bytes. Decoding
-//! arbitrary bytes never panics, and allocation is bounded by the frame size
-//! because every collection length is checked against the remaining input.
+//! arbitrary bytes never panics, and allocation stays bounded by the frame
+//! size: serde preallocates at most about 1 MiB whatever length a frame
+//! declares, and every element must actually be present in the input.
 //!
 //! ```
 //! use hub_core::protocol::{decode, encode, Message, DEFAULT_MAX_FRAME};

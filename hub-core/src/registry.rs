@@ -39,13 +39,26 @@ pub struct Version {
     pub seq: u64,
 }
 
-/// A live registry row: a child running on the slice's node.
+/// A live registry row: a child running on the slice's node, or handed
+/// over by it and not yet acknowledged by the new owner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     /// The child's spec (shared, rows are copied often).
     pub spec: Arc<ChildSpec>,
     /// The local handle on the slice's node.
     pub handle: Handle,
+    /// Set while the child is stopped here and handed to that node. Such a
+    /// row does not count as running (lookups skip it), but if its node dies
+    /// the child is restarted from it: a child in transit is never only in
+    /// one node's memory.
+    pub moving_to: Option<NodeId>,
+}
+
+impl Row {
+    /// The handle, if the child runs on the row's node.
+    pub fn running(&self) -> Option<Handle> {
+        self.moving_to.is_none().then_some(self.handle)
+    }
 }
 
 /// One versioned cell of a slice: a live row or a tombstone.
@@ -174,7 +187,28 @@ impl Registry {
     ) -> (SliceDelta, Vec<RegistryChange>) {
         let spec = spec.into();
         let id = spec.id.clone();
-        self.local_write(me, incarnation, id, Some(Row { spec, handle }))
+        let row = Row {
+            spec,
+            handle,
+            moving_to: None,
+        };
+        self.local_write(me, incarnation, id, Some(row))
+    }
+
+    /// Marks `me`'s row for `id` as handed to `to` (see [`Row::moving_to`]).
+    pub fn local_mark_moving(
+        &mut self,
+        me: &NodeId,
+        incarnation: Incarnation,
+        id: &ChildId,
+        to: NodeId,
+    ) -> Option<(SliceDelta, Vec<RegistryChange>)> {
+        let row = self.slices.get(me)?.rows.get(id)?.row.clone()?;
+        let moving = Row {
+            moving_to: Some(to),
+            ..row
+        };
+        Some(self.local_write(me, incarnation, id.clone(), Some(moving)))
     }
 
     /// Tombstones `id` in `me`'s own slice, if present.
@@ -255,19 +289,19 @@ impl Registry {
             if old.is_some_and(|o| o.version >= cell.version) {
                 continue;
             }
-            let was_live = old.and_then(|o| o.row.as_ref()).map(|r| r.handle);
+            let was_live = old.and_then(|o| o.row.as_ref()).and_then(Row::running);
             if let Some(o) = old {
                 slice.log.remove(&o.version);
             }
             slice.log.insert(cell.version, id.clone());
             slice.rows.insert(id.clone(), cell.clone());
-            match (&cell.row, was_live) {
-                (Some(r), prev) if prev != Some(r.handle) => {
-                    index_insert(&mut self.index, id, node, r.handle);
+            match (cell.row.as_ref().and_then(Row::running), was_live) {
+                (Some(h), prev) if prev != Some(h) => {
+                    index_insert(&mut self.index, id, node, h);
                     changes.push(RegistryChange::Inserted {
                         id: id.clone(),
                         node: node.clone(),
-                        handle: r.handle,
+                        handle: h,
                     });
                 }
                 (None, Some(_)) => {
@@ -365,7 +399,8 @@ impl Registry {
     }
 
     /// Drops a slice (its node is down or restarted) and returns its live
-    /// rows, so the caller can restart those children elsewhere.
+    /// rows, moving ones included, so the caller can restart those children
+    /// elsewhere.
     pub fn remove_slice(&mut self, node: &NodeId) -> Vec<(ChildId, Row)> {
         let Some(slice) = self.slices.remove(node) else {
             return Vec::new();
@@ -387,7 +422,7 @@ impl Registry {
         self.slices.keys()
     }
 
-    /// Live rows of one node's slice.
+    /// Live rows (running or moving) of one node's slice.
     pub fn slice_rows<'a>(&'a self, node: &NodeId) -> impl Iterator<Item = (&'a ChildId, &'a Row)> {
         self.slices.get(node).into_iter().flat_map(|s| {
             s.rows
@@ -396,7 +431,12 @@ impl Registry {
         })
     }
 
-    /// True when `node`'s slice has a live row for `id`.
+    /// `node`'s live row for `id`, running or moving.
+    pub fn row(&self, node: &NodeId, id: &str) -> Option<&Row> {
+        self.slices.get(node)?.rows.get(id)?.row.as_ref()
+    }
+
+    /// True when `id` runs on `node` (a moving row does not count).
     pub fn holds(&self, node: &NodeId, id: &str) -> bool {
         self.lookup_ref(id).iter().any(|(n, _)| n == node)
     }
@@ -411,7 +451,7 @@ impl Registry {
         self.index.get(id).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The spec of a live child.
+    /// The spec of a running child.
     pub fn spec(&self, id: &str) -> Option<&Arc<ChildSpec>> {
         let (node, _) = self.lookup_ref(id).first()?;
         let slice = self.slices.get(node)?;

@@ -92,12 +92,13 @@ fn slice_delta() -> impl Strategy<Value = SliceDelta> {
     let cell = (
         child_id(),
         version(),
-        proptest::option::of((child_spec(), any::<u64>())),
+        proptest::option::of((child_spec(), any::<u64>(), proptest::option::of(node_id()))),
     )
         .prop_map(|(id, version, row)| {
-            let row = row.map(|(spec, h)| Row {
+            let row = row.map(|(spec, h, moving_to)| Row {
                 spec: spec.into(),
                 handle: Handle(h),
+                moving_to,
             });
             (id, Stamped { version, row })
         });

@@ -448,3 +448,63 @@ fn awaited_starts_and_stops_reply_as_soon_as_the_results_are_in() {
         );
     }
 }
+
+#[test]
+fn the_redistribution_lock_lifts_by_itself_and_queued_commands_time_out() {
+    // Processes take 2 s to stop, the lock times out after 1 s: a slow
+    // migration must not hold the node hostage.
+    let opts = ClusterOptions::new(3)
+        .seed(31)
+        .process_latency(Duration::from_secs(2))
+        .configure(|cfg| cfg.lock_timeout = Duration::from_secs(1));
+    let mut c = Cluster::new(opts);
+    assert!(c.settle());
+    assert!(c
+        .start(0, specs(500), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    let d = c.add_node();
+    assert!(c
+        .run_until(Duration::from_secs(1), |c| c.node(0).unwrap().is_locked())
+        .unwrap());
+    let locked_at = c.now();
+    // A start queued behind the lock with a short timeout fails cleanly.
+    let quick = StartOptions {
+        timeout: Duration::from_millis(100),
+        ..StartOptions::awaited()
+    };
+    let r = c
+        .command(
+            0,
+            Command::StartChildren {
+                specs: vec![ChildSpec::new("q", "echo")],
+                opts: quick,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        c.wait_reply(r, Duration::from_secs(1)).unwrap(),
+        Reply::Error(CommandError::LockTimeout)
+    );
+    assert!(c
+        .run_until(Duration::from_secs(2), |c| !c.node(0).unwrap().is_locked())
+        .unwrap());
+    let held = c.now().since(locked_at);
+    assert!(held <= Duration::from_millis(1010), "lock held {held:?}");
+    assert!(
+        !c.node(0).unwrap().is_settled(),
+        "migrations are still running"
+    );
+    let post = c.events().iter().any(|(_, n, e)| {
+        *n == c.id(0)
+            && *e
+                == Event::PostRedistribution {
+                    direction: Direction::Up,
+                    node: c.id(d),
+                }
+    });
+    assert!(post, "the timed-out lock still closes its redistribution");
+    assert!(c.settle());
+    invariants::check_all(&c).unwrap();
+}

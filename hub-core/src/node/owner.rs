@@ -287,7 +287,6 @@ impl Node {
         let Some(local) = self.local.remove(&id) else {
             return;
         };
-        self.write_own(None, &id);
         match local.state {
             LocalState::Stopping {
                 purpose, waiters, ..
@@ -296,42 +295,32 @@ impl Node {
                     self.deliver_stop(op, id.clone(), Ok(()));
                 }
                 match purpose {
-                    // The target may have gone while the child stopped.
-                    StopPurpose::Migrate(to) if self.ring.contains(&to) && to != self.me => {
-                        self.hand_off(local.spec, to)
-                    }
-                    StopPurpose::Migrate(_) if self.leaving.is_some() => {
-                        match self.successor(&local.spec) {
-                            Some(to) => self.hand_off(local.spec, to),
-                            None => warn!(child = %id, "no node left to take it over"),
-                        }
-                    }
-                    StopPurpose::Migrate(_) => {
-                        let orphan = super::Orphan {
-                            spec: local.spec,
-                            sent_to: None,
-                        };
-                        self.orphans.insert(id, orphan);
-                    }
+                    StopPurpose::Migrate(to) => self.migrate_stopped(local.spec, Some(to)),
+                    StopPurpose::Shutdown => self.migrate_stopped(local.spec, None),
                     StopPurpose::Partition => {
+                        self.write_own(None, &id);
                         self.suspended.insert(id, local.spec);
                     }
-                    // The other copy may have vanished meanwhile: never drop
-                    // the last one.
-                    StopPurpose::Conflict if self.registry.lookup_ref(id.as_str()).is_empty() => {
-                        let orphan = super::Orphan {
-                            spec: local.spec,
-                            sent_to: None,
-                        };
-                        self.orphans.insert(id, orphan);
-                        self.reconcile();
+                    StopPurpose::Conflict => {
+                        self.write_own(None, &id);
+                        // The other copy may have vanished meanwhile: never
+                        // drop the last one.
+                        if self.registry.lookup_ref(id.as_str()).is_empty() {
+                            let orphan = super::Orphan {
+                                spec: local.spec,
+                                sent_to: None,
+                            };
+                            self.orphans.insert(id, orphan);
+                            self.reconcile();
+                        }
                     }
-                    StopPurpose::Requested | StopPurpose::Conflict | StopPurpose::Shutdown => {}
+                    StopPurpose::Requested => self.write_own(None, &id),
                 }
             }
             LocalState::Running(_) => {
                 // Gone for good per its restart policy (the supervisor
                 // restarts the others): removed cluster-wide.
+                self.write_own(None, &id);
                 if let ExitReason::Crashed(r) | ExitReason::Failed(r) = reason {
                     self.emit(Event::ChildFailed { id, reason: r });
                 }
@@ -345,6 +334,37 @@ impl Node {
                     },
                 );
                 self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));
+            }
+        }
+    }
+
+    /// A child stopped to move: hand it to `to` if that node is still in
+    /// the ring, else (when leaving) to its current successor, else keep it
+    /// as an orphan. Its row stays, marked moving, until acknowledged.
+    fn migrate_stopped(&mut self, spec: Arc<ChildSpec>, to: Option<NodeId>) {
+        let id = spec.id.clone();
+        let target = to
+            .filter(|t| self.ring.contains(t) && *t != self.me)
+            .or_else(|| self.leaving.as_ref().and(self.successor(&spec)));
+        match target {
+            Some(to) => {
+                self.mark_moving(&id, to.clone());
+                self.hand_off(spec, to);
+            }
+            None if self.leaving.is_some() => {
+                warn!(child = %id, "no node left to take it over");
+                self.write_own(None, &id);
+            }
+            None => {
+                let me = self.me.clone();
+                self.mark_moving(&id, me);
+                self.orphans.insert(
+                    id,
+                    super::Orphan {
+                        spec,
+                        sent_to: None,
+                    },
+                );
             }
         }
     }
@@ -364,6 +384,19 @@ impl Node {
         self.outbound.insert(id, super::Outbound { spec, to });
     }
 
+    /// Marks this node's row for `id` as handed to `to`.
+    pub(super) fn mark_moving(&mut self, id: &ChildId, to: NodeId) {
+        let me = self.me.clone();
+        let since = self.registry.clock(&me);
+        if let Some((_, changes)) =
+            self.registry
+                .local_mark_moving(&me, self.cfg.incarnation, id, to)
+        {
+            self.outbox.dirty_since.get_or_insert(since);
+            self.registry_events(changes);
+        }
+    }
+
     /// Writes (or with `None` removes) this node's own registry row.
     pub(super) fn write_own(&mut self, row: Option<(Arc<ChildSpec>, Handle)>, id: &ChildId) {
         let me = self.me.clone();
@@ -374,9 +407,7 @@ impl Node {
             None => self.registry.local_remove(&me, inc, id).map(|(_, c)| c),
         };
         if let Some(changes) = changes {
-            if self.outbox.dirty_since.is_none() {
-                self.outbox.dirty_since = Some(since);
-            }
+            self.outbox.dirty_since.get_or_insert(since);
             self.registry_events(changes);
         }
     }

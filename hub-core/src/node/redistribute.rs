@@ -262,7 +262,16 @@ impl Node {
         for id in ids {
             if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
                 self.outbound.remove(&id);
-                moved.push(id);
+                moved.push(id.clone());
+            }
+            // The new owner runs it: the row kept while moving can go (also
+            // for orphans offered without tracking).
+            let moving = self
+                .registry
+                .row(&self.me, id.as_str())
+                .is_some_and(|r| r.moving_to.is_some());
+            if moving && !self.outbound.contains_key(&id) {
+                self.write_own(None, &id);
             }
         }
         if !moved.is_empty() {

@@ -16,10 +16,12 @@ impl Node {
         // A slice is accepted only while its writer is alive here (a leaving
         // writer still sends its tombstones), so a departed node's rows are
         // never resurrected by a late or relayed delta.
-        let alive = self
-            .membership
-            .get(&delta.node)
-            .is_some_and(|m| m.status.in_ring() || m.status == Status::Leaving);
+        // ...and only from its current incarnation: a late delta of a run
+        // that has since restarted must not bring its rows back.
+        let alive = self.membership.get(&delta.node).is_some_and(|m| {
+            (m.status.in_ring() || m.status == Status::Leaving)
+                && delta.clock.incarnation >= m.info.incarnation
+        });
         if !alive {
             trace!(node = %delta.node, "delta for a node not alive here ignored");
             return;
