@@ -114,6 +114,8 @@ pub enum Failure {
     Codec(String),
     /// The step limit was hit: something loops without time advancing.
     Livelock,
+    /// The cluster did not become quiet in time; why.
+    NotQuiet(String),
 }
 
 impl fmt::Display for Failure {
@@ -162,7 +164,17 @@ impl fmt::Debug for Cluster {
 const STEP_LIMIT: u64 = 5_000_000;
 
 impl Cluster {
-    /// Starts the nodes; each is given node 0 as its seed. Call
+    /// Starts the nodes and runs until they formed one quiet cluster.
+    pub fn formed(opts: ClusterOptions) -> Result<Self, Failure> {
+        let mut c = Cluster::new(opts);
+        if c.settle() {
+            Ok(c)
+        } else {
+            Err(Failure::NotQuiet(c.unquiet_reason().unwrap_or_default()))
+        }
+    }
+
+    /// Starts the nodes, each seeded with the first live ones. Call
     /// [`Cluster::settle`] to let them find each other.
     pub fn new(opts: ClusterOptions) -> Self {
         let mut c = Cluster {

@@ -35,3 +35,10 @@ mod runtime;
 pub use cluster::{Cluster, ClusterOptions, Failure, StrategyFactory};
 pub use network::NetConfig;
 pub use runtime::FakeRuntime;
+
+/// `n` specs `child-0`, `child-1`... of kind `counter`.
+pub fn specs(n: usize) -> Vec<hub_core::ChildSpec> {
+    (0..n)
+        .map(|i| hub_core::ChildSpec::new(format!("child-{i}"), "counter"))
+        .collect()
+}

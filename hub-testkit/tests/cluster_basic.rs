@@ -4,18 +4,10 @@ use std::collections::BTreeSet;
 
 use hub_core::{planner, ChildId, ChildSpec, Event, NodeId, OnFailure, StartError, StartOptions};
 use hub_strategies::ConsistentHashing;
-use hub_testkit::{invariants, Cluster, ClusterOptions};
-
-fn specs(n: usize) -> Vec<ChildSpec> {
-    (0..n)
-        .map(|i| ChildSpec::new(format!("child-{i}"), "counter"))
-        .collect()
-}
+use hub_testkit::{invariants, specs, Cluster, ClusterOptions};
 
 fn formed(nodes: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(ClusterOptions::new(nodes).seed(seed));
-    assert!(c.settle(), "cluster of {nodes} did not form");
-    c
+    Cluster::formed(ClusterOptions::new(nodes).seed(seed)).unwrap()
 }
 
 #[test]

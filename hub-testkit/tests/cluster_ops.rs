@@ -6,18 +6,10 @@ use hub_core::{
     ChildId, ChildSpec, Command, CommandError, Direction, Event, Message, OnFailure, Reply,
     StartError, StartOptions, StopError, StopOptions,
 };
-use hub_testkit::{invariants, Cluster, ClusterOptions, Failure};
-
-fn specs(n: usize) -> Vec<ChildSpec> {
-    (0..n)
-        .map(|i| ChildSpec::new(format!("child-{i}"), "counter"))
-        .collect()
-}
+use hub_testkit::{invariants, specs, Cluster, ClusterOptions, Failure};
 
 fn formed(nodes: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(ClusterOptions::new(nodes).seed(seed));
-    assert!(c.settle(), "cluster of {nodes} did not form");
-    c
+    Cluster::formed(ClusterOptions::new(nodes).seed(seed)).unwrap()
 }
 
 #[test]
