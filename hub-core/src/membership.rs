@@ -286,11 +286,11 @@ impl Membership {
         for m in self.members.values_mut() {
             let silent = now.since(m.last_heard);
             match m.status {
-                Status::Up if silent >= t.suspect_after => m.status = Status::Suspect,
-                Status::Suspect if silent >= t.down_after => {
+                Status::Up | Status::Suspect if silent >= t.down_after => {
                     m.status = Status::Down;
                     downs.push(Change::Down(m.info.id.clone()));
                 }
+                Status::Up if silent >= t.suspect_after => m.status = Status::Suspect,
                 // Its final `Left` was lost: the leave is over all the same.
                 Status::Leaving if silent >= t.down_after => {
                     m.status = Status::Left;
