@@ -1,0 +1,148 @@
+//! Established connections: a reader task that decodes frames (a decode
+//! error closes the connection) and a writer task that batches whatever is
+//! queued into one flush.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use hub_core::NodeId;
+
+use crate::handshake::Hello;
+use crate::wire::{self, Wire};
+
+/// Frames a connection may have queued for writing; beyond, sends fail
+/// and the core's retries (it tolerates loss) take over.
+pub(crate) const OUTBOX: usize = 8192;
+
+static CONN_IDS: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) type FramedTcp = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// What connection tasks tell the node task.
+pub(crate) enum NetEvent {
+    /// A handshake succeeded.
+    Up {
+        peer: Hello,
+        framed: FramedTcp,
+        /// We dialed (else we accepted).
+        initiator: bool,
+    },
+    /// A dial (or its handshake) failed.
+    DialFailed { to: NodeId },
+    /// A frame arrived.
+    Frame { conn: u64, wire: Wire },
+    /// The connection closed.
+    Down { conn: u64 },
+}
+
+/// The node task's handle on a connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::Sender<Bytes>,
+    /// Node id of the side that dialed (for simultaneous-connect dedup).
+    pub(crate) dialer: NodeId,
+    cancel: CancellationToken,
+}
+
+impl Conn {
+    pub(crate) fn close(&self) {
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn send(&self, w: &Wire) -> bool {
+        match wire::encode(w) {
+            Ok(b) => self.tx.try_send(b).is_ok(),
+            Err(e) => {
+                warn!(error = %e, "cannot encode frame");
+                false
+            }
+        }
+    }
+}
+
+/// Starts the reader and writer of an authenticated connection.
+pub(crate) fn start(
+    framed: FramedTcp,
+    dialer: NodeId,
+    events: mpsc::Sender<NetEvent>,
+    parent: &CancellationToken,
+) -> Conn {
+    let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
+    let cancel = parent.child_token();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(OUTBOX);
+    let (mut sink, mut stream) = framed.split();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = c.cancelled() => break,
+                first = rx.recv() => {
+                    let Some(first) = first else { break };
+                    if sink.feed(first).await.is_err() {
+                        break;
+                    }
+                    // Batch: everything already queued shares one flush.
+                    let mut failed = false;
+                    while let Ok(more) = rx.try_recv() {
+                        if sink.feed(more).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || sink.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        c.cancel();
+    });
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                _ = c.cancelled() => break,
+                f = stream.next() => f,
+            };
+            match frame {
+                None => break,
+                Some(Err(e)) => {
+                    warn!(conn = id, error = %e, "closing connection: bad frame");
+                    break;
+                }
+                Some(Ok(bytes)) => match wire::decode(&bytes) {
+                    Ok(w) => {
+                        if events
+                            .send(NetEvent::Frame { conn: id, wire: w })
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(conn = id, error = %e, "closing connection: undecodable frame");
+                        break;
+                    }
+                },
+            }
+        }
+        debug!(conn = id, "connection closed");
+        c.cancel();
+        let _ = events.send(NetEvent::Down { conn: id }).await;
+    });
+    Conn {
+        id,
+        tx,
+        dialer,
+        cancel,
+    }
+}

@@ -1,0 +1,109 @@
+//! Requests from control clients (`hub ctl`, `hub status`) and their
+//! answers. Clients authenticate with the same handshake and cookie as
+//! nodes, with [`crate::handshake::Role::Client`].
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use hub_core::{ChildId, ChildSpec, Handle, NodeId};
+
+use crate::error::CallError;
+
+/// A control request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtlRequest {
+    /// The node's view of the hub.
+    Status,
+    /// Start children (awaited).
+    Start {
+        /// Specs.
+        specs: Vec<ChildSpec>,
+    },
+    /// Stop children (awaited).
+    Stop {
+        /// Ids.
+        ids: Vec<ChildId>,
+    },
+    /// Where a child runs.
+    Lookup {
+        /// Id.
+        id: ChildId,
+    },
+    /// Children per node.
+    Which {
+        /// All nodes, or only this one.
+        global: bool,
+    },
+    /// Call a child with a postcard-encoded message of its kind.
+    Call {
+        /// Child.
+        id: ChildId,
+        /// Encoded message.
+        payload: Bytes,
+        /// Milliseconds to wait.
+        timeout_ms: u64,
+    },
+}
+
+/// One member as a node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Its advertised address.
+    pub addr: String,
+    /// `up`, `suspect`, `down`, `joining`, `leaving` or `left`.
+    pub status: String,
+}
+
+/// A node's status report (`hub status --json` prints this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Hub id.
+    pub hub_id: String,
+    /// This node.
+    pub node_id: NodeId,
+    /// Nodes in the ring, sorted.
+    pub ring: Vec<NodeId>,
+    /// Every other member.
+    pub members: Vec<MemberStatus>,
+    /// Children registered in the hub.
+    pub children: usize,
+    /// Children running on this node.
+    pub local_children: usize,
+    /// Redistributing now.
+    pub locked: bool,
+    /// Lost quorum.
+    pub partitioned: bool,
+}
+
+/// A control answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtlReply {
+    /// For [`CtlRequest::Status`].
+    Status(Status),
+    /// For [`CtlRequest::Start`].
+    Started {
+        /// Where each started child runs.
+        started: BTreeMap<ChildId, Vec<(NodeId, Handle)>>,
+        /// Failures, rendered.
+        failed: Vec<(ChildId, String)>,
+    },
+    /// For [`CtlRequest::Stop`].
+    Stopped {
+        /// Stopped ids.
+        stopped: Vec<ChildId>,
+        /// Failures, rendered.
+        failed: Vec<(ChildId, String)>,
+    },
+    /// For [`CtlRequest::Lookup`].
+    Lookup(Vec<(NodeId, Handle)>),
+    /// For [`CtlRequest::Which`].
+    Which(BTreeMap<NodeId, Vec<(ChildId, Handle)>>),
+    /// For [`CtlRequest::Call`]: the encoded reply.
+    Called(Result<Bytes, CallError>),
+    /// The request was refused.
+    Error(String),
+}

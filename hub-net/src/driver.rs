@@ -1,0 +1,681 @@
+//! The node task: owns the `hub_core::Node` and drives it from TCP frames,
+//! API calls, supervisor reports and its timer, performing its outputs.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use hub_core::membership::Status as MemberState;
+use hub_core::{
+    ChildId, Command, Event, LocalReport, Node, NodeId, NodeInfo, Output, Reply, RequestId,
+    StopReason, Time,
+};
+
+use crate::conn::{self, Conn, FramedTcp, NetEvent};
+use crate::control::{CtlReply, CtlRequest, MemberStatus, Status};
+use crate::error::CallError;
+use crate::handshake::{self, Role, MAX_HANDSHAKE_FRAME};
+use crate::process::Terminate;
+use crate::supervisor::{Envelope, Supervisor};
+use crate::wire::Wire;
+
+/// A query answered from the node's state.
+pub(crate) type Query = Box<dyn FnOnce(&Node) + Send>;
+
+/// What `Hub` handles ask the node task.
+pub(crate) enum Api {
+    Command(Command, oneshot::Sender<Reply>),
+    Query(Query),
+    Cast(ChildId, Bytes, oneshot::Sender<Result<(), CallError>>),
+    Call(ChildId, Bytes, oneshot::Sender<Result<Bytes, CallError>>),
+}
+
+/// Transport settings.
+#[derive(Clone, Debug)]
+pub(crate) struct NetSettings {
+    pub(crate) local: handshake::Local,
+    pub(crate) max_frame: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) seeds: Vec<String>,
+}
+
+/// Messages queued for a peer while it is being dialed.
+const PENDING_PER_PEER: usize = 4096;
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+pub(crate) struct Driver {
+    pub(crate) node: Node,
+    pub(crate) epoch: Instant,
+    pub(crate) net: NetSettings,
+    pub(crate) sup: Supervisor,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) net_tx: mpsc::Sender<NetEvent>,
+    pub(crate) local_tx: mpsc::UnboundedSender<LocalReport>,
+    conns: HashMap<NodeId, Conn>,
+    /// conn id -> peer node (None: a control client).
+    conn_peer: HashMap<u64, (Option<NodeId>, Conn)>,
+    pending: HashMap<NodeId, VecDeque<Bytes>>,
+    dialing: HashSet<NodeId>,
+    attempts: HashMap<NodeId, u32>,
+    replies: HashMap<RequestId, oneshot::Sender<Reply>>,
+    ctl_waiting: HashMap<RequestId, (u64, u64)>,
+    next_request: u64,
+    calls: HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
+    next_call: u64,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        node: Node,
+        epoch: Instant,
+        net: NetSettings,
+        sup: Supervisor,
+        events: broadcast::Sender<Event>,
+        cancel: CancellationToken,
+        net_tx: mpsc::Sender<NetEvent>,
+        local_tx: mpsc::UnboundedSender<LocalReport>,
+    ) -> Self {
+        Driver {
+            node,
+            epoch,
+            net,
+            sup,
+            events,
+            cancel,
+            net_tx,
+            local_tx,
+            conns: HashMap::new(),
+            conn_peer: HashMap::new(),
+            pending: HashMap::new(),
+            dialing: HashSet::new(),
+            attempts: HashMap::new(),
+            replies: HashMap::new(),
+            ctl_waiting: HashMap::new(),
+            next_request: 0,
+            calls: HashMap::new(),
+            next_call: 0,
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.epoch + Duration::from_millis(t.as_millis())
+    }
+
+    /// Runs until the node has left (graceful shutdown) or is cancelled.
+    pub(crate) async fn run(
+        mut self,
+        mut api_rx: mpsc::Receiver<Api>,
+        mut net_rx: mpsc::Receiver<NetEvent>,
+        mut local_rx: mpsc::UnboundedReceiver<LocalReport>,
+    ) {
+        for seed in self.net.seeds.clone() {
+            self.spawn_seed(seed);
+        }
+        loop {
+            let deadline = self
+                .node
+                .poll_timeout()
+                .map(|t| self.instant(t))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                Some(r) = local_rx.recv() => {
+                    let mut batch = vec![r];
+                    while let Ok(r) = local_rx.try_recv() {
+                        batch.push(r);
+                    }
+                    for r in &batch {
+                        if let LocalReport::Exited { id, .. } | LocalReport::StartFailed { id, .. } = r {
+                            self.sup.forget(id);
+                        }
+                    }
+                    let now = self.now();
+                    self.node.handle_locals(now, batch);
+                }
+                Some(ev) = net_rx.recv() => self.on_net(ev),
+                api = api_rx.recv() => match api {
+                    Some(a) => self.on_api(a),
+                    None => {
+                        // Every handle dropped: leave as if shut down.
+                        let r = self.request_id();
+                        let now = self.now();
+                        self.node.handle_command(now, r, Command::Leave);
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
+            }
+            self.perform();
+            if !self.node.is_alive() {
+                break;
+            }
+        }
+        info!(node = %self.node.id(), "node task stopped");
+        self.sup.stop_all();
+        // Let the final `Left` frames reach the wire before closing.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.cancel.cancel();
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    fn on_api(&mut self, api: Api) {
+        let now = self.now();
+        match api {
+            Api::Command(cmd, reply) => {
+                let r = self.request_id();
+                self.replies.insert(r, reply);
+                self.node.handle_command(now, r, cmd);
+            }
+            Api::Query(q) => q(&self.node),
+            Api::Cast(id, payload, reply) => {
+                let r = match self.holder(&id) {
+                    Ok(n) if n == *self.node.id() => self
+                        .sup
+                        .deliver(&id, Envelope::Cast(payload))
+                        .map_err(|(e, _)| e),
+                    Ok(n) => self.send_to(&n, &Wire::Cast { id, payload }),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            Api::Call(id, payload, reply) => self.call(id, payload, reply),
+        }
+    }
+
+    /// The node a message for `id` goes to: its first registered holder.
+    fn holder(&self, id: &ChildId) -> Result<NodeId, CallError> {
+        let holders = self.node.child_lookup(id.as_str());
+        holders
+            .into_iter()
+            .next()
+            .map(|(n, _)| n)
+            .ok_or(CallError::NotFound)
+    }
+
+    fn send_to(&self, node: &NodeId, w: &Wire) -> Result<(), CallError> {
+        match self.conns.get(node) {
+            Some(c) if c.send(w) => Ok(()),
+            _ => Err(CallError::NotConnected(node.to_string())),
+        }
+    }
+
+    fn call(
+        &mut self,
+        id: ChildId,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<Bytes, CallError>>,
+    ) {
+        let node = match self.holder(&id) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if node == *self.node.id() {
+            if let Err((e, Envelope::Call(_, reply))) =
+                self.sup.deliver(&id, Envelope::Call(payload, reply))
+            {
+                let _ = reply.send(Err(e));
+            }
+            return;
+        }
+        if self.calls.len() > 1024 {
+            self.calls.retain(|_, s| !s.is_closed()); // callers that gave up
+        }
+        self.next_call += 1;
+        let req = self.next_call;
+        match self.send_to(&node, &Wire::Call { req, id, payload }) {
+            Ok(()) => {
+                self.calls.insert(req, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        let now = self.now();
+        match ev {
+            NetEvent::Up {
+                peer,
+                framed,
+                initiator,
+            } => self.on_up(peer, framed, initiator),
+            NetEvent::DialFailed { to } => {
+                self.dialing.remove(&to);
+                *self.attempts.entry(to).or_default() += 1;
+            }
+            NetEvent::Down { conn } => {
+                if let Some((Some(peer), _)) = self.conn_peer.remove(&conn) {
+                    if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
+                        debug!(%peer, "connection lost");
+                        self.conns.remove(&peer);
+                    }
+                }
+            }
+            NetEvent::Frame { conn, wire } => {
+                let Some((peer, c)) = self.conn_peer.get(&conn).cloned() else {
+                    return;
+                };
+                match (peer, wire) {
+                    (Some(p), Wire::Core(msg)) => self.node.handle_message(now, &p, msg),
+                    (Some(_), Wire::Cast { id, payload }) => {
+                        if let Err((e, _)) = self.sup.deliver(&id, Envelope::Cast(payload)) {
+                            debug!(child = %id, error = %e, "cast dropped");
+                        }
+                    }
+                    (Some(_), Wire::Call { req, id, payload }) => {
+                        let (tx, rx) = oneshot::channel();
+                        if let Err((e, _)) = self.sup.deliver(&id, Envelope::Call(payload, tx)) {
+                            c.send(&Wire::CallReply {
+                                req,
+                                result: Err(e),
+                            });
+                        } else {
+                            tokio::spawn(async move {
+                                let result = rx
+                                    .await
+                                    .unwrap_or(Err(CallError::Crashed("stopped".into())));
+                                c.send(&Wire::CallReply { req, result });
+                            });
+                        }
+                    }
+                    (Some(_), Wire::CallReply { req, result }) => {
+                        if let Some(s) = self.calls.remove(&req) {
+                            let _ = s.send(result);
+                        }
+                    }
+                    (None, Wire::Ctl { req, request }) => self.on_ctl(conn, req, request),
+                    (peer, other) => {
+                        warn!(?peer, frame = ?std::mem::discriminant(&other), "unexpected frame; closing");
+                        c.close();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_up(&mut self, peer: handshake::Hello, framed: FramedTcp, initiator: bool) {
+        let me = self.node.id().clone();
+        if peer.role == Role::Client {
+            let c = conn::start(
+                framed,
+                NodeId::new(&peer.node_id),
+                self.net_tx.clone(),
+                &self.cancel,
+            );
+            self.conn_peer.insert(c.id, (None, c));
+            return;
+        }
+        let id = NodeId::new(&peer.node_id);
+        if id == me {
+            warn!("refusing a connection from a node with our own id");
+            return;
+        }
+        let dialer = if initiator { me.clone() } else { id.clone() };
+        // Simultaneous connects: both sides keep the connection dialed by
+        // the smaller node id (a newer one from that side replaces a stale
+        // one).
+        let winner = me.clone().min(id.clone());
+        if let Some(existing) = self.conns.get(&id) {
+            if dialer != winner && existing.dialer == winner {
+                debug!(peer = %id, "duplicate connection dropped");
+                return;
+            }
+            existing.close();
+        }
+        let c = conn::start(framed, dialer, self.net_tx.clone(), &self.cancel);
+        for b in self.pending.remove(&id).unwrap_or_default() {
+            let _ = c.tx.try_send(b);
+        }
+        self.conn_peer.insert(c.id, (Some(id.clone()), c.clone()));
+        self.conns.insert(id.clone(), c);
+        self.dialing.remove(&id);
+        self.attempts.remove(&id);
+        let now = self.now();
+        self.node.add_peer(
+            now,
+            NodeInfo {
+                id,
+                addr: peer.addr,
+                incarnation: peer.incarnation,
+            },
+        );
+    }
+
+    /// Performs everything the node asked for.
+    fn perform(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Send { to, message } => self.send(to, Wire::Core(message)),
+                Output::Spawn { spec, restore } => self.sup.spawn(spec, restore),
+                Output::Stop { id, reason } => {
+                    let t = match reason {
+                        StopReason::Conflict => Terminate::Conflict,
+                        _ => Terminate::Stopped,
+                    };
+                    self.sup.stop(&id, t);
+                }
+                Output::RequestState { id } => {
+                    let (tx, rx) = oneshot::channel();
+                    let reports = self.local_tx.clone();
+                    if self.sup.deliver(&id, Envelope::Snapshot(tx)).is_err() {
+                        debug!(child = %id, "no such child to snapshot");
+                    }
+                    tokio::spawn(async move {
+                        let state = rx.await.ok().flatten();
+                        let _ = reports.send(LocalReport::State { id, state });
+                    });
+                }
+                Output::Reply { request, reply } => {
+                    if let Some((conn, req)) = self.ctl_waiting.remove(&request) {
+                        self.ctl_reply(conn, req, ctl_reply_of(reply));
+                    } else if let Some(tx) = self.replies.remove(&request) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Output::Event(e) => {
+                    let _ = self.events.send(e);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, w: Wire) {
+        let bytes = match crate::wire::encode(&w) {
+            Ok(b) if b.len() <= self.net.max_frame => b,
+            Ok(b) => {
+                warn!(%to, size = b.len(), "message exceeds the frame limit; dropped");
+                return;
+            }
+            Err(e) => {
+                warn!(%to, error = %e, "cannot encode message");
+                return;
+            }
+        };
+        if let Some(c) = self.conns.get(&to) {
+            if c.tx.try_send(bytes).is_err() {
+                debug!(%to, "connection backlog full; message dropped");
+            }
+            return;
+        }
+        let q = self.pending.entry(to.clone()).or_default();
+        if q.len() == PENDING_PER_PEER {
+            q.pop_front();
+        }
+        q.push_back(bytes);
+        self.dial(to);
+    }
+
+    fn dial(&mut self, to: NodeId) {
+        if self.dialing.contains(&to) {
+            return;
+        }
+        let Some(addr) = self
+            .node
+            .members()
+            .find(|m| m.info.id == to && m.status != MemberState::Left)
+            .map(|m| m.info.addr.clone())
+            .filter(|a| !a.is_empty())
+        else {
+            return;
+        };
+        self.dialing.insert(to.clone());
+        let attempt = self.attempts.get(&to).copied().unwrap_or(0);
+        let delay = backoff(attempt);
+        let net = self.net.clone();
+        let events = self.net_tx.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            let ev = match connect(&addr, &net).await {
+                Ok((peer, framed)) if peer.node_id == to.as_str() => NetEvent::Up {
+                    peer,
+                    framed,
+                    initiator: true,
+                },
+                Ok((peer, _)) => {
+                    warn!(%to, found = %peer.node_id, %addr, "address answered with another node id");
+                    NetEvent::DialFailed { to }
+                }
+                Err(e) => {
+                    debug!(%to, %addr, error = %e, "dial failed");
+                    NetEvent::DialFailed { to }
+                }
+            };
+            let _ = events.send(ev).await;
+        });
+    }
+
+    /// Dials a seed until it answers once.
+    fn spawn_seed(&self, addr: String) {
+        let net = self.net.clone();
+        let events = self.net_tx.clone();
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0;
+            loop {
+                match connect(&addr, &net).await {
+                    Ok((peer, framed)) => {
+                        let _ = events
+                            .send(NetEvent::Up {
+                                peer,
+                                framed,
+                                initiator: true,
+                            })
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(%addr, error = %e, "seed not reachable yet");
+                    }
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+                attempt += 1;
+            }
+        });
+    }
+
+    fn ctl_reply(&mut self, conn: u64, req: u64, reply: CtlReply) {
+        if let Some((_, c)) = self.conn_peer.get(&conn) {
+            c.send(&Wire::CtlReply { req, reply });
+        }
+    }
+
+    fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
+        let now = self.now();
+        let reply = match request {
+            CtlRequest::Status => CtlReply::Status(status(&self.node)),
+            CtlRequest::Lookup { id } => CtlReply::Lookup(self.node.child_lookup(id.as_str())),
+            CtlRequest::Which { global } => CtlReply::Which(self.node.which_children(global)),
+            CtlRequest::Start { specs } => {
+                let r = self.request_id();
+                self.ctl_waiting.insert(r, (conn, req));
+                let opts = hub_core::StartOptions::awaited();
+                self.node
+                    .handle_command(now, r, Command::StartChildren { specs, opts });
+                return;
+            }
+            CtlRequest::Stop { ids } => {
+                let r = self.request_id();
+                self.ctl_waiting.insert(r, (conn, req));
+                let opts = hub_core::StopOptions::awaited();
+                self.node
+                    .handle_command(now, r, Command::StopChildren { ids, opts });
+                return;
+            }
+            CtlRequest::Call {
+                id,
+                payload,
+                timeout_ms,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                self.call(id, payload, tx);
+                let c = self.conn_peer.get(&conn).map(|(_, c)| c.clone());
+                tokio::spawn(async move {
+                    let t = Duration::from_millis(timeout_ms);
+                    let result = match tokio::time::timeout(t, rx).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err(CallError::Closed),
+                        Err(_) => Err(CallError::Timeout),
+                    };
+                    if let Some(c) = c {
+                        c.send(&Wire::CtlReply {
+                            req,
+                            reply: CtlReply::Called(result),
+                        });
+                    }
+                });
+                return;
+            }
+        };
+        self.ctl_reply(conn, req, reply);
+    }
+}
+
+/// The node's status report.
+pub(crate) fn status(node: &Node) -> Status {
+    Status {
+        hub_id: node.config().hub_id.clone(),
+        node_id: node.id().clone(),
+        ring: node.nodes(),
+        members: node
+            .members()
+            .map(|m| MemberStatus {
+                id: m.info.id.clone(),
+                addr: m.info.addr.clone(),
+                status: format!("{:?}", m.status).to_lowercase(),
+            })
+            .collect(),
+        children: node.count_children(),
+        local_children: node.local_children().len(),
+        locked: node.is_locked(),
+        partitioned: node.is_partitioned(),
+    }
+}
+
+fn ctl_reply_of(reply: Reply) -> CtlReply {
+    match reply {
+        Reply::Started(o) => CtlReply::Started {
+            started: o.started,
+            failed: o
+                .failed
+                .into_iter()
+                .map(|f| (f.id, f.error.to_string()))
+                .collect(),
+        },
+        Reply::Stopped(o) => CtlReply::Stopped {
+            stopped: o.stopped.into_keys().collect(),
+            failed: o
+                .failed
+                .into_iter()
+                .map(|(id, _, e)| (id, e.to_string()))
+                .collect(),
+        },
+        Reply::Error(e) => CtlReply::Error(e.to_string()),
+        other => CtlReply::Error(format!("unexpected reply {other:?}")),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(BACKOFF_CAP);
+    // Jitter in [0.5, 1.5) so that peers do not retry in lockstep.
+    capped.mul_f64(rand::rng().random_range(0.5..1.5))
+}
+
+/// Connects and authenticates as a node.
+pub(crate) async fn connect(
+    addr: &str,
+    net: &NetSettings,
+) -> Result<(handshake::Hello, FramedTcp), String> {
+    let stream = tokio::time::timeout(net.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
+    let peer = handshake::initiate(&mut framed, &net.local)
+        .await
+        .map_err(|e| e.to_string())?;
+    framed.codec_mut().set_max_frame_length(net.max_frame);
+    Ok((peer, framed))
+}
+
+pub(crate) fn codec(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max)
+        .new_codec()
+}
+
+/// Accepts connections until cancelled; each runs its handshake on its own
+/// task, so a slow or hostile client delays nobody.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    net: Arc<NetSettings>,
+    events: mpsc::Sender<NetEvent>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (stream, from) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let net = net.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
+            match handshake::accept(&mut framed, &net.local).await {
+                Ok(peer) => {
+                    framed.codec_mut().set_max_frame_length(net.max_frame);
+                    let _ = events
+                        .send(NetEvent::Up {
+                            peer,
+                            framed,
+                            initiator: false,
+                        })
+                        .await;
+                }
+                Err(e) => warn!(%from, reason = %e, "refused connection"),
+            }
+        });
+    }
+}

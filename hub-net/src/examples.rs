@@ -1,0 +1,77 @@
+//! Example process kinds shipped with the `hub` binary: `counter` (stateful,
+//! hands its count over) and `echo`.
+
+use serde::{Deserialize, Serialize};
+
+use hub_core::ChildId;
+
+use crate::process::Process;
+
+/// A counter that survives migrations with HotSwap handover.
+#[derive(Debug)]
+pub struct Counter {
+    n: i64,
+}
+
+/// What a [`Counter`] understands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CounterMsg {
+    /// Add to the count (negative subtracts).
+    Add(i64),
+    /// Read the count.
+    Get,
+}
+
+impl Process for Counter {
+    type Args = i64;
+    type Message = CounterMsg;
+    type Reply = i64;
+    type State = i64;
+
+    async fn init(_id: ChildId, start: i64, restored: Option<i64>) -> Result<Self, String> {
+        Ok(Counter {
+            n: restored.unwrap_or(start),
+        })
+    }
+
+    async fn handle_cast(&mut self, msg: CounterMsg) -> Result<(), String> {
+        if let CounterMsg::Add(k) = msg {
+            self.n = self.n.saturating_add(k);
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, msg: CounterMsg) -> Result<i64, String> {
+        self.handle_cast(msg).await?;
+        Ok(self.n)
+    }
+
+    fn snapshot_state(&self) -> Option<i64> {
+        Some(self.n)
+    }
+}
+
+/// Answers every call with its message, prefixed by its child id.
+#[derive(Debug)]
+pub struct Echo {
+    id: ChildId,
+}
+
+impl Process for Echo {
+    type Args = ();
+    type Message = String;
+    type Reply = String;
+    type State = ();
+
+    async fn init(id: ChildId, _args: (), _restored: Option<()>) -> Result<Self, String> {
+        Ok(Echo { id })
+    }
+
+    async fn handle_cast(&mut self, _msg: String) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, msg: String) -> Result<String, String> {
+        Ok(format!("{}: {msg}", self.id))
+    }
+}

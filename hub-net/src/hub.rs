@@ -1,0 +1,466 @@
+//! The public API: build a node, start it, and use it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use hub_core::protocol::{DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use hub_core::{
+    ChildId, ChildSpec, Command, Config, Event, Handle, Node, NodeId, Reply, StartOptions,
+    StartOutcome, StopOptions, StopOutcome, Strategies, Time,
+};
+
+use crate::control::Status;
+use crate::driver::{self, Api, Driver, NetSettings};
+use crate::error::{CallError, HubError, StartupError};
+use crate::handshake::{Hello, Local, Role};
+use crate::process::{Kinds, Process};
+use crate::supervisor::{Limits, Supervisor};
+
+/// Configures a hub node. See [`Hub::builder`].
+pub struct HubBuilder {
+    config: Config,
+    listen: Option<String>,
+    seeds: Vec<String>,
+    cookie: Bytes,
+    strategies: Option<Strategies>,
+    kinds: Kinds,
+    limits: Limits,
+    max_frame: usize,
+    handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("hub_id", &self.config.hub_id)
+            .field("node_id", &self.config.node_id)
+            .field("listen", &self.listen)
+            .field("seeds", &self.seeds)
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubBuilder {
+    /// This node's id (default: the listen address, or "node").
+    pub fn node_id(mut self, id: impl Into<NodeId>) -> Self {
+        self.config.node_id = id.into();
+        self
+    }
+
+    /// Address to listen on, e.g. `"127.0.0.1:7000"` (port 0 picks one).
+    /// Without it the node can still join through seeds.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// A seed to join through (repeatable).
+    pub fn seed(mut self, addr: impl Into<String>) -> Self {
+        self.seeds.push(addr.into());
+        self
+    }
+
+    /// The shared secret every node and client of the hub must know.
+    pub fn cookie(mut self, cookie: impl Into<Bytes>) -> Self {
+        self.cookie = cookie.into();
+        self
+    }
+
+    /// Strategies (default: `hub_strategies::defaults()`).
+    pub fn strategies(mut self, s: Strategies) -> Self {
+        self.strategies = Some(s);
+        self
+    }
+
+    /// Registers a process kind under `name`.
+    pub fn register<P: Process>(mut self, name: impl Into<String>) -> Self {
+        self.kinds.register::<P>(name);
+        self
+    }
+
+    /// Supervision limits (restart intensity, `max_children`).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Largest frame accepted or sent (default 8 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Longest a peer may take to complete the handshake (default 5 s).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Adjusts the core configuration (timers, lock timeout, hop limit...).
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Binds, starts the node task and joins the seeds.
+    pub async fn start(self) -> Result<Hub, StartupError> {
+        let HubBuilder {
+            mut config,
+            listen,
+            seeds,
+            cookie,
+            strategies,
+            kinds,
+            limits,
+            max_frame,
+            handshake_timeout,
+        } = self;
+        let listener = match &listen {
+            Some(addr) => Some(TcpListener::bind(addr.as_str()).await.map_err(|source| {
+                StartupError::Bind {
+                    addr: addr.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        config.addr = local_addr.map(|a| a.to_string()).unwrap_or_default();
+        if config.node_id.as_str().is_empty() {
+            config.node_id = NodeId::new(if config.addr.is_empty() {
+                "node"
+            } else {
+                &config.addr
+            });
+        }
+        // A restarted node must look new to its peers.
+        config.incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        config.rng_seed = config.incarnation ^ 0x5eed;
+        let strategies = strategies.unwrap_or_else(hub_strategies::defaults);
+        let node = Node::new(config.clone(), strategies, Time::ZERO)?;
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            hub_id: config.hub_id.clone(),
+            node_id: config.node_id.to_string(),
+            addr: config.addr.clone(),
+            incarnation: config.incarnation,
+            role: Role::Node,
+            nonce: [0; 32],
+        };
+        let net = NetSettings {
+            local: Local {
+                hello,
+                cookie,
+                timeout: handshake_timeout,
+            },
+            max_frame,
+            connect_timeout: Duration::from_secs(3),
+            seeds,
+        };
+        let cancel = CancellationToken::new();
+        let (api_tx, api_rx) = mpsc::channel(1024);
+        let (net_tx, net_rx) = mpsc::channel(4096);
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        if let Some(l) = listener {
+            tokio::spawn(driver::accept_loop(
+                l,
+                Arc::new(net.clone()),
+                net_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        let sup = Supervisor::new(kinds, limits, local_tx.clone(), config.node_id.to_string());
+        let d = Driver::new(
+            node,
+            Instant::now(),
+            net,
+            sup,
+            events.clone(),
+            cancel.clone(),
+            net_tx,
+            local_tx,
+        );
+        let span = tracing::info_span!("node", id = %config.node_id);
+        tokio::spawn(tracing::Instrument::instrument(
+            d.run(api_rx, net_rx, local_rx),
+            span,
+        ));
+        info!(node = %config.node_id, addr = %config.addr, "hub node started");
+        Ok(Hub {
+            tx: api_tx,
+            events,
+            cancel,
+            node_id: config.node_id,
+            addr: local_addr,
+        })
+    }
+}
+
+/// A handle on a running hub node. Cheap to clone; every method talks to
+/// the node task.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    tx: mpsc::Sender<Api>,
+    events: broadcast::Sender<Event>,
+    cancel: CancellationToken,
+    node_id: NodeId,
+    addr: Option<SocketAddr>,
+}
+
+impl Hub {
+    /// Starts configuring a node of hub `hub_id`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hub_net::{examples::Counter, Hub};
+    /// let hub = Hub::builder("my-hub")
+    ///     .node_id("a")
+    ///     .listen("127.0.0.1:7000")
+    ///     .seed("127.0.0.1:7001")
+    ///     .cookie("secret")
+    ///     .register::<Counter>("counter")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(hub_id: impl Into<String>) -> HubBuilder {
+        HubBuilder {
+            config: Config::new(hub_id, NodeId::new("")),
+            listen: None,
+            seeds: Vec::new(),
+            cookie: Bytes::new(),
+            strategies: None,
+            kinds: Kinds::default(),
+            limits: Limits::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    async fn command(&self, cmd: Command) -> Result<Reply, HubError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Api::Command(cmd, tx))
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await.map_err(|_| HubError::Closed)
+    }
+
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> T + Send + 'static,
+    ) -> Result<T, HubError> {
+        let (tx, rx) = oneshot::channel();
+        let q: driver::Query = Box::new(move |n| {
+            let _ = tx.send(f(n));
+        });
+        self.tx
+            .send(Api::Query(q))
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await.map_err(|_| HubError::Closed)
+    }
+
+    /// Starts children. With `opts.await_result` the outcome lists every
+    /// child's placement or error; without, it is empty once dispatched.
+    pub async fn start_children(
+        &self,
+        specs: Vec<ChildSpec>,
+        opts: StartOptions,
+    ) -> Result<StartOutcome, HubError> {
+        match self.command(Command::StartChildren { specs, opts }).await? {
+            Reply::Started(o) => Ok(o),
+            Reply::StartInitiated => Ok(StartOutcome::default()),
+            Reply::Error(e) => Err(HubError::Command(e)),
+            other => Err(HubError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts one child.
+    pub async fn start_child(
+        &self,
+        spec: ChildSpec,
+        opts: StartOptions,
+    ) -> Result<StartOutcome, HubError> {
+        self.start_children(vec![spec], opts).await
+    }
+
+    /// Stops children wherever they run.
+    pub async fn stop_children(
+        &self,
+        ids: Vec<ChildId>,
+        opts: StopOptions,
+    ) -> Result<StopOutcome, HubError> {
+        match self.command(Command::StopChildren { ids, opts }).await? {
+            Reply::Stopped(o) => Ok(o),
+            Reply::StopInitiated => Ok(StopOutcome::default()),
+            Reply::Error(e) => Err(HubError::Command(e)),
+            other => Err(HubError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Stops one child.
+    pub async fn stop_child(
+        &self,
+        id: impl Into<ChildId>,
+        opts: StopOptions,
+    ) -> Result<StopOutcome, HubError> {
+        self.stop_children(vec![id.into()], opts).await
+    }
+
+    /// Where `id` runs.
+    pub async fn child_lookup(
+        &self,
+        id: impl Into<ChildId>,
+    ) -> Result<Vec<(NodeId, Handle)>, HubError> {
+        let id = id.into();
+        self.query(move |n| n.child_lookup(id.as_str())).await
+    }
+
+    /// Children per node, of every node (`global`) or only this one.
+    pub async fn which_children(
+        &self,
+        global: bool,
+    ) -> Result<BTreeMap<NodeId, Vec<(ChildId, Handle)>>, HubError> {
+        self.query(move |n| n.which_children(global)).await
+    }
+
+    /// Children registered in the hub.
+    pub async fn count_children(&self) -> Result<usize, HubError> {
+        self.query(|n| n.count_children()).await
+    }
+
+    /// The whole registry: child id -> holders.
+    pub async fn registry_dump(
+        &self,
+    ) -> Result<BTreeMap<ChildId, Vec<(NodeId, Handle)>>, HubError> {
+        self.query(|n| n.registry().view()).await
+    }
+
+    /// Children whose metadata has `key == value`.
+    pub async fn match_metadata(&self, key: &str, value: &str) -> Result<Vec<ChildId>, HubError> {
+        let (k, v) = (key.to_string(), value.to_string());
+        self.query(move |n| n.match_metadata(&k, &v)).await
+    }
+
+    /// Nodes in the ring (self included).
+    pub async fn nodes(&self) -> Result<Vec<NodeId>, HubError> {
+        self.query(|n| n.nodes()).await
+    }
+
+    /// The node's status report.
+    pub async fn status(&self) -> Result<Status, HubError> {
+        self.query(driver::status).await
+    }
+
+    /// False once the node has left or shut down.
+    pub async fn is_alive(&self) -> bool {
+        self.query(|n| n.is_alive()).await.unwrap_or(false)
+    }
+
+    /// Whether the node is redistributing.
+    pub async fn is_locked(&self) -> Result<bool, HubError> {
+        self.query(|n| n.is_locked()).await
+    }
+
+    /// Whether the node lost quorum.
+    pub async fn is_partitioned(&self) -> Result<bool, HubError> {
+        self.query(|n| n.is_partitioned()).await
+    }
+
+    /// Sends `msg` to child `id` wherever it runs (fire and forget once
+    /// handed to the transport).
+    pub async fn send<P: Process>(
+        &self,
+        id: impl Into<ChildId>,
+        msg: &P::Message,
+    ) -> Result<(), CallError> {
+        let payload = postcard::to_stdvec(msg).map_err(|e| CallError::BadMessage(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Api::Cast(id.into(), payload.into(), tx))
+            .await
+            .map_err(|_| CallError::Closed)?;
+        rx.await.map_err(|_| CallError::Closed)?
+    }
+
+    /// Calls child `id` wherever it runs and waits up to `timeout`.
+    pub async fn call<P: Process>(
+        &self,
+        id: impl Into<ChildId>,
+        msg: &P::Message,
+        timeout: Duration,
+    ) -> Result<P::Reply, CallError> {
+        let payload = postcard::to_stdvec(msg).map_err(|e| CallError::BadMessage(e.to_string()))?;
+        let bytes = self.call_raw(id.into(), payload.into(), timeout).await?;
+        postcard::from_bytes(&bytes).map_err(|e| CallError::BadMessage(e.to_string()))
+    }
+
+    /// [`Hub::call`] with an already encoded message and reply.
+    pub async fn call_raw(
+        &self,
+        id: ChildId,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Api::Call(id, payload, tx))
+            .await
+            .map_err(|_| CallError::Closed)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CallError::Closed),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// A stream of this node's events (lagging receivers skip ahead).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Leaves gracefully: announces it, hands children to their new owners
+    /// per the migration strategy, then closes every connection.
+    pub async fn shutdown(&self) -> Result<(), HubError> {
+        let r = self.command(Command::Leave).await;
+        // Wait for the node task to close its connections.
+        self.cancel.cancelled().await;
+        match r {
+            Ok(Reply::Left) | Err(HubError::Closed) => Ok(()),
+            Ok(Reply::Error(e)) => Err(HubError::Command(e)),
+            Ok(other) => Err(HubError::Unexpected(format!("{other:?}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the node at once without a goodbye (what a crash looks like to
+    /// its peers). For tests and emergencies.
+    pub fn abort(&self) {
+        self.cancel.cancel();
+    }
+}

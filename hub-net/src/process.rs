@@ -1,0 +1,194 @@
+//! User processes: the [`Process`] trait and the kind registry.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use hub_core::ChildId;
+
+/// Why a process instance is being terminated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Terminate {
+    /// Stopped by request, by a migration or by shutdown.
+    Stopped,
+    /// Another instance of the same id won (after a partition heal).
+    Conflict,
+}
+
+/// A stateful process (actor) run under a child id.
+///
+/// Errors returned from a handler are crashes: the supervisor restarts the
+/// process per its restart policy (and so is a panic).
+///
+/// ```
+/// use hub_net::Process;
+/// use serde::{Deserialize, Serialize};
+///
+/// struct Counter { n: u64 }
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum Msg { Add(u64), Get }
+///
+/// impl Process for Counter {
+///     type Args = u64;
+///     type Message = Msg;
+///     type Reply = u64;
+///     type State = u64;
+///     async fn init(_id: hub_core::ChildId, start: u64, restored: Option<u64>) -> Result<Self, String> {
+///         Ok(Counter { n: restored.unwrap_or(start) })
+///     }
+///     async fn handle_cast(&mut self, msg: Msg) -> Result<(), String> {
+///         if let Msg::Add(k) = msg { self.n += k }
+///         Ok(())
+///     }
+///     async fn handle_call(&mut self, msg: Msg) -> Result<u64, String> {
+///         self.handle_cast(msg).await?;
+///         Ok(self.n)
+///     }
+///     fn snapshot_state(&self) -> Option<u64> { Some(self.n) }
+/// }
+/// ```
+pub trait Process: Sized + Send + 'static {
+    /// Start arguments (the spec's `args`, postcard-encoded).
+    type Args: Serialize + DeserializeOwned + Send;
+    /// What casts and calls carry.
+    type Message: Serialize + DeserializeOwned + Send;
+    /// What calls answer.
+    type Reply: Serialize + DeserializeOwned + Send;
+    /// State handed over on migration.
+    type State: Serialize + DeserializeOwned + Send;
+
+    /// Creates the instance, from handed-over state when there is one.
+    fn init(
+        id: ChildId,
+        args: Self::Args,
+        restored: Option<Self::State>,
+    ) -> impl Future<Output = Result<Self, String>> + Send;
+
+    /// Handles a one-way message.
+    fn handle_cast(
+        &mut self,
+        msg: Self::Message,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Handles a request and answers it.
+    fn handle_call(
+        &mut self,
+        msg: Self::Message,
+    ) -> impl Future<Output = Result<Self::Reply, String>> + Send;
+
+    /// The state to hand over, if the kind supports handover.
+    fn snapshot_state(&self) -> Option<Self::State> {
+        None
+    }
+
+    /// Called once before the instance goes away (not after a crash).
+    fn terminate(&mut self, _reason: Terminate) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A running instance with its types erased to bytes.
+pub(crate) trait Instance: Send {
+    fn cast(&mut self, payload: Bytes) -> BoxFuture<'_, Result<(), String>>;
+    fn call(&mut self, payload: Bytes) -> BoxFuture<'_, Result<Result<Bytes, String>, String>>;
+    fn snapshot(&self) -> Option<Bytes>;
+    fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()>;
+}
+
+struct Typed<P>(P);
+
+impl<P: Process> Instance for Typed<P> {
+    fn cast(&mut self, payload: Bytes) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match postcard::from_bytes::<P::Message>(&payload) {
+                Ok(msg) => self.0.handle_cast(msg).await,
+                Err(e) => {
+                    // A malformed message is the sender's fault, not a crash.
+                    tracing::warn!(error = %e, "dropping undecodable cast");
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Outer error: the process crashed. Inner error: a bad message.
+    fn call(&mut self, payload: Bytes) -> BoxFuture<'_, Result<Result<Bytes, String>, String>> {
+        Box::pin(async move {
+            let msg = match postcard::from_bytes::<P::Message>(&payload) {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(format!("cannot decode message: {e}"))),
+            };
+            let reply = self.0.handle_call(msg).await?;
+            Ok(postcard::to_stdvec(&reply)
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot encode reply: {e}")))
+        })
+    }
+
+    fn snapshot(&self) -> Option<Bytes> {
+        let state = self.0.snapshot_state()?;
+        postcard::to_stdvec(&state).ok().map(Bytes::from)
+    }
+
+    fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()> {
+        Box::pin(self.0.terminate(reason))
+    }
+}
+
+pub(crate) type Factory = dyn Fn(ChildId, Bytes, Option<Bytes>) -> BoxFuture<'static, Result<Box<dyn Instance>, String>>
+    + Send
+    + Sync;
+
+/// Process kinds by name: how to build an instance from a child spec.
+#[derive(Clone, Default)]
+pub struct Kinds {
+    map: BTreeMap<String, Arc<Factory>>,
+}
+
+impl std::fmt::Debug for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.map.keys()).finish()
+    }
+}
+
+impl Kinds {
+    /// Registers `P` under `name` (replacing an earlier one).
+    pub fn register<P: Process>(&mut self, name: impl Into<String>) {
+        let factory: Arc<Factory> = Arc::new(|id, args: Bytes, restore: Option<Bytes>| {
+            Box::pin(async move {
+                let args: P::Args = if args.is_empty() {
+                    // Empty args mean "default" for kinds whose Args allow it.
+                    postcard::from_bytes(&[0]).map_err(|e| format!("missing args: {e}"))?
+                } else {
+                    postcard::from_bytes(&args).map_err(|e| format!("bad args: {e}"))?
+                };
+                let restored = match restore {
+                    Some(b) => {
+                        Some(postcard::from_bytes(&b).map_err(|e| format!("bad state: {e}"))?)
+                    }
+                    None => None,
+                };
+                let p = P::init(id, args, restored).await?;
+                Ok(Box::new(Typed(p)) as Box<dyn Instance>)
+            })
+        });
+        self.map.insert(name.into(), factory);
+    }
+
+    /// Whether a kind of that name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Factory>> {
+        self.map.get(name).cloned()
+    }
+}

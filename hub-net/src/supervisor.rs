@@ -1,0 +1,292 @@
+//! Local supervision: each child runs as a tokio task that restarts its
+//! process per the restart policy, within `max_restarts` in `max_seconds`
+//! (OTP intensity), and reports to the node task.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info_span, warn, Instrument};
+
+use hub_core::{ChildId, ChildSpec, ExitReason, Handle, LocalReport, RestartPolicy, StartError};
+
+use crate::error::CallError;
+use crate::process::{Instance, Kinds, Terminate};
+
+/// Restart intensity and limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Restarts allowed within `max_seconds` (default 3).
+    pub max_restarts: usize,
+    /// The intensity window (default 5 s).
+    pub max_seconds: Duration,
+    /// Children per node (default unlimited).
+    pub max_children: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_restarts: 3,
+            max_seconds: Duration::from_secs(5),
+            max_children: None,
+        }
+    }
+}
+
+/// A request to a running child.
+pub(crate) enum Envelope {
+    Cast(Bytes),
+    Call(Bytes, oneshot::Sender<Result<Bytes, CallError>>),
+    Snapshot(oneshot::Sender<Option<Bytes>>),
+    Stop(Terminate),
+}
+
+const MAILBOX: usize = 1024;
+
+/// The node's children.
+pub(crate) struct Supervisor {
+    kinds: Kinds,
+    limits: Limits,
+    children: HashMap<ChildId, mpsc::Sender<Envelope>>,
+    reports: mpsc::UnboundedSender<LocalReport>,
+    next_handle: Arc<std::sync::atomic::AtomicU64>,
+    node: String,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        kinds: Kinds,
+        limits: Limits,
+        reports: mpsc::UnboundedSender<LocalReport>,
+        node: String,
+    ) -> Self {
+        Supervisor {
+            kinds,
+            limits,
+            children: HashMap::new(),
+            reports,
+            next_handle: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            node,
+        }
+    }
+
+    /// Starts a child; the result comes as a report.
+    pub(crate) fn spawn(&mut self, spec: Arc<ChildSpec>, restore: Option<Bytes>) {
+        let id = spec.id.clone();
+        let fail = |error| LocalReport::StartFailed {
+            id: id.clone(),
+            error,
+        };
+        let Some(factory) = self.kinds.get(&spec.kind) else {
+            let _ = self
+                .reports
+                .send(fail(StartError::UnknownKind(spec.kind.clone())));
+            return;
+        };
+        if self.children.contains_key(&id) {
+            warn!(child = %id, "spawn of a child that already runs here");
+            return;
+        }
+        if self
+            .limits
+            .max_children
+            .is_some_and(|m| self.children.len() >= m)
+        {
+            let _ = self
+                .reports
+                .send(fail(StartError::MaxChildren(self.node.as_str().into())));
+            return;
+        }
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        self.children.insert(id.clone(), tx);
+        let run = ChildRun {
+            spec: spec.clone(),
+            factory,
+            limits: self.limits,
+            reports: self.reports.clone(),
+            handles: self.next_handle.clone(),
+        };
+        let span = info_span!("child", node = %self.node, id = %id);
+        tokio::spawn(run.run(rx, restore).instrument(span));
+    }
+
+    /// The child task reported its final exit: forget its mailbox.
+    pub(crate) fn forget(&mut self, id: &ChildId) {
+        self.children.remove(id);
+    }
+
+    /// Asks a child to stop; it reports `Exited` when done.
+    pub(crate) fn stop(&mut self, id: &ChildId, reason: Terminate) {
+        match self.children.get(id) {
+            Some(tx) => {
+                if tx.try_send(Envelope::Stop(reason)).is_err() {
+                    // Mailbox full or task gone: the task ends on its own.
+                    warn!(child = %id, "stop could not be queued");
+                }
+            }
+            None => {
+                let _ = self.reports.send(LocalReport::Exited {
+                    id: id.clone(),
+                    reason: ExitReason::Stopped,
+                });
+            }
+        }
+    }
+
+    /// Queues `env` for a local child; on failure the envelope comes back
+    /// so a waiting caller can be told why.
+    pub(crate) fn deliver(&self, id: &ChildId, env: Envelope) -> Result<(), (CallError, Envelope)> {
+        let Some(tx) = self.children.get(id) else {
+            return Err((CallError::NotFound, env));
+        };
+        tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(env) => (CallError::Timeout, env),
+            mpsc::error::TrySendError::Closed(env) => (CallError::NotFound, env),
+        })
+    }
+
+    /// Stops every child (shutdown) and waits up to `timeout` for them.
+    pub(crate) fn stop_all(&mut self) {
+        for tx in self.children.values() {
+            let _ = tx.try_send(Envelope::Stop(Terminate::Stopped));
+        }
+    }
+}
+
+struct ChildRun {
+    spec: Arc<ChildSpec>,
+    factory: Arc<crate::process::Factory>,
+    limits: Limits,
+    reports: mpsc::UnboundedSender<LocalReport>,
+    handles: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How an instance ended. Processes end only by a stop or a crash; a
+/// closed mailbox means the node itself is going away.
+enum Exit {
+    Stopped,
+    Crashed(String),
+}
+
+impl ChildRun {
+    fn report(&self, r: LocalReport) {
+        let _ = self.reports.send(r);
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Envelope>, mut restore: Option<Bytes>) {
+        let id = self.spec.id.clone();
+        let mut restarts: VecDeque<Instant> = VecDeque::new();
+        let mut first = true;
+        loop {
+            let init = (self.factory)(id.clone(), self.spec.args.clone(), restore.take());
+            let instance = match AssertUnwindSafe(init).catch_unwind().await {
+                Ok(Ok(i)) => Some(i),
+                Ok(Err(e)) if first => {
+                    return self.report(LocalReport::StartFailed {
+                        id,
+                        error: StartError::InitFailed(e),
+                    });
+                }
+                Err(_) if first => {
+                    return self.report(LocalReport::StartFailed {
+                        id,
+                        error: StartError::InitFailed("init panicked".into()),
+                    });
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "restart init failed");
+                    None
+                }
+                Err(_) => None,
+            };
+            let exit = match instance {
+                Some(mut inst) => {
+                    let handle = Handle(
+                        self.handles
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    );
+                    self.report(if first {
+                        LocalReport::Started {
+                            id: id.clone(),
+                            handle,
+                        }
+                    } else {
+                        LocalReport::Restarted {
+                            id: id.clone(),
+                            handle,
+                        }
+                    });
+                    first = false;
+                    serve(inst.as_mut(), &mut rx).await
+                }
+                None => Exit::Crashed("init failed on restart".into()),
+            };
+            let reason = match exit {
+                Exit::Stopped => ExitReason::Stopped,
+                Exit::Crashed(r) if self.spec.restart == RestartPolicy::Temporary => {
+                    ExitReason::Crashed(r)
+                }
+                Exit::Crashed(_) => {
+                    let now = Instant::now();
+                    restarts.push_back(now);
+                    while restarts
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > self.limits.max_seconds)
+                    {
+                        restarts.pop_front();
+                    }
+                    if restarts.len() > self.limits.max_restarts {
+                        ExitReason::Failed(format!(
+                            "more than {} restarts in {:?}",
+                            self.limits.max_restarts, self.limits.max_seconds
+                        ))
+                    } else {
+                        debug!("restarting");
+                        continue;
+                    }
+                }
+            };
+            return self.report(LocalReport::Exited { id, reason });
+        }
+    }
+}
+
+/// Runs one instance until it stops or crashes.
+async fn serve(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Exit {
+    while let Some(env) = rx.recv().await {
+        match env {
+            Envelope::Cast(b) => match AssertUnwindSafe(inst.cast(b)).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Exit::Crashed(e),
+                Err(_) => return Exit::Crashed("panicked in handle_cast".into()),
+            },
+            Envelope::Call(b, reply) => match AssertUnwindSafe(inst.call(b)).catch_unwind().await {
+                Ok(Ok(r)) => {
+                    let _ = reply.send(r.map_err(CallError::BadMessage));
+                }
+                Ok(Err(e)) => {
+                    let _ = reply.send(Err(CallError::Crashed(e.clone())));
+                    return Exit::Crashed(e);
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(CallError::Crashed("panic".into())));
+                    return Exit::Crashed("panicked in handle_call".into());
+                }
+            },
+            Envelope::Snapshot(reply) => {
+                let _ = reply.send(inst.snapshot());
+            }
+            Envelope::Stop(reason) => {
+                inst.terminate(reason).await;
+                return Exit::Stopped;
+            }
+        }
+    }
+    Exit::Stopped
+}

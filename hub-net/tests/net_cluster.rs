@@ -1,0 +1,173 @@
+//! Several hub nodes in one process over loopback TCP.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hub_core::{ChildId, ChildSpec, StartOptions, StopOptions};
+use hub_net::examples::{Counter, CounterMsg, Echo};
+use hub_net::Hub;
+
+const HUB: &str = "net-test";
+const COOKIE: &str = "test-cookie";
+
+/// Polls `f` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn node(id: &str, seed: Option<&Hub>) -> Hub {
+    let mut b = Hub::builder(HUB)
+        .node_id(id)
+        .listen("127.0.0.1:0")
+        .cookie(COOKIE)
+        .register::<Counter>("counter")
+        .register::<Echo>("echo")
+        .configure(|c| {
+            c.heartbeat_interval = Duration::from_millis(100);
+            c.suspect_after = Duration::from_millis(400);
+            c.down_after = Duration::from_millis(800);
+        });
+    if let Some(s) = seed {
+        b = b.seed(s.local_addr().unwrap().to_string());
+    }
+    b.start().await.unwrap()
+}
+
+async fn cluster(n: usize) -> Vec<Hub> {
+    let first = node("n0", None).await;
+    let mut hubs = vec![first];
+    for i in 1..n {
+        let h = node(&format!("n{i}"), Some(&hubs[0])).await;
+        hubs.push(h);
+    }
+    for h in &hubs {
+        let ok = eventually(Duration::from_secs(10), || async {
+            h.nodes().await.unwrap().len() == n
+        })
+        .await;
+        assert!(ok, "{} sees {:?}", h.node_id(), h.nodes().await);
+    }
+    hubs
+}
+
+fn counters(n: usize) -> Vec<ChildSpec> {
+    (0..n)
+        .map(|i| ChildSpec::new(format!("c{i}"), "counter"))
+        .collect()
+}
+
+async fn registries_agree(hubs: &[&Hub], count: usize) -> bool {
+    let mut first = None;
+    for h in hubs {
+        let Ok(d) = h.registry_dump().await else {
+            return false;
+        };
+        if d.len() != count {
+            return false;
+        }
+        match &first {
+            None => first = Some(d),
+            Some(f) if *f != d => return false,
+            Some(_) => {}
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_start_call_crash_and_leave() {
+    let hubs = cluster(3).await;
+    let out = hubs[0]
+        .start_children(counters(300), StartOptions::awaited())
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.failed.first());
+    let all: Vec<&Hub> = hubs.iter().collect();
+    assert!(eventually(Duration::from_secs(10), || registries_agree(&all, 300)).await);
+    // Every node got a share.
+    for h in &hubs {
+        let mine = h.which_children(false).await.unwrap();
+        assert!(
+            mine.values().map(Vec::len).sum::<usize>() > 30,
+            "{} runs too few",
+            h.node_id()
+        );
+    }
+
+    // A call from any node reaches the child wherever it runs.
+    for (i, h) in hubs.iter().enumerate() {
+        let n = h
+            .call::<Counter>("c7", &CounterMsg::Add(1), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(n, i as i64 + 1);
+    }
+    let e = hubs[2]
+        .start_child(ChildSpec::new("e1", "echo"), StartOptions::awaited())
+        .await
+        .unwrap();
+    assert!(e.is_ok());
+    let reply = hubs[1]
+        .call::<Echo>("e1", &"hi".to_string(), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(reply, "e1: hi");
+    assert_eq!(
+        hubs[1]
+            .call::<Echo>("nope", &"x".to_string(), Duration::from_secs(1))
+            .await,
+        Err(hub_net::CallError::NotFound)
+    );
+
+    // Crash n2 (no goodbye): its children restart on n0 and n1.
+    let victims = hubs[2].which_children(false).await.unwrap();
+    let victims: Vec<ChildId> = victims.into_values().flatten().map(|(id, _)| id).collect();
+    assert!(!victims.is_empty());
+    hubs[2].abort();
+    let survivors = [&hubs[0], &hubs[1]];
+    let recovered = eventually(Duration::from_secs(15), || async {
+        for h in survivors {
+            if h.nodes().await.map(|n| n.len()) != Ok(2) {
+                return false;
+            }
+        }
+        registries_agree(&survivors, 301).await
+    })
+    .await;
+    assert!(recovered, "children of the crashed node were not restarted");
+    for id in &victims {
+        let at = hubs[0].child_lookup(id.clone()).await.unwrap();
+        assert_eq!(at.len(), 1);
+        assert_ne!(at[0].0.as_str(), "n2");
+    }
+
+    // Graceful shutdown of n1: everything ends up on n0, nothing lost.
+    hubs[1].shutdown().await.unwrap();
+    let moved = eventually(Duration::from_secs(15), || async {
+        let mine = hubs[0].which_children(false).await.unwrap();
+        mine.values().map(Vec::len).sum::<usize>() == 301
+            && hubs[0].nodes().await.unwrap().len() == 1
+    })
+    .await;
+    assert!(moved, "children were not handed over on shutdown");
+    let stopped = hubs[0]
+        .stop_child("c7", StopOptions::awaited())
+        .await
+        .unwrap();
+    assert!(stopped.is_ok());
+    assert_eq!(hubs[0].count_children().await.unwrap(), 300);
+    hubs[0].shutdown().await.unwrap();
+}
