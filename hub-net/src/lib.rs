@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod client;
 mod conn;
 pub mod control;
 mod driver;
@@ -51,6 +52,7 @@ pub mod process;
 mod supervisor;
 pub mod wire;
 
+pub use client::{Client, ClientError};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hub::{Hub, HubBuilder};
 pub use process::{Kinds, Process, Terminate};
