@@ -1,0 +1,636 @@
+//! The `hub` command: run a node, inspect and control a running hub, or
+//! watch a local demo cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command as OsCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use hub_core::{ChildId, ChildSpec, NodeId};
+use hub_net::control::{CtlReply, CtlRequest, Status};
+use hub_net::examples::{Counter, CounterMsg, Echo};
+use hub_net::{Client, Hub};
+
+#[derive(Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "processhub-rs: distributed processes over a consistent-hash ring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Auth {
+    /// Hub id.
+    #[arg(long, default_value = "hub")]
+    hub_id: String,
+    /// File holding the shared cookie (else $HUB_COOKIE, else a development
+    /// default, with a warning).
+    #[arg(long)]
+    cookie_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node until Ctrl-C or SIGTERM (then leave gracefully).
+    Node {
+        #[command(flatten)]
+        auth: Auth,
+        /// Node id (unique in the hub).
+        #[arg(long)]
+        node_id: String,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Seed address to join through (repeatable).
+        #[arg(long)]
+        seed: Vec<String>,
+    },
+    /// Start a local cluster of separate processes and show what it does.
+    Demo {
+        /// Nodes to start.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Children to start.
+        #[arg(long, default_value_t = 10_000)]
+        children: usize,
+    },
+    /// Show a node's view of the hub.
+    Status {
+        #[command(flatten)]
+        auth: Auth,
+        /// The node's address.
+        #[arg(long)]
+        node: String,
+        /// Print JSON (see README for the format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Control a running hub through one of its nodes.
+    Ctl {
+        #[command(flatten)]
+        auth: Auth,
+        /// The node's address.
+        #[arg(long)]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        op: CtlOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlOp {
+    /// Start children (awaited).
+    Start {
+        /// Child ids.
+        ids: Vec<String>,
+        /// Process kind: counter or echo.
+        #[arg(long, default_value = "counter")]
+        kind: String,
+    },
+    /// Stop children (awaited).
+    Stop {
+        /// Child ids.
+        ids: Vec<String>,
+    },
+    /// Where a child runs.
+    Lookup {
+        /// Child id.
+        id: String,
+    },
+    /// Children per node.
+    Which {
+        /// Only this node's.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Call a child with a JSON message of its kind, e.g. '{"Add":5}' or
+    /// '"Get"' for counter, '"hello"' for echo.
+    Call {
+        /// Child id.
+        id: String,
+        /// The message, as JSON.
+        message: String,
+        /// Process kind: counter or echo.
+        #[arg(long, default_value = "counter")]
+        kind: String,
+    },
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
+    if let Some(f) = &auth.cookie_file {
+        let s =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        return Ok(Bytes::from(s.trim().to_string()));
+    }
+    if let Ok(s) = std::env::var("HUB_COOKIE") {
+        return Ok(Bytes::from(s));
+    }
+    tracing::warn!("no --cookie-file or HUB_COOKIE: using the development cookie");
+    Ok(Bytes::from_static(b"processhub-dev-cookie"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hub: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("hub: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), AnyError> {
+    match cli.cmd {
+        Cmd::Node {
+            auth,
+            node_id,
+            listen,
+            seed,
+        } => run_node(auth, node_id, listen, seed).await,
+        Cmd::Demo { nodes, children } => demo(nodes, children).await,
+        Cmd::Status { auth, node, json } => {
+            let mut c = Client::connect(&node, &auth.hub_id, cookie(&auth)?).await?;
+            match c
+                .request(CtlRequest::Status, Duration::from_secs(5))
+                .await?
+            {
+                CtlReply::Status(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
+                CtlReply::Status(s) => print_status(&s),
+                other => return Err(format!("unexpected reply {other:?}").into()),
+            }
+            Ok(())
+        }
+        Cmd::Ctl {
+            auth,
+            node,
+            json,
+            op,
+        } => {
+            let mut c = Client::connect(&node, &auth.hub_id, cookie(&auth)?).await?;
+            ctl(&mut c, op, json).await
+        }
+    }
+}
+
+async fn run_node(
+    auth: Auth,
+    node_id: String,
+    listen: String,
+    seeds: Vec<String>,
+) -> Result<(), AnyError> {
+    let mut b = Hub::builder(auth.hub_id.clone())
+        .node_id(node_id)
+        .listen(listen)
+        .cookie(cookie(&auth)?)
+        .register::<Counter>("counter")
+        .register::<Echo>("echo");
+    for s in seeds {
+        b = b.seed(s);
+    }
+    let hub = b.start().await?;
+    println!(
+        "node {} listening on {}",
+        hub.node_id(),
+        hub.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    );
+    wait_for_signal().await;
+    eprintln!("shutting down: handing children over");
+    hub.shutdown().await?;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_status(s: &Status) {
+    println!("hub {}  node {}", s.hub_id, s.node_id);
+    println!(
+        "ring       {}",
+        s.ring
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "children   {} in the hub, {} here",
+        s.children, s.local_children
+    );
+    println!("locked     {}   partitioned {}", s.locked, s.partitioned);
+    for m in &s.members {
+        println!("  {:<12} {:<22} {}", m.id, m.addr, m.status);
+    }
+}
+
+fn encode_message(kind: &str, json: &str) -> Result<Bytes, AnyError> {
+    let bytes = match kind {
+        "counter" => postcard::to_stdvec(&serde_json::from_str::<CounterMsg>(json)?)?,
+        "echo" => postcard::to_stdvec(&serde_json::from_str::<String>(json)?)?,
+        other => return Err(format!("unknown kind {other:?} (counter or echo)").into()),
+    };
+    Ok(Bytes::from(bytes))
+}
+
+fn decode_reply(kind: &str, bytes: &[u8]) -> Result<serde_json::Value, AnyError> {
+    Ok(match kind {
+        "counter" => serde_json::to_value(postcard::from_bytes::<i64>(bytes)?)?,
+        _ => serde_json::to_value(postcard::from_bytes::<String>(bytes)?)?,
+    })
+}
+
+async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
+    let t = Duration::from_secs(30);
+    let out: serde_json::Value = match op {
+        CtlOp::Start { ids, kind } => {
+            let specs = ids
+                .iter()
+                .map(|id| ChildSpec::new(id.as_str(), kind.as_str()))
+                .collect();
+            match c.request(CtlRequest::Start { specs }, t).await? {
+                CtlReply::Started { started, failed } => serde_json::json!({
+                    "started": started.iter().map(|(id, at)| (id.to_string(), at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
+                    "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
+                }),
+                other => return Err(reply_error(other)),
+            }
+        }
+        CtlOp::Stop { ids } => {
+            let ids = ids.into_iter().map(ChildId::from).collect();
+            match c.request(CtlRequest::Stop { ids }, t).await? {
+                CtlReply::Stopped { stopped, failed } => serde_json::json!({
+                    "stopped": stopped.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
+                }),
+                other => return Err(reply_error(other)),
+            }
+        }
+        CtlOp::Lookup { id } => match c
+            .request(
+                CtlRequest::Lookup {
+                    id: id.as_str().into(),
+                },
+                t,
+            )
+            .await?
+        {
+            CtlReply::Lookup(at) => serde_json::json!({
+                "id": id,
+                "nodes": at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
+            }),
+            other => return Err(reply_error(other)),
+        },
+        CtlOp::Which { local } => match c.request(CtlRequest::Which { global: !local }, t).await? {
+            CtlReply::Which(m) => serde_json::to_value(
+                m.iter()
+                    .map(|(n, ids)| {
+                        (
+                            n.to_string(),
+                            ids.iter().map(|(i, _)| i.to_string()).collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            )?,
+            other => return Err(reply_error(other)),
+        },
+        CtlOp::Call { id, message, kind } => {
+            let payload = encode_message(&kind, &message)?;
+            let req = CtlRequest::Call {
+                id: id.as_str().into(),
+                payload,
+                timeout_ms: 5_000,
+            };
+            match c.request(req, t).await? {
+                CtlReply::Called(Ok(b)) => {
+                    serde_json::json!({ "id": id, "reply": decode_reply(&kind, &b)? })
+                }
+                CtlReply::Called(Err(e)) => return Err(format!("call failed: {e}").into()),
+                other => return Err(reply_error(other)),
+            }
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{out}");
+    }
+    Ok(())
+}
+
+fn reply_error(r: CtlReply) -> AnyError {
+    match r {
+        CtlReply::Error(e) => e.into(),
+        other => format!("unexpected reply {other:?}").into(),
+    }
+}
+
+// ----- demo -------------------------------------------------------------
+
+struct Cluster {
+    procs: BTreeMap<String, (Child, String)>,
+    cookie_file: PathBuf,
+    exe: PathBuf,
+}
+
+impl Cluster {
+    fn spawn(&mut self, id: &str, seed: Option<&str>) -> Result<String, AnyError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = OsCommand::new(&self.exe);
+        cmd.args([
+            "node",
+            "--hub-id",
+            "demo",
+            "--node-id",
+            id,
+            "--listen",
+            &addr,
+        ])
+        .arg("--cookie-file")
+        .arg(&self.cookie_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(s) = seed {
+            cmd.args(["--seed", s]);
+        }
+        let child = cmd.spawn()?;
+        self.procs.insert(id.to_string(), (child, addr.clone()));
+        Ok(addr)
+    }
+
+    fn kill(&mut self, id: &str) {
+        if let Some((mut c, _)) = self.procs.remove(id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, (c, _)) in self.procs.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.cookie_file);
+    }
+}
+
+async fn client(addr: &str) -> Result<Client, AnyError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(addr, "demo", "demo-cookie").await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn status(c: &mut Client) -> Result<Status, AnyError> {
+    match c
+        .request(CtlRequest::Status, Duration::from_secs(5))
+        .await?
+    {
+        CtlReply::Status(s) => Ok(s),
+        other => Err(reply_error(other)),
+    }
+}
+
+async fn placement(c: &mut Client) -> Result<BTreeMap<NodeId, Vec<ChildId>>, AnyError> {
+    match c
+        .request(CtlRequest::Which { global: true }, Duration::from_secs(10))
+        .await?
+    {
+        CtlReply::Which(m) => Ok(m
+            .into_iter()
+            .map(|(n, v)| (n, v.into_iter().map(|(i, _)| i).collect()))
+            .collect()),
+        other => Err(reply_error(other)),
+    }
+}
+
+async fn wait(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<bool, AnyError>,
+) -> Result<(), AnyError> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("timed out waiting for {what}").into())
+}
+
+fn show(p: &BTreeMap<NodeId, Vec<ChildId>>, total: usize) {
+    for (n, ids) in p {
+        let share = 100.0 * ids.len() as f64 / total.max(1) as f64;
+        println!(
+            "  {:<4} {:>7} children {:>5.1}%  {}",
+            n,
+            ids.len(),
+            share,
+            "#".repeat((share / 2.0) as usize)
+        );
+    }
+}
+
+async fn demo(nodes: usize, children: usize) -> Result<(), AnyError> {
+    let t0 = Instant::now();
+    let cookie_file = std::env::temp_dir().join(format!("hub-demo-cookie-{}", std::process::id()));
+    std::fs::write(&cookie_file, "demo-cookie")?;
+    let mut cl = Cluster {
+        procs: BTreeMap::new(),
+        cookie_file,
+        exe: std::env::current_exe()?,
+    };
+    println!("== starting {nodes} nodes (separate processes on 127.0.0.1)");
+    let seed = cl.spawn("n0", None)?;
+    for i in 1..nodes {
+        cl.spawn(&format!("n{i}"), Some(&seed))?;
+    }
+    let mut c = client(&seed).await?;
+    wait("the cluster to form", Duration::from_secs(20), async || {
+        Ok(status(&mut c).await?.ring.len() == nodes)
+    })
+    .await?;
+    println!("   formed in {:?}", t0.elapsed());
+
+    println!("== starting {children} counters");
+    let bar = indicatif::ProgressBar::new(children as u64);
+    let started_at = Instant::now();
+    let mut failed = 0;
+    for chunk in (0..children).collect::<Vec<_>>().chunks(1000) {
+        let specs = chunk
+            .iter()
+            .map(|i| ChildSpec::new(format!("counter-{i}"), "counter"))
+            .collect();
+        match c
+            .request(CtlRequest::Start { specs }, Duration::from_secs(60))
+            .await?
+        {
+            CtlReply::Started { failed: f, .. } => failed += f.len(),
+            other => return Err(reply_error(other)),
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish();
+    let start_secs = started_at.elapsed().as_secs_f64();
+    println!(
+        "   started {} ({} failed) in {:.2}s",
+        children - failed,
+        failed,
+        start_secs
+    );
+    let before = placement(&mut c).await?;
+    println!("== where they landed");
+    show(&before, children);
+
+    let joiner = format!("n{nodes}");
+    println!("== adding node {joiner}");
+    cl.spawn(&joiner, Some(&seed))?;
+    let join_at = Instant::now();
+    wait("the join to settle", Duration::from_secs(60), async || {
+        let s = status(&mut c).await?;
+        Ok(s.ring.len() == nodes + 1
+            && !s.locked
+            && placement(&mut c)
+                .await?
+                .get(joiner.as_str())
+                .map_or(0, Vec::len)
+                > 0
+            && s.children == children)
+    })
+    .await?;
+    // Moves finish when the joiner's share stops growing.
+    let mut last = 0;
+    wait(
+        "migrations to finish",
+        Duration::from_secs(60),
+        async || {
+            let n = placement(&mut c)
+                .await?
+                .get(joiner.as_str())
+                .map_or(0, Vec::len);
+            let done = n == last;
+            last = n;
+            Ok(done)
+        },
+    )
+    .await?;
+    let after = placement(&mut c).await?;
+    let moved = after.get(joiner.as_str()).map_or(0, Vec::len);
+    println!(
+        "   {moved} children moved to {joiner} ({:.1}%, ideal {:.1}%) in {:?}",
+        100.0 * moved as f64 / children as f64,
+        100.0 / (nodes + 1) as f64,
+        join_at.elapsed()
+    );
+    show(&after, children);
+
+    let victim = "n1".to_string();
+    let lost = after.get(victim.as_str()).map_or(0, Vec::len);
+    println!("== killing {victim} (kill -9) with {lost} children");
+    cl.kill(&victim);
+    let kill_at = Instant::now();
+    wait("the restart", Duration::from_secs(60), async || {
+        let s = status(&mut c).await?;
+        let p = placement(&mut c).await?;
+        Ok(s.ring.len() == nodes
+            && !p.contains_key(victim.as_str())
+            && p.values().map(Vec::len).sum::<usize>() == children)
+    })
+    .await?;
+    let restart_secs = kill_at.elapsed().as_secs_f64();
+    let final_p = placement(&mut c).await?;
+    println!("   all {lost} restarted on their new owners in {restart_secs:.2}s (failure detection included)");
+    show(&final_p, children);
+
+    let sample = c
+        .request(
+            CtlRequest::Call {
+                id: "counter-1".into(),
+                payload: encode_message("counter", r#"{"Add":1}"#)?,
+                timeout_ms: 2000,
+            },
+            Duration::from_secs(5),
+        )
+        .await?;
+    let called = matches!(sample, CtlReply::Called(Ok(_)));
+
+    println!("== summary");
+    println!("  {:<36} {}", "nodes (after join and kill)", final_p.len());
+    println!(
+        "  {:<36} {}",
+        "children running",
+        final_p.values().map(Vec::len).sum::<usize>()
+    );
+    println!(
+        "  {:<36} {:.0}/s",
+        "start rate",
+        children as f64 / start_secs.max(1e-9)
+    );
+    println!("  {:<36} {moved}", "moved on join");
+    println!(
+        "  {:<36} {lost} in {restart_secs:.2}s",
+        "restarted after kill -9"
+    );
+    println!(
+        "  {:<36} {}",
+        "call to counter-1",
+        if called { "ok" } else { "failed" }
+    );
+    println!("  {:<36} {:.1}s", "total", t0.elapsed().as_secs_f64());
+    if !called {
+        return Err("the sample call failed".into());
+    }
+    Ok(())
+}
