@@ -54,7 +54,11 @@ fn hub(args: &[&str], cookie: &PathBuf) -> Output {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "hub failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hub failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -71,7 +75,10 @@ fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 fn status(addr: &str, cookie: &PathBuf) -> Option<serde_json::Value> {
     let out = hub(&["status", "--node", addr, "--json"], cookie);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 #[test]
@@ -80,7 +87,9 @@ fn three_node_processes_survive_a_kill_9() {
     let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
     let mut procs = Procs(vec![node("p0", &addrs[0], None, &cookie)]);
     for (i, a) in addrs.iter().enumerate().skip(1) {
-        procs.0.push(node(&format!("p{i}"), a, Some(&addrs[0]), &cookie));
+        procs
+            .0
+            .push(node(&format!("p{i}"), a, Some(&addrs[0]), &cookie));
     }
     for a in &addrs {
         let formed = eventually(Duration::from_secs(20), || {
@@ -93,13 +102,31 @@ fn three_node_processes_survive_a_kill_9() {
     let mut args = vec!["ctl", "--node", &addrs[1], "--json", "start"];
     args.extend(ids.iter().map(String::as_str));
     let started = json(&hub(&args, &cookie));
-    assert_eq!(started["started"].as_object().unwrap().len(), 60, "{started}");
+    assert_eq!(
+        started["started"].as_object().unwrap().len(),
+        60,
+        "{started}"
+    );
     assert!(started["failed"].as_object().unwrap().is_empty());
 
-    let call = json(&hub(&["ctl", "--node", &addrs[2], "--json", "call", "k5", r#"{"Add":7}"#], &cookie));
+    let call = json(&hub(
+        &[
+            "ctl",
+            "--node",
+            &addrs[2],
+            "--json",
+            "call",
+            "k5",
+            r#"{"Add":7}"#,
+        ],
+        &cookie,
+    ));
     assert_eq!(call["reply"], 7);
 
-    let which = json(&hub(&["ctl", "--node", &addrs[0], "--json", "which"], &cookie));
+    let which = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "which"],
+        &cookie,
+    ));
     let on_p2 = which["p2"].as_array().map_or(0, Vec::len);
     assert!(on_p2 > 0, "{which}");
 
@@ -113,12 +140,27 @@ fn three_node_processes_survive_a_kill_9() {
             .iter()
             .map(|a| json(&hub(&["ctl", "--node", a, "--json", "which"], &cookie)))
             .collect();
-        let total: usize = views[0].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+        let total: usize = views[0]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_array().unwrap().len())
+            .sum();
         views[0] == views[1] && total == 60 && views[0].get("p2").is_none()
     });
-    assert!(recovered, "children of the killed node were not restarted on the survivors");
-    assert!(t0.elapsed() < Duration::from_secs(10), "recovery took {:?}", t0.elapsed());
-    let look = json(&hub(&["ctl", "--node", &addrs[0], "--json", "lookup", "k5"], &cookie));
+    assert!(
+        recovered,
+        "children of the killed node were not restarted on the survivors"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "recovery took {:?}",
+        t0.elapsed()
+    );
+    let look = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "lookup", "k5"],
+        &cookie,
+    ));
     assert_ne!(look["nodes"][0], "p2");
 
     // A wrong cookie is refused with a clear error.
@@ -126,7 +168,11 @@ fn three_node_processes_survive_a_kill_9() {
     std::fs::write(&bad, "nope").unwrap();
     let out = hub(&["status", "--node", &addrs[0]], &bad);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("handshake"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("handshake"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(cookie);
 }

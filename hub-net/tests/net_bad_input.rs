@@ -131,10 +131,11 @@ async fn a_wrong_cookie_hub_id_or_version_is_refused() {
     .await;
     assert_eq!(ok.unwrap().node_id, "a");
     still_serves(&h).await;
-    assert!(matches!(
-        Client::connect(&h.local_addr().unwrap().to_string(), HUB, "wrong").await,
-        Err(_)
-    ));
+    let refused = Client::connect(&h.local_addr().unwrap().to_string(), HUB, "wrong").await;
+    assert!(
+        matches!(refused, Err(hub_net::ClientError::Handshake(_))),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

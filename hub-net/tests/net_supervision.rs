@@ -1,0 +1,181 @@
+//! Local supervision: restarts within the intensity, failure past it,
+//! max_children, and the event stream.
+
+use std::time::Duration;
+
+use hub_core::{ChildSpec, Event, StartError, StartOptions};
+use hub_net::{Hub, Limits, Process};
+
+/// Crashes on `true`, answers `false` with its generation.
+struct Fragile {
+    generation: u32,
+}
+
+static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Process for Fragile {
+    type Args = ();
+    type Message = bool;
+    type Reply = u32;
+    type State = ();
+
+    async fn init(_id: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+        let generation = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Fragile { generation })
+    }
+
+    async fn handle_cast(&mut self, crash: bool) -> Result<(), String> {
+        if crash {
+            return Err("asked to crash".into());
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, crash: bool) -> Result<u32, String> {
+        if crash {
+            panic!("asked to panic");
+        }
+        Ok(self.generation)
+    }
+}
+
+async fn single(limits: Limits) -> Hub {
+    Hub::builder("sup-test")
+        .node_id("solo")
+        .register::<Fragile>("fragile")
+        .limits(limits)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<Event>,
+    want: impl Fn(&Event) -> bool,
+) -> Event {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => continue,
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("event did not come")
+}
+
+#[tokio::test]
+async fn crashes_restart_within_the_intensity_then_the_child_fails_and_is_removed() {
+    let hub = single(Limits {
+        max_restarts: 2,
+        max_seconds: Duration::from_secs(5),
+        max_children: None,
+    })
+    .await;
+    let mut events = hub.subscribe();
+    assert!(hub
+        .start_child(ChildSpec::new("f", "fragile"), StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    let first = hub.child_lookup("f").await.unwrap()[0].1;
+    let g0 = hub
+        .call::<Fragile>("f", &false, Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    // A crash in a cast and a panic in a call: both restart the process.
+    hub.send::<Fragile>("f", &true).await.unwrap();
+    let Event::ChildRestarted { handle, .. } =
+        next_event(&mut events, |e| matches!(e, Event::ChildRestarted { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_ne!(handle, first);
+    assert!(hub
+        .call::<Fragile>("f", &true, Duration::from_secs(1))
+        .await
+        .is_err());
+    let Event::ChildRestarted { handle: third, .. } =
+        next_event(&mut events, |e| matches!(e, Event::ChildRestarted { .. })).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        third != handle && third != first,
+        "each restart is a fresh instance"
+    );
+    let g2 = hub
+        .call::<Fragile>("f", &false, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_ne!(g2, g0);
+    assert_eq!(
+        hub.child_lookup("f").await.unwrap()[0].1,
+        third,
+        "the registry follows restarts"
+    );
+
+    // The third crash within 5 s is one too many: failed and removed.
+    hub.send::<Fragile>("f", &true).await.unwrap();
+    next_event(
+        &mut events,
+        |e| matches!(e, Event::ChildFailed { id, .. } if id.as_str() == "f"),
+    )
+    .await;
+    assert!(hub.child_lookup("f").await.unwrap().is_empty());
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn max_children_is_a_clear_error() {
+    let hub = single(Limits {
+        max_children: Some(2),
+        ..Limits::default()
+    })
+    .await;
+    let specs = (0..3)
+        .map(|i| ChildSpec::new(format!("m{i}"), "fragile"))
+        .collect();
+    let out = hub
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap();
+    assert_eq!(out.started.len(), 2);
+    assert_eq!(out.failed.len(), 1);
+    assert!(matches!(out.failed[0].error, StartError::MaxChildren(_)));
+    assert_eq!(hub.count_children().await.unwrap(), 2);
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_kinds_and_bind_errors_are_reported() {
+    let hub = single(Limits::default()).await;
+    let out = hub
+        .start_child(ChildSpec::new("x", "nope"), StartOptions::awaited())
+        .await
+        .unwrap();
+    assert_eq!(out.failed[0].error, StartError::UnknownKind("nope".into()));
+    let taken = Hub::builder("sup-test")
+        .node_id("p")
+        .listen("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = Hub::builder("sup-test")
+        .node_id("q")
+        .listen(addr)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, hub_net::StartupError::Bind { .. }), "{err}");
+    let err = Hub::builder("").node_id("q").start().await.unwrap_err();
+    assert!(matches!(err, hub_net::StartupError::Config(_)), "{err}");
+    hub.shutdown().await.unwrap();
+    taken.shutdown().await.unwrap();
+    assert!(!hub.is_alive().await);
+}
