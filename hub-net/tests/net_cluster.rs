@@ -120,6 +120,12 @@ async fn three_nodes_form_start_call_crash_and_leave() {
         .await
         .unwrap();
     assert!(e.is_ok());
+    // Other nodes learn of it through registry sync (eventually).
+    let seen = eventually(Duration::from_secs(5), || async {
+        !hubs[1].child_lookup("e1").await.unwrap().is_empty()
+    })
+    .await;
+    assert!(seen);
     let reply = hubs[1]
         .call::<Echo>("e1", &"hi".to_string(), Duration::from_secs(2))
         .await
