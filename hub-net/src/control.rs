@@ -69,6 +69,8 @@ pub struct Status {
     pub ring: Vec<NodeId>,
     /// Every other member.
     pub members: Vec<MemberStatus>,
+    /// Open connections to other nodes (one per peer once deduplicated).
+    pub connections: usize,
     /// Children registered in the hub.
     pub children: usize,
     /// Children running on this node.

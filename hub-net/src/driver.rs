@@ -35,6 +35,7 @@ pub(crate) type Query = Box<dyn FnOnce(&Node) + Send>;
 pub(crate) enum Api {
     Command(Command, oneshot::Sender<Reply>),
     Query(Query),
+    Status(oneshot::Sender<Status>),
     Cast(ChildId, Bytes, oneshot::Sender<Result<(), CallError>>),
     Call(ChildId, Bytes, oneshot::Sender<Result<Bytes, CallError>>),
 }
@@ -189,6 +190,9 @@ impl Driver {
                 self.node.handle_command(now, r, cmd);
             }
             Api::Query(q) => q(&self.node),
+            Api::Status(reply) => {
+                let _ = reply.send(status(&self.node, self.conns.len()));
+            }
             Api::Cast(id, payload, reply) => {
                 let r = match self.holder(&id) {
                     Ok(n) if n == *self.node.id() => self
@@ -515,7 +519,7 @@ impl Driver {
     fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
         let now = self.now();
         let reply = match request {
-            CtlRequest::Status => CtlReply::Status(status(&self.node)),
+            CtlRequest::Status => CtlReply::Status(status(&self.node, self.conns.len())),
             CtlRequest::Lookup { id } => CtlReply::Lookup(self.node.child_lookup(id.as_str())),
             CtlRequest::Which { global } => CtlReply::Which(self.node.which_children(global)),
             CtlRequest::Start { specs } => {
@@ -564,7 +568,7 @@ impl Driver {
 }
 
 /// The node's status report.
-pub(crate) fn status(node: &Node) -> Status {
+pub(crate) fn status(node: &Node, connections: usize) -> Status {
     Status {
         hub_id: node.config().hub_id.clone(),
         node_id: node.id().clone(),
@@ -577,6 +581,7 @@ pub(crate) fn status(node: &Node) -> Status {
                 status: format!("{:?}", m.status).to_lowercase(),
             })
             .collect(),
+        connections,
         children: node.count_children(),
         local_children: node.local_children().len(),
         locked: node.is_locked(),

@@ -374,7 +374,12 @@ impl Hub {
 
     /// The node's status report.
     pub async fn status(&self) -> Result<Status, HubError> {
-        self.query(driver::status).await
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Api::Status(tx))
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await.map_err(|_| HubError::Closed)
     }
 
     /// False once the node has left or shut down.

@@ -177,3 +177,61 @@ async fn three_nodes_form_start_call_crash_and_leave() {
     assert_eq!(hubs[0].count_children().await.unwrap(), 300);
     hubs[0].shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_connects_leave_one_connection_per_pair() {
+    // Two nodes that seed each other dial at the same moment.
+    let a_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let b_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let build = |id: &str, listen: std::net::SocketAddr, seed: std::net::SocketAddr| {
+        Hub::builder(HUB)
+            .node_id(id)
+            .listen(listen.to_string())
+            .seed(seed.to_string())
+            .cookie(COOKIE)
+            .register::<Counter>("counter")
+    };
+    let (a, b) = tokio::join!(
+        build("a", a_addr, b_addr).start(),
+        build("b", b_addr, a_addr).start()
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for h in [&a, &b] {
+        let one = eventually(Duration::from_secs(10), || async {
+            let s = h.status().await.unwrap();
+            s.ring.len() == 2 && s.connections == 1
+        })
+        .await;
+        assert!(one, "{:?}", h.status().await);
+    }
+    // And it is a working connection: a child started anywhere is callable
+    // from both.
+    let out = a
+        .start_children(counters(20), StartOptions::awaited())
+        .await
+        .unwrap();
+    assert!(out.is_ok());
+    let both = [&a, &b];
+    assert!(eventually(Duration::from_secs(5), || registries_agree(&both, 20)).await);
+    for i in 0..20 {
+        let id = format!("c{i}");
+        assert_eq!(
+            b.call::<Counter>(id.as_str(), &CounterMsg::Add(2), Duration::from_secs(2))
+                .await,
+            Ok(2)
+        );
+        assert_eq!(
+            a.call::<Counter>(id.as_str(), &CounterMsg::Get, Duration::from_secs(2))
+                .await,
+            Ok(2)
+        );
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
