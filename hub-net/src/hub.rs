@@ -173,6 +173,9 @@ impl HubBuilder {
         let cancel = CancellationToken::new();
         let (api_tx, api_rx) = mpsc::channel(1024);
         let (net_tx, net_rx) = mpsc::channel(4096);
+        // Unbounded on purpose: supervisor reports are state the core must
+        // not lose, the node task itself sends some (so it must never block
+        // on this channel), and there are at most a few in flight per child.
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         if let Some(l) = listener {
@@ -453,8 +456,14 @@ impl Hub {
     /// per the migration strategy, then closes every connection.
     pub async fn shutdown(&self) -> Result<(), HubError> {
         let r = self.command(Command::Leave).await;
-        // Wait for the node task to close its connections.
-        self.cancel.cancelled().await;
+        // The node task closes its connections right after leaving; if it
+        // is gone already, close them here rather than wait.
+        if tokio::time::timeout(Duration::from_secs(5), self.cancel.cancelled())
+            .await
+            .is_err()
+        {
+            self.cancel.cancel();
+        }
         match r {
             Ok(Reply::Left) | Err(HubError::Closed) => Ok(()),
             Ok(Reply::Error(e)) => Err(HubError::Command(e)),
