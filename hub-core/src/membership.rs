@@ -171,8 +171,12 @@ impl Membership {
         }
         match self.members.get_mut(&info.id) {
             Some(m) => {
-                if info.incarnation > m.info.incarnation && !m.status.in_ring() {
-                    m.info = info.clone();
+                // Only a message heard from the node itself may announce a
+                // new run (see `heard`); second-hand news that overwrote the
+                // incarnation would hide the restart. An address we lacked
+                // is still worth keeping.
+                if m.info.addr.is_empty() {
+                    m.info.addr = info.addr.clone();
                 }
                 false
             }

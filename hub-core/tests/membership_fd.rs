@@ -114,3 +114,17 @@ fn history_records_membership_changes_for_quorum_strategies() {
     assert_eq!(kinds, vec![&Change::Joined(b.clone()), &Change::Down(b)]);
     assert_eq!(m.history().back().unwrap().at, ms(3000));
 }
+
+#[test]
+fn second_hand_news_of_a_new_run_does_not_hide_the_restart() {
+    let (mut m, b) = view();
+    assert_eq!(m.left(ms(10), &b).len(), 2);
+    // The transport (or a peer's member list) mentions b's new run first...
+    assert!(!m.learn(ms(20), &info("b", 5)));
+    assert_eq!(m.get(&b).unwrap().info.incarnation, 1);
+    // ...then b itself speaks: it rejoins.
+    assert_eq!(
+        m.heard(ms(30), &b, Some(5), Some(&info("b", 5))),
+        vec![Change::Restarted(b.clone()), Change::Joined(b.clone())]
+    );
+}

@@ -49,6 +49,8 @@ pub(crate) struct Conn {
     pub(crate) tx: mpsc::Sender<Bytes>,
     /// Node id of the side that dialed (for simultaneous-connect dedup).
     pub(crate) dialer: NodeId,
+    /// The peer's incarnation: a connection from a newer run always wins.
+    pub(crate) incarnation: u64,
     cancel: CancellationToken,
 }
 
@@ -72,6 +74,7 @@ impl Conn {
 pub(crate) fn start(
     framed: FramedTcp,
     dialer: NodeId,
+    incarnation: u64,
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
 ) -> Conn {
@@ -143,6 +146,7 @@ pub(crate) fn start(
         id,
         tx,
         dialer,
+        incarnation,
         cancel,
     }
 }

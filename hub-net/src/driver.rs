@@ -329,6 +329,7 @@ impl Driver {
             let c = conn::start(
                 framed,
                 NodeId::new(&peer.node_id),
+                0,
                 self.net_tx.clone(),
                 &self.cancel,
             );
@@ -336,6 +337,7 @@ impl Driver {
             return;
         }
         let id = NodeId::new(&peer.node_id);
+        debug!(peer = %id, incarnation = peer.incarnation, initiator, "connection up");
         if id == me {
             warn!("refusing a connection from a node with our own id");
             return;
@@ -346,13 +348,20 @@ impl Driver {
         // one).
         let winner = me.clone().min(id.clone());
         if let Some(existing) = self.conns.get(&id) {
-            if dialer != winner && existing.dialer == winner {
+            let same_run = existing.incarnation >= peer.incarnation;
+            if same_run && dialer != winner && existing.dialer == winner {
                 debug!(peer = %id, "duplicate connection dropped");
                 return;
             }
             existing.close();
         }
-        let c = conn::start(framed, dialer, self.net_tx.clone(), &self.cancel);
+        let c = conn::start(
+            framed,
+            dialer,
+            peer.incarnation,
+            self.net_tx.clone(),
+            &self.cancel,
+        );
         for b in self.pending.remove(&id).unwrap_or_default() {
             let _ = c.tx.try_send(b);
         }
@@ -403,6 +412,13 @@ impl Driver {
                     }
                 }
                 Output::Event(e) => {
+                    if let Event::ClusterLeave(n) = &e {
+                        // It may come back as a new run: dial afresh then
+                        // rather than trust a connection that may be dead.
+                        if let Some(c) = self.conns.remove(n) {
+                            c.close();
+                        }
+                    }
                     let _ = self.events.send(e);
                 }
             }

@@ -166,7 +166,10 @@ fn three_node_processes_survive_a_kill_9() {
     // SIGTERM to p1: it leaves gracefully, hands its children to p0 and
     // exits 0; nothing acknowledged is lost.
     let mut p1 = procs.0.remove(1);
-    let term = Command::new("kill").args(["-TERM", &p1.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &p1.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
@@ -178,11 +181,19 @@ fn three_node_processes_survive_a_kill_9() {
     };
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     let all_on_p0 = eventually(Duration::from_secs(10), || {
-        let w = json(&hub(&["ctl", "--node", &addrs[0], "--json", "which"], &cookie));
+        let w = json(&hub(
+            &["ctl", "--node", &addrs[0], "--json", "which"],
+            &cookie,
+        ));
         w.as_object().unwrap().len() == 1 && w["p0"].as_array().map(Vec::len) == Some(60)
     });
     assert!(all_on_p0, "children were not handed to p0");
-    let count = json(&hub(&["ctl", "--node", &addrs[0], "--json", "call", "k5", r#""Get""#], &cookie));
+    let count = json(&hub(
+        &[
+            "ctl", "--node", &addrs[0], "--json", "call", "k5", r#""Get""#,
+        ],
+        &cookie,
+    ));
     assert!(count["reply"].is_i64());
 
     // A wrong cookie is refused with a clear error.

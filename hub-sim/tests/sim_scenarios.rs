@@ -1,0 +1,202 @@
+#![cfg(madsim)]
+//! Named fault scenarios over the simulated runtime. Each runs once per
+//! seed; `MADSIM_TEST_NUM=N` sweeps N seeds from `MADSIM_TEST_SEED`, and a
+//! failure prints the seed that reproduces it.
+
+use std::time::Duration;
+
+use hub_core::{ChildSpec, StartOptions};
+use hub_sim::{SimCluster, SimOptions, Workload};
+use rand::Rng;
+
+const QUIET: Duration = Duration::from_secs(60);
+
+async fn formed(n: usize) -> SimCluster {
+    let c = SimCluster::new(SimOptions::new(n));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.settle(Duration::from_secs(20))
+        .await
+        .expect("cluster formed");
+    c
+}
+
+async fn load(c: &SimCluster, w: &mut Workload, steps: usize) {
+    let mut rng = rand::rng();
+    for _ in 0..steps {
+        w.step(c, &mut rng).await;
+    }
+}
+
+/// After the faults: heal, wait for quiet, check everything.
+async fn verify(c: &SimCluster, w: &mut Workload) {
+    c.heal();
+    if let Err(e) = c.settle(QUIET).await {
+        for i in c.alive() {
+            if let Some(h) = c.hub(i) {
+                if let Ok(s) = h.status().await {
+                    eprintln!("{} members {:?}", s.node_id, s.members);
+                }
+            }
+        }
+        panic!("quiet invariants: {e}");
+    }
+    w.check_none_lost(c)
+        .await
+        .expect("no acknowledged child lost");
+}
+
+#[madsim::test]
+async fn crash_and_restart_keep_every_child() {
+    let mut c = formed(3).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 40).await;
+    c.kill(2);
+    w.forget_unknown(&c).await;
+    load(&c, &mut w, 20).await;
+    c.settle(QUIET).await.expect("survivors settle");
+    c.restart(2);
+    load(&c, &mut w, 20).await;
+    verify(&c, &mut w).await;
+    assert_eq!(c.views().await.len(), 3);
+}
+
+#[madsim::test]
+async fn minority_partition_then_heal() {
+    let c = formed(5).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 40).await;
+    c.partition(&[&[0, 1, 2], &[3, 4]]);
+    load(&c, &mut w, 40).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    load(&c, &mut w, 20).await;
+    verify(&c, &mut w).await;
+}
+
+#[madsim::test]
+async fn asymmetric_clog_then_heal() {
+    let c = formed(4).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 30).await;
+    c.clog(0, 1);
+    c.clog(2, 3);
+    load(&c, &mut w, 30).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    verify(&c, &mut w).await;
+}
+
+#[madsim::test]
+async fn churn_with_kills_restarts_joins_and_leaves() {
+    let mut c = formed(4).await;
+    let mut w = Workload::default();
+    let mut rng = rand::rng();
+    for _ in 0..12 {
+        load(&c, &mut w, 8).await;
+        let alive = c.alive();
+        let op = rng.random_range(0..5);
+        if std::env::var("SIM_VERBOSE").is_ok() {
+            eprintln!("churn op {op} alive {alive:?}");
+        }
+        match op {
+            0 if alive.len() > 2 => {
+                c.kill(alive[rng.random_range(0..alive.len())]);
+                w.forget_unknown(&c).await;
+            }
+            1 => {
+                let dead: Vec<usize> = (0..c.len()).filter(|i| !alive.contains(i)).collect();
+                if let Some(&i) = dead.first() {
+                    c.restart(i);
+                }
+            }
+            2 if c.len() < 7 => {
+                c.add_node();
+            }
+            3 if alive.len() > 2 => {
+                let i = alive[rng.random_range(1..alive.len())];
+                let _ = c.shutdown(i).await;
+                w.forget_unknown(&c).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(rng.random_range(10..2000))).await,
+        }
+    }
+    verify(&c, &mut w).await;
+}
+
+#[madsim::test]
+async fn a_stalled_node_is_replaced_then_rejoins() {
+    let mut c = formed(3).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 40).await;
+    c.pause(1);
+    // Longer than down_after (8 heartbeats): its children restart elsewhere.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    load(&c, &mut w, 20).await;
+    c.resume(1);
+    verify(&c, &mut w).await;
+}
+
+#[madsim::test]
+async fn slow_links_still_converge() {
+    let c = formed(4).await;
+    c.latency(Duration::from_millis(20)..Duration::from_millis(300));
+    let mut w = Workload::default();
+    load(&c, &mut w, 60).await;
+    c.latency(Duration::from_millis(1)..Duration::from_millis(5));
+    verify(&c, &mut w).await;
+}
+
+#[madsim::test]
+async fn graceful_shutdown_hands_over_under_load() {
+    let mut c = formed(4).await;
+    let hub = c.hub(0).unwrap();
+    let specs = (0..300)
+        .map(|i| ChildSpec::new(format!("g{i}"), "counter"))
+        .collect();
+    assert!(hub
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    c.settle(QUIET).await.unwrap();
+    let mut w = Workload::default();
+    w.acked.extend((0..300).map(|i| format!("g{i}").into()));
+    c.shutdown(3).await.unwrap();
+    load(&c, &mut w, 10).await;
+    verify(&c, &mut w).await;
+    assert_eq!(c.views().await.len(), 3);
+}
+
+/// Same seed, same run: the event traces of two runs are identical.
+#[test]
+fn a_seed_replays_bit_for_bit() {
+    let seed: u64 = std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    // Each run on a fresh thread, as madsim's own sweeps do, so that no
+    // thread-local state (e.g. a thread RNG) carries over.
+    let run = || {
+        std::thread::spawn(move || {
+            let rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.block_on(async {
+                let mut c = formed(3).await;
+                let mut w = Workload::default();
+                load(&c, &mut w, 30).await;
+                c.kill(1);
+                load(&c, &mut w, 10).await;
+                c.restart(1);
+                c.settle(QUIET).await.expect("settles");
+                c.trace()
+            })
+        })
+        .join()
+        .expect("run panicked")
+    };
+    let (a, b) = (run(), run());
+    assert!(
+        a.len() > 50,
+        "trace too short to mean anything: {}",
+        a.len()
+    );
+    assert_eq!(a, b, "seed {seed} did not replay identically");
+}
