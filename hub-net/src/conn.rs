@@ -2,8 +2,6 @@
 //! error closes the connection) and a writer task that batches whatever is
 //! queued into one flush.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -20,8 +18,6 @@ use crate::wire::{self, Wire};
 /// Frames a connection may have queued for writing; beyond, sends fail
 /// and the core's retries (it tolerates loss) take over.
 pub(crate) const OUTBOX: usize = 8192;
-
-static CONN_IDS: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) type FramedTcp = Framed<TcpStream, LengthDelimitedCodec>;
 
@@ -72,13 +68,13 @@ impl Conn {
 
 /// Starts the reader and writer of an authenticated connection.
 pub(crate) fn start(
+    id: u64,
     framed: FramedTcp,
     dialer: NodeId,
     incarnation: u64,
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
 ) -> Conn {
-    let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
     let cancel = parent.child_token();
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTBOX);
     let (mut sink, mut stream) = framed.split();

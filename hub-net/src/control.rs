@@ -79,6 +79,8 @@ pub struct Status {
     pub locked: bool,
     /// Lost quorum.
     pub partitioned: bool,
+    /// No migration, handoff or orphan restart in flight on this node.
+    pub settled: bool,
 }
 
 /// A control answer.

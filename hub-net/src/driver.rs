@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -74,6 +75,8 @@ pub(crate) struct Driver {
     next_request: u64,
     calls: HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
     next_call: u64,
+    next_conn: u64,
+    jitter: StdRng,
 }
 
 impl Driver {
@@ -89,7 +92,6 @@ impl Driver {
         local_tx: mpsc::UnboundedSender<LocalReport>,
     ) -> Self {
         Driver {
-            node,
             epoch,
             net,
             sup,
@@ -107,6 +109,9 @@ impl Driver {
             next_request: 0,
             calls: HashMap::new(),
             next_call: 0,
+            next_conn: 0,
+            jitter: StdRng::seed_from_u64(node.config().rng_seed ^ 0x6a17),
+            node,
         }
     }
 
@@ -326,7 +331,9 @@ impl Driver {
     fn on_up(&mut self, peer: handshake::Hello, framed: FramedTcp, initiator: bool) {
         let me = self.node.id().clone();
         if peer.role == Role::Client {
+            self.next_conn += 1;
             let c = conn::start(
+                self.next_conn,
                 framed,
                 NodeId::new(&peer.node_id),
                 0,
@@ -355,7 +362,9 @@ impl Driver {
             }
             existing.close();
         }
+        self.next_conn += 1;
         let c = conn::start(
+            self.next_conn,
             framed,
             dialer,
             peer.incarnation,
@@ -466,7 +475,7 @@ impl Driver {
         };
         self.dialing.insert(to.clone());
         let attempt = self.attempts.get(&to).copied().unwrap_or(0);
-        let delay = backoff(attempt);
+        let delay = backoff(attempt, &mut self.jitter);
         let net = self.net.clone();
         let events = self.net_tx.clone();
         let cancel = self.cancel.clone();
@@ -495,7 +504,8 @@ impl Driver {
     }
 
     /// Dials a seed until it answers once.
-    fn spawn_seed(&self, addr: String) {
+    fn spawn_seed(&mut self, addr: String) {
+        let mut rng = StdRng::seed_from_u64(self.jitter.random());
         let net = self.net.clone();
         let events = self.net_tx.clone();
         let cancel = self.cancel.clone();
@@ -519,7 +529,7 @@ impl Driver {
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = tokio::time::sleep(backoff(attempt, &mut rng)) => {}
                 }
                 attempt += 1;
             }
@@ -602,6 +612,7 @@ pub(crate) fn status(node: &Node, connections: usize) -> Status {
         local_children: node.local_children().len(),
         locked: node.is_locked(),
         partitioned: node.is_partitioned(),
+        settled: node.is_settled(),
     }
 }
 
@@ -628,11 +639,13 @@ fn ctl_reply_of(reply: Reply) -> CtlReply {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
+/// Capped exponential backoff with jitter in [0.5, 1.5) so that peers do
+/// not retry in lockstep. The jitter RNG is seeded from the node's seed, not
+/// the OS: it needs no secrecy, and this keeps simulations replayable.
+fn backoff(attempt: u32, rng: &mut StdRng) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
     let capped = exp.min(BACKOFF_CAP);
-    // Jitter in [0.5, 1.5) so that peers do not retry in lockstep.
-    capped.mul_f64(rand::rng().random_range(0.5..1.5))
+    capped.mul_f64(rng.random_range(0.5..1.5))
 }
 
 /// Connects and authenticates as a node.

@@ -16,6 +16,8 @@ pub struct NodeView {
     pub registry: BTreeMap<ChildId, Vec<(NodeId, Handle)>>,
     /// Children running on it.
     pub local: Vec<ChildId>,
+    /// No migration in flight on it.
+    pub settled: bool,
 }
 
 /// Equal rings and registries on every node, each child registered exactly

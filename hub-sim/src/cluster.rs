@@ -311,9 +311,10 @@ impl SimCluster {
                     h.nodes().await,
                     h.registry_dump().await,
                     h.which_children(false).await,
+                    h.status().await,
                 )
             };
-            let Ok((Ok(ring), Ok(registry), Ok(local))) =
+            let Ok((Ok(ring), Ok(registry), Ok(local), Ok(status))) =
                 tokio::time::timeout(API_TIMEOUT, ask).await
             else {
                 continue;
@@ -324,6 +325,7 @@ impl SimCluster {
                 ring,
                 registry,
                 local,
+                settled: status.settled,
             });
         }
         out
@@ -348,6 +350,8 @@ impl SimCluster {
                     .map(|v| format!("{} sees {:?}", v.id, v.ring))
                     .collect();
                 Err(format!("rings not full: {}", rings.join("; ")))
+            } else if let Some(v) = views.iter().find(|v| !v.settled) {
+                Err(format!("{} still has migrations in flight", v.id))
             } else {
                 crate::check::quiet_invariants(&views, &dist)
             };

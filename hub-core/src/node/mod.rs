@@ -101,6 +101,8 @@ struct Orphan {
 struct Outbound {
     spec: Arc<ChildSpec>,
     to: NodeId,
+    /// Heartbeat ticks since it was last sent.
+    ticks: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -549,6 +551,7 @@ impl Node {
                 self.send(to, msg.clone());
             }
             self.request_gaps();
+            self.resend_stale_handoffs();
         }
         let changes = self.membership.tick(now);
         self.on_membership(now, changes);

@@ -381,7 +381,8 @@ impl Node {
                 spec: (*spec).clone(),
                 state: None,
             });
-        self.outbound.insert(id, super::Outbound { spec, to });
+        self.outbound
+            .insert(id, super::Outbound { spec, to, ticks: 0 });
     }
 
     /// Marks this node's row for `id` as handed to `to`.

@@ -422,6 +422,27 @@ impl Node {
         self.reply(leaving.request, Reply::Left);
     }
 
+    /// A handoff unacknowledged for `suspect_after` is sent again (it may
+    /// have been lost with a connection); the receiver deduplicates.
+    pub(super) fn resend_stale_handoffs(&mut self) {
+        let every = (self.cfg.suspect_after.as_millis()
+            / self.cfg.heartbeat_interval.as_millis().max(1))
+        .max(1) as u32;
+        let mut again = Vec::new();
+        for o in self.outbound.values_mut() {
+            o.ticks += 1;
+            if o.ticks % every == 0 {
+                again.push((o.to.clone(), o.spec.clone()));
+            }
+        }
+        for (to, spec) in again {
+            self.outbox.handoffs.entry(to).or_default().push(Handoff {
+                spec: (*spec).clone(),
+                state: None,
+            });
+        }
+    }
+
     /// Periodic repair: digests to the sync targets, unacknowledged
     /// handoffs resent, orphans re-offered, placement reconciled.
     pub(super) fn sync_round(&mut self) {
