@@ -63,27 +63,34 @@ enum Cmd {
     /// Show a node's view of the hub.
     Status {
         #[command(flatten)]
-        auth: Auth,
-        /// The node's address.
-        #[arg(long)]
-        node: String,
-        /// Print JSON (see README for the format).
-        #[arg(long)]
-        json: bool,
+        target: Target,
     },
     /// Control a running hub through one of its nodes.
     Ctl {
         #[command(flatten)]
-        auth: Auth,
-        /// The node's address.
-        #[arg(long)]
-        node: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        target: Target,
         #[command(subcommand)]
         op: CtlOp,
     },
+}
+
+/// Which running node to talk to, and how to print.
+#[derive(Args, Clone)]
+struct Target {
+    #[command(flatten)]
+    auth: Auth,
+    /// The node's address.
+    #[arg(long)]
+    node: String,
+    /// Print JSON (see README for the format).
+    #[arg(long)]
+    json: bool,
+}
+
+impl Target {
+    async fn connect(&self) -> Result<Client, AnyError> {
+        Ok(Client::connect(&self.node, &self.auth.hub_id, cookie(&self.auth)?).await?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -174,26 +181,23 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             seed,
         } => run_node(auth, node_id, listen, seed).await,
         Cmd::Demo { nodes, children } => demo(nodes, children).await,
-        Cmd::Status { auth, node, json } => {
-            let mut c = Client::connect(&node, &auth.hub_id, cookie(&auth)?).await?;
+        Cmd::Status { target } => {
+            let mut c = target.connect().await?;
             match c
                 .request(CtlRequest::Status, Duration::from_secs(5))
                 .await?
             {
-                CtlReply::Status(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
+                CtlReply::Status(s) if target.json => {
+                    println!("{}", serde_json::to_string_pretty(&s)?)
+                }
                 CtlReply::Status(s) => print_status(&s),
                 other => return Err(format!("unexpected reply {other:?}").into()),
             }
             Ok(())
         }
-        Cmd::Ctl {
-            auth,
-            node,
-            json,
-            op,
-        } => {
-            let mut c = Client::connect(&node, &auth.hub_id, cookie(&auth)?).await?;
-            ctl(&mut c, op, json).await
+        Cmd::Ctl { target, op } => {
+            let mut c = target.connect().await?;
+            ctl(&mut c, op, target.json).await
         }
     }
 }
