@@ -9,7 +9,7 @@
 //! | redundancy | [`Singularity`] |
 //! | migration | [`ColdSwap`] |
 //! | synchronization | [`PubSub`] |
-//! | partition tolerance | [`Divergence`] |
+//! | partition tolerance | [`Divergence`]; also [`StaticQuorum`], [`MajorityQuorum`], [`DynamicQuorum`] |
 //!
 //! ```
 //! let strategies = hub_strategies::defaults();
@@ -20,12 +20,14 @@
 mod distribution;
 mod migration;
 mod partition;
+mod quorum;
 mod redundancy;
 mod sync;
 
 pub use distribution::ConsistentHashing;
 pub use migration::ColdSwap;
 pub use partition::Divergence;
+pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};
 pub use redundancy::Singularity;
 pub use sync::PubSub;
 

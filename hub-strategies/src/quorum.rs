@@ -1,0 +1,146 @@
+//! Partition tolerance by quorum: a node that cannot see enough of the
+//! cluster stops its children and refuses starts until it can (the node's
+//! partition mode; see `hub_core::PartitionStrategy`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hub_core::membership::Change;
+use hub_core::{NodeId, PartitionStrategy, QuorumView};
+
+/// Partitioned while fewer than `quorum_size` members (self included) are
+/// visible.
+///
+/// ```
+/// use hub_strategies::StaticQuorum;
+/// let q = StaticQuorum { quorum_size: 3 };
+/// assert!(q.partitioned(2) && !q.partitioned(3));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticQuorum {
+    /// Members needed (required; no default).
+    pub quorum_size: usize,
+}
+
+impl StaticQuorum {
+    /// The decision for `visible` members.
+    pub fn partitioned(&self, visible: usize) -> bool {
+        visible < self.quorum_size
+    }
+}
+
+impl PartitionStrategy for StaticQuorum {
+    fn name(&self) -> &'static str {
+        "static_quorum"
+    }
+
+    fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
+        self.partitioned(view.visible)
+    }
+}
+
+/// Partitioned while fewer than a majority of the largest cluster seen are
+/// visible: `visible < max_seen / 2 + 1`. Shrinking never lowers
+/// `max_seen` by itself; [`MajorityQuorum::reset_cluster_size`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MajorityQuorum {
+    /// Expected size at start (default 1).
+    pub initial_cluster_size: usize,
+    /// Raise `max_seen` when the cluster grows (default true).
+    pub track_max_size: bool,
+    max_seen: usize,
+}
+
+impl MajorityQuorum {
+    /// With the SPEC's `track_max_size = true`.
+    pub fn new(initial_cluster_size: usize) -> Self {
+        MajorityQuorum {
+            initial_cluster_size,
+            track_max_size: true,
+            max_seen: initial_cluster_size.max(1),
+        }
+    }
+
+    /// The largest cluster size this node counts a majority of.
+    pub fn max_seen(&self) -> usize {
+        self.max_seen
+    }
+
+    /// Sets the expected cluster size (e.g. after a deliberate scale-down).
+    pub fn reset_cluster_size(&mut self, n: usize) {
+        self.max_seen = n.max(1);
+    }
+}
+
+impl Default for MajorityQuorum {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl PartitionStrategy for MajorityQuorum {
+    fn name(&self) -> &'static str {
+        "majority_quorum"
+    }
+
+    fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
+        if self.track_max_size {
+            self.max_seen = self.max_seen.max(view.visible);
+        }
+        view.visible < self.max_seen / 2 + 1
+    }
+}
+
+/// Partitioned while too many members were lost recently: members that went
+/// down within the last `threshold_time` (and have not come back) count as
+/// down; `remaining% = 100 - down * 100 / (visible + down)`; partitioned iff
+/// `remaining% < quorum_size`. Members that left gracefully do not count, so
+/// a slow scale-down never trips it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynamicQuorum {
+    /// Percent of the recent cluster that must remain (required).
+    pub quorum_size: u8,
+    /// How long a loss counts (default 30 s).
+    pub threshold_time: Duration,
+}
+
+impl DynamicQuorum {
+    /// With the SPEC's default `threshold_time` of 30 s.
+    pub fn new(quorum_size: u8) -> Self {
+        DynamicQuorum {
+            quorum_size,
+            threshold_time: Duration::from_secs(30),
+        }
+    }
+
+    /// Members lost within the threshold and not back since.
+    pub fn recently_down(&self, view: &QuorumView<'_>) -> BTreeSet<NodeId> {
+        let since = view.now - self.threshold_time;
+        let mut down = BTreeSet::new();
+        for h in view.history.iter() {
+            match &h.change {
+                Change::Down(n) if h.at >= since => {
+                    down.insert(n.clone());
+                }
+                Change::Joined(n) | Change::Left(n) | Change::Leaving(n) => {
+                    down.remove(n);
+                }
+                _ => {}
+            }
+        }
+        down
+    }
+}
+
+impl PartitionStrategy for DynamicQuorum {
+    fn name(&self) -> &'static str {
+        "dynamic_quorum"
+    }
+
+    fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
+        let down = self.recently_down(view).len();
+        let total = view.visible + down;
+        let remaining = 100 - down * 100 / total.max(1);
+        remaining < usize::from(self.quorum_size)
+    }
+}

@@ -1,0 +1,141 @@
+//! Quorum strategies driving partition mode in a cluster.
+
+use std::time::Duration;
+
+use hub_core::{CommandError, Event, StartOptions, Strategies};
+use hub_strategies::{DynamicQuorum, MajorityQuorum, StaticQuorum};
+use hub_testkit::{invariants, specs, Cluster, ClusterOptions, Failure};
+
+fn with(partition: fn() -> Box<dyn hub_core::PartitionStrategy>) -> impl Fn() -> Strategies {
+    move || Strategies {
+        partition: partition(),
+        ..hub_strategies::defaults()
+    }
+}
+
+fn split_and_heal(mut c: Cluster, minority: &[usize], majority: &[usize]) {
+    assert!(c
+        .start(majority[0], specs(500), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    c.partition(&[majority, minority]);
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    for &i in minority {
+        let n = c.node(i).unwrap();
+        assert!(n.is_partitioned(), "minority node {i} must be partitioned");
+        assert_eq!(
+            c.runtime(i).running().count(),
+            0,
+            "minority node {i} runs children"
+        );
+        assert!(c
+            .events()
+            .iter()
+            .any(|(_, id, e)| *id == c.id(i) && *e == Event::Partitioned));
+        assert_eq!(
+            c.start(i, specs(1), StartOptions::awaited()),
+            Err(Failure::Refused(CommandError::Partitioned))
+        );
+    }
+    for &i in majority {
+        assert!(!c.node(i).unwrap().is_partitioned(), "majority node {i}");
+    }
+    let on_majority: usize = majority
+        .iter()
+        .map(|&i| c.runtime(i).running().count())
+        .sum();
+    assert_eq!(on_majority, 500, "the majority runs every child, once");
+    invariants::single_instance(&c).unwrap();
+    c.heal();
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    for &i in minority {
+        assert!(!c.node(i).unwrap().is_partitioned());
+        assert!(c
+            .events()
+            .iter()
+            .any(|(_, id, e)| *id == c.id(i) && *e == Event::QuorumRestored));
+    }
+    invariants::check_all(&c).unwrap();
+    assert_eq!(c.node(0).unwrap().count_children(), 500);
+}
+
+#[test]
+fn majority_quorum_stops_the_minority_and_never_duplicates() {
+    let opts = ClusterOptions::new(5)
+        .seed(40)
+        .strategies(with(|| Box::new(MajorityQuorum::new(5))));
+    split_and_heal(Cluster::formed(opts).unwrap(), &[3, 4], &[0, 1, 2]);
+}
+
+#[test]
+fn static_quorum_of_three_on_a_two_node_remainder() {
+    let opts = ClusterOptions::new(4)
+        .seed(41)
+        .strategies(with(|| Box::new(StaticQuorum { quorum_size: 3 })));
+    let mut c = Cluster::formed(opts).unwrap();
+    assert!(c
+        .start(0, specs(200), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    // Two crash: the 2-node remainder is below quorum 3 and stops.
+    c.crash(2);
+    c.crash(3);
+    assert!(c
+        .run_until(Duration::from_secs(10), |c| c
+            .node(0)
+            .unwrap()
+            .is_partitioned())
+        .unwrap());
+    assert!(c.settle());
+    assert_eq!(
+        c.runtime(0).running().count() + c.runtime(1).running().count(),
+        0
+    );
+    // One comes back: quorum again, children restarted where they belong.
+    c.restart(2);
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert!(!c.node(0).unwrap().is_partitioned());
+    invariants::check_all(&c).unwrap();
+    let running: usize = [0, 1, 2]
+        .iter()
+        .map(|&i| c.runtime(i).running().count())
+        .sum();
+    assert_eq!(running, 200, "every child of the 200 runs again");
+}
+
+#[test]
+fn dynamic_quorum_tolerates_a_slow_scale_down_but_not_a_mass_crash() {
+    let opts = ClusterOptions::new(6).seed(42).strategies(with(|| {
+        Box::new(DynamicQuorum {
+            quorum_size: 60,
+            threshold_time: Duration::from_secs(30),
+        })
+    }));
+    let mut c = Cluster::formed(opts).unwrap();
+    assert!(c
+        .start(0, specs(300), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    // Graceful leaves, one by one: never partitioned.
+    for i in [5, 4, 3] {
+        c.leave(i).unwrap();
+        assert!(c.settle());
+        assert!(c
+            .alive()
+            .iter()
+            .all(|&j| !c.node(j).unwrap().is_partitioned()));
+    }
+    assert_eq!(c.node(0).unwrap().count_children(), 300);
+    // 2 of the 3 left crash at once: remaining 100 - 2*100/3 = 34% < 60%.
+    c.crash(1);
+    c.crash(2);
+    assert!(c
+        .run_until(Duration::from_secs(10), |c| c
+            .node(0)
+            .unwrap()
+            .is_partitioned())
+        .unwrap());
+}
