@@ -50,6 +50,11 @@ enum Cmd {
         /// Seed address to join through (repeatable).
         #[arg(long)]
         seed: Vec<String>,
+        /// Partition tolerance: `divergence` (default), `static:N`,
+        /// `majority:N` (initial cluster size) or `dynamic:P[:SECONDS]`
+        /// (percent, threshold time).
+        #[arg(long, default_value = "divergence", value_parser = parse_partition)]
+        partition: PartitionChoice,
     },
     /// Start a local cluster of separate processes and show what it does.
     Demo {
@@ -134,6 +139,89 @@ enum CtlOp {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A partition strategy chosen on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PartitionChoice {
+    Divergence,
+    Static(usize),
+    Majority(usize),
+    Dynamic(u8, u64),
+}
+
+fn parse_partition(s: &str) -> Result<PartitionChoice, String> {
+    let mut parts = s.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let mut num = |what: &str| -> Result<u64, String> {
+        parts
+            .next()
+            .ok_or(format!("{kind} needs {what}, e.g. {kind}:3"))?
+            .parse::<u64>()
+            .map_err(|e| format!("bad {what}: {e}"))
+    };
+    let choice = match kind {
+        "divergence" => PartitionChoice::Divergence,
+        "static" => PartitionChoice::Static(num("a quorum size")? as usize),
+        "majority" => PartitionChoice::Majority(num("an initial cluster size")? as usize),
+        "dynamic" => {
+            let pct = num("a percent")?;
+            if !(1..=100).contains(&pct) {
+                return Err("dynamic quorum percent must be 1..=100".into());
+            }
+            let secs = num("a threshold in seconds").unwrap_or(30);
+            PartitionChoice::Dynamic(pct as u8, secs)
+        }
+        other => return Err(format!("unknown partition strategy {other:?}")),
+    };
+    Ok(choice)
+}
+
+impl PartitionChoice {
+    fn strategies(&self) -> hub_core::Strategies {
+        let partition: Box<dyn hub_core::PartitionStrategy> = match *self {
+            PartitionChoice::Divergence => Box::new(hub_strategies::Divergence),
+            PartitionChoice::Static(n) => Box::new(hub_strategies::StaticQuorum { quorum_size: n }),
+            PartitionChoice::Majority(n) => Box::new(hub_strategies::MajorityQuorum::new(n)),
+            PartitionChoice::Dynamic(p, secs) => Box::new(hub_strategies::DynamicQuorum {
+                quorum_size: p,
+                threshold_time: Duration::from_secs(secs),
+            }),
+        };
+        hub_core::Strategies {
+            partition,
+            ..hub_strategies::defaults()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_partition, PartitionChoice};
+
+    #[test]
+    fn partition_flags_parse_or_explain() {
+        assert_eq!(
+            parse_partition("divergence"),
+            Ok(PartitionChoice::Divergence)
+        );
+        assert_eq!(parse_partition("static:3"), Ok(PartitionChoice::Static(3)));
+        assert_eq!(
+            parse_partition("majority:5"),
+            Ok(PartitionChoice::Majority(5))
+        );
+        assert_eq!(
+            parse_partition("dynamic:60"),
+            Ok(PartitionChoice::Dynamic(60, 30))
+        );
+        assert_eq!(
+            parse_partition("dynamic:60:10"),
+            Ok(PartitionChoice::Dynamic(60, 10))
+        );
+        assert!(parse_partition("static").unwrap_err().contains("needs"));
+        assert!(parse_partition("dynamic:0").is_err());
+        assert!(parse_partition("quorum:2").unwrap_err().contains("unknown"));
+    }
+}
+
 fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
     if let Some(f) = &auth.cookie_file {
         let s =
@@ -179,7 +267,8 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             node_id,
             listen,
             seed,
-        } => run_node(auth, node_id, listen, seed).await,
+            partition,
+        } => run_node(auth, node_id, listen, seed, partition).await,
         Cmd::Demo { nodes, children } => demo(nodes, children).await,
         Cmd::Status { target } => {
             let mut c = target.connect().await?;
@@ -207,8 +296,10 @@ async fn run_node(
     node_id: String,
     listen: String,
     seeds: Vec<String>,
+    partition: PartitionChoice,
 ) -> Result<(), AnyError> {
     let mut b = Hub::builder(auth.hub_id.clone())
+        .strategies(partition.strategies())
         .node_id(node_id)
         .listen(listen)
         .cookie(cookie(&auth)?)
