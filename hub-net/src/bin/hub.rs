@@ -193,35 +193,6 @@ impl PartitionChoice {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{parse_partition, PartitionChoice};
-
-    #[test]
-    fn partition_flags_parse_or_explain() {
-        assert_eq!(
-            parse_partition("divergence"),
-            Ok(PartitionChoice::Divergence)
-        );
-        assert_eq!(parse_partition("static:3"), Ok(PartitionChoice::Static(3)));
-        assert_eq!(
-            parse_partition("majority:5"),
-            Ok(PartitionChoice::Majority(5))
-        );
-        assert_eq!(
-            parse_partition("dynamic:60"),
-            Ok(PartitionChoice::Dynamic(60, 30))
-        );
-        assert_eq!(
-            parse_partition("dynamic:60:10"),
-            Ok(PartitionChoice::Dynamic(60, 10))
-        );
-        assert!(parse_partition("static").unwrap_err().contains("needs"));
-        assert!(parse_partition("dynamic:0").is_err());
-        assert!(parse_partition("quorum:2").unwrap_err().contains("unknown"));
-    }
-}
-
 fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
     if let Some(f) = &auth.cookie_file {
         let s =
@@ -728,4 +699,33 @@ async fn demo(nodes: usize, children: usize) -> Result<(), AnyError> {
         return Err("the sample call failed".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_partition, PartitionChoice};
+
+    #[test]
+    fn partition_flags_parse_or_explain() {
+        assert_eq!(
+            parse_partition("divergence"),
+            Ok(PartitionChoice::Divergence)
+        );
+        assert_eq!(parse_partition("static:3"), Ok(PartitionChoice::Static(3)));
+        assert_eq!(
+            parse_partition("majority:5"),
+            Ok(PartitionChoice::Majority(5))
+        );
+        assert_eq!(
+            parse_partition("dynamic:60"),
+            Ok(PartitionChoice::Dynamic(60, 30))
+        );
+        assert_eq!(
+            parse_partition("dynamic:60:10"),
+            Ok(PartitionChoice::Dynamic(60, 10))
+        );
+        assert!(parse_partition("static").unwrap_err().contains("needs"));
+        assert!(parse_partition("dynamic:0").is_err());
+        assert!(parse_partition("quorum:2").unwrap_err().contains("unknown"));
+    }
 }
