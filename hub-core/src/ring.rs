@@ -101,28 +101,54 @@ impl Ring {
         self.nodes.binary_search(node).is_ok()
     }
 
-    /// Adds a member; returns false if it was already there.
+    /// Adds a member; returns false if it was already there. O(points):
+    /// the joiner's points are merged in, nothing is re-sorted.
     pub fn insert(&mut self, node: NodeId) -> bool {
-        match self.nodes.binary_search(&node) {
-            Ok(_) => false,
-            Err(pos) => {
-                self.nodes.insert(pos, node);
-                self.rebuild();
-                true
+        let Err(pos) = self.nodes.binary_search(&node) else {
+            return false;
+        };
+        let idx = pos as u32;
+        let mut fresh: Vec<(u64, u32)> = (0..self.vnodes)
+            .map(|v| (vnode_point(node.as_str(), v), idx))
+            .collect();
+        fresh.sort_unstable();
+        self.nodes.insert(pos, node);
+        // Indices at or after the joiner shift by one; the shift is monotone,
+        // so the old points stay sorted by (hash, index).
+        let old = std::mem::take(&mut self.points);
+        let mut merged = Vec::with_capacity(old.len() + fresh.len());
+        let mut fresh = fresh.into_iter().peekable();
+        for (h, i) in old {
+            let p = (h, if i >= idx { i + 1 } else { i });
+            while let Some(&f) = fresh.peek() {
+                if f < p {
+                    merged.push(f);
+                    fresh.next();
+                } else {
+                    break;
+                }
             }
+            merged.push(p);
         }
+        merged.extend(fresh);
+        self.points = merged;
+        true
     }
 
-    /// Removes a member; returns false if it was not there.
+    /// Removes a member; returns false if it was not there. O(points).
     pub fn remove(&mut self, node: &NodeId) -> bool {
-        match self.nodes.binary_search(node) {
-            Ok(pos) => {
-                self.nodes.remove(pos);
-                self.rebuild();
-                true
+        let Ok(pos) = self.nodes.binary_search(node) else {
+            return false;
+        };
+        self.nodes.remove(pos);
+        let idx = pos as u32;
+        self.points.retain(|&(_, i)| i != idx);
+        for p in &mut self.points {
+            if p.1 > idx {
+                p.1 -= 1;
             }
-            Err(_) => false,
         }
+        true
     }
 
     fn start_index(&self, id: &str) -> usize {

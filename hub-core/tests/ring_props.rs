@@ -31,6 +31,12 @@ proptest! {
             b.insert(n);
         }
         prop_assert_eq!(&a, &b);
+        // Incremental removal equals a rebuild without the member.
+        let gone = &names[shuffle_seed as usize % names.len()];
+        let mut c = b.clone();
+        prop_assert!(c.remove(&NodeId::new(gone)));
+        let rest: Vec<String> = names.iter().filter(|n| *n != gone).cloned().collect();
+        prop_assert_eq!(&c, &Ring::new(32, nodes(&rest)));
         for id in &ids {
             prop_assert_eq!(a.owners(id, 3), b.owners(id, 3));
         }
