@@ -13,6 +13,19 @@ fn with(partition: fn() -> Box<dyn hub_core::PartitionStrategy>) -> impl Fn() ->
     }
 }
 
+/// Crashes `victims` and waits until `observer` enters partition mode.
+fn crash_until_partitioned(c: &mut Cluster, victims: &[usize], observer: usize) {
+    for &v in victims {
+        c.crash(v);
+    }
+    let partitioned = c
+        .run_until(Duration::from_secs(10), |c| {
+            c.node(observer).unwrap().is_partitioned()
+        })
+        .unwrap();
+    assert!(partitioned, "node {observer} did not enter partition mode");
+}
+
 fn split_and_heal(mut c: Cluster, minority: &[usize], majority: &[usize]) {
     assert!(c
         .start(majority[0], specs(500), StartOptions::awaited())
@@ -80,14 +93,7 @@ fn static_quorum_of_three_on_a_two_node_remainder() {
         .is_ok());
     assert!(c.settle());
     // Two crash: the 2-node remainder is below quorum 3 and stops.
-    c.crash(2);
-    c.crash(3);
-    assert!(c
-        .run_until(Duration::from_secs(10), |c| c
-            .node(0)
-            .unwrap()
-            .is_partitioned())
-        .unwrap());
+    crash_until_partitioned(&mut c, &[2, 3], 0);
     assert!(c.settle());
     assert_eq!(
         c.runtime(0).running().count() + c.runtime(1).running().count(),
@@ -130,12 +136,5 @@ fn dynamic_quorum_tolerates_a_slow_scale_down_but_not_a_mass_crash() {
     }
     assert_eq!(c.node(0).unwrap().count_children(), 300);
     // 2 of the 3 left crash at once: remaining 100 - 2*100/3 = 34% < 60%.
-    c.crash(1);
-    c.crash(2);
-    assert!(c
-        .run_until(Duration::from_secs(10), |c| c
-            .node(0)
-            .unwrap()
-            .is_partitioned())
-        .unwrap());
+    crash_until_partitioned(&mut c, &[1, 2], 0);
 }
