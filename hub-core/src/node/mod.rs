@@ -370,7 +370,7 @@ impl Node {
         }
         self.membership.learn(now, &info);
         self.send_hello(&info.id);
-        self.finish(now);
+        self.finish();
     }
 
     /// A protocol message from `from` (authenticated by the transport).
@@ -381,7 +381,7 @@ impl Node {
         let span = tracing::debug_span!("node", id = %self.me, peer = %from);
         let _g = span.enter();
         self.dispatch_message(now, from, message);
-        self.finish(now);
+        self.finish();
     }
 
     fn dispatch_message(&mut self, now: Time, from: &NodeId, message: Message) {
@@ -455,7 +455,7 @@ impl Node {
         let span = tracing::debug_span!("node", id = %self.me);
         let _g = span.enter();
         self.dispatch_command(now, request, command);
-        self.finish(now);
+        self.finish();
     }
 
     fn dispatch_command(&mut self, now: Time, request: RequestId, command: Command) {
@@ -520,7 +520,7 @@ impl Node {
             self.local_report(now, report);
         }
         self.after_local_change(now);
-        self.finish(now);
+        self.finish();
     }
 
     fn local_report(&mut self, now: Time, report: LocalReport) {
@@ -574,7 +574,7 @@ impl Node {
         if self.leaving.as_ref().is_some_and(|l| now >= l.deadline) {
             self.finish_leave();
         }
-        self.finish(now);
+        self.finish();
     }
 
     /// The next action: drain after every input.
@@ -676,8 +676,16 @@ impl Node {
         }
     }
 
+    /// Queues `spec` (with `state`) for `to`; sent when the input ends.
+    fn queue_handoff(&mut self, to: NodeId, spec: &ChildSpec, state: Option<bytes::Bytes>) {
+        self.outbox.handoffs.entry(to).or_default().push(Handoff {
+            spec: spec.clone(),
+            state,
+        });
+    }
+
     /// Ends every input: sends what the outbox accumulated.
-    fn finish(&mut self, _now: Time) {
+    fn finish(&mut self) {
         let me = self.me.clone();
         if let Some(since) = self.outbox.dirty_since.take() {
             let delta = self.registry.delta_since(&me, since);

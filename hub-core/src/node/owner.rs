@@ -373,14 +373,7 @@ impl Node {
     /// acknowledged.
     pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId) {
         let id = spec.id.clone();
-        self.outbox
-            .handoffs
-            .entry(to.clone())
-            .or_default()
-            .push(crate::protocol::Handoff {
-                spec: (*spec).clone(),
-                state: None,
-            });
+        self.queue_handoff(to.clone(), &spec, None);
         self.outbound
             .insert(id, super::Outbound { spec, to, ticks: 0 });
     }

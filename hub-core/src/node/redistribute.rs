@@ -174,14 +174,7 @@ impl Node {
                 // lost its registry): tell it once per sync round.
                 if orphan.sent_to.as_ref() != Some(first) {
                     let to = first.clone();
-                    self.outbox
-                        .handoffs
-                        .entry(to.clone())
-                        .or_default()
-                        .push(Handoff {
-                            spec: (*spec).clone(),
-                            state: None,
-                        });
+                    self.queue_handoff(to.clone(), &spec, None);
                     if let Some(o) = self.orphans.get_mut(&id) {
                         o.sent_to = Some(to);
                     }
@@ -241,10 +234,7 @@ impl Node {
                 // Pass it on to where it goes without this node.
                 match self.successor(&spec) {
                     Some(to) if to != *from => {
-                        self.outbox.handoffs.entry(to).or_default().push(Handoff {
-                            spec: (*spec).clone(),
-                            state: h.state,
-                        });
+                        self.queue_handoff(to, &spec, h.state);
                         self.outbox.acks.entry(from.clone()).or_default().push(id);
                     }
                     // Not acknowledged: the sender keeps it and re-offers it
@@ -398,10 +388,7 @@ impl Node {
         // Orphans this node knew about go to their owners too.
         for (_, o) in std::mem::take(&mut self.orphans) {
             if let Some(to) = self.successor(&o.spec) {
-                self.outbox.handoffs.entry(to).or_default().push(Handoff {
-                    spec: (*o.spec).clone(),
-                    state: None,
-                });
+                self.queue_handoff(to, &o.spec, None);
             }
         }
         self.after_local_change(now);
@@ -436,15 +423,13 @@ impl Node {
             }
         }
         for (to, spec) in again {
-            self.outbox.handoffs.entry(to).or_default().push(Handoff {
-                spec: (*spec).clone(),
-                state: None,
-            });
+            self.queue_handoff(to, &spec, None);
         }
     }
 
-    /// Periodic repair: digests to the sync targets, unacknowledged
-    /// handoffs resent, orphans re-offered, placement reconciled.
+    /// Periodic repair: digests to the sync targets, orphans re-offered,
+    /// placement reconciled. (Unacknowledged handoffs are re-sent on the
+    /// heartbeat by `resend_stale_handoffs`.)
     pub(super) fn sync_round(&mut self) {
         let peers = self.membership.ring_peers();
         let targets = self
@@ -454,17 +439,6 @@ impl Node {
         let digest = self.registry.digest();
         for to in targets {
             self.send(to, Message::Digest(digest.clone()));
-        }
-        let resend: Vec<_> = self
-            .outbound
-            .values()
-            .map(|o| (o.to.clone(), o.spec.clone()))
-            .collect();
-        for (to, spec) in resend {
-            self.outbox.handoffs.entry(to).or_default().push(Handoff {
-                spec: (*spec).clone(),
-                state: None,
-            });
         }
         for o in self.orphans.values_mut() {
             o.sent_to = None;
