@@ -26,7 +26,8 @@ pub(crate) enum NetEvent {
     /// A handshake succeeded.
     Up {
         peer: Hello,
-        framed: FramedTcp,
+        /// Boxed: the stream is large (madsim's especially).
+        framed: Box<FramedTcp>,
         /// We dialed (else we accepted).
         initiator: bool,
     },

@@ -273,7 +273,7 @@ impl Driver {
                 peer,
                 framed,
                 initiator,
-            } => self.on_up(peer, framed, initiator),
+            } => self.on_up(peer, *framed, initiator),
             NetEvent::DialFailed { to } => {
                 self.dialing.remove(&to);
                 *self.attempts.entry(to).or_default() += 1;
@@ -487,7 +487,7 @@ impl Driver {
             let ev = match connect(&addr, &net).await {
                 Ok((peer, framed)) if peer.node_id == to.as_str() => NetEvent::Up {
                     peer,
-                    framed,
+                    framed: Box::new(framed),
                     initiator: true,
                 },
                 Ok((peer, _)) => {
@@ -517,7 +517,7 @@ impl Driver {
                         let _ = events
                             .send(NetEvent::Up {
                                 peer,
-                                framed,
+                                framed: Box::new(framed),
                                 initiator: true,
                             })
                             .await;
@@ -542,27 +542,27 @@ impl Driver {
         }
     }
 
-    fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
+    /// Runs a command for a control client; its reply is relayed when the
+    /// node answers (see `perform`).
+    fn ctl_command(&mut self, conn: u64, req: u64, command: Command) {
+        let r = self.request_id();
+        self.ctl_waiting.insert(r, (conn, req));
         let now = self.now();
+        self.node.handle_command(now, r, command);
+    }
+
+    fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
         let reply = match request {
             CtlRequest::Status => CtlReply::Status(status(&self.node, self.conns.len())),
             CtlRequest::Lookup { id } => CtlReply::Lookup(self.node.child_lookup(id.as_str())),
             CtlRequest::Which { global } => CtlReply::Which(self.node.which_children(global)),
             CtlRequest::Start { specs } => {
-                let r = self.request_id();
-                self.ctl_waiting.insert(r, (conn, req));
                 let opts = hub_core::StartOptions::awaited();
-                self.node
-                    .handle_command(now, r, Command::StartChildren { specs, opts });
-                return;
+                return self.ctl_command(conn, req, Command::StartChildren { specs, opts });
             }
             CtlRequest::Stop { ids } => {
-                let r = self.request_id();
-                self.ctl_waiting.insert(r, (conn, req));
                 let opts = hub_core::StopOptions::awaited();
-                self.node
-                    .handle_command(now, r, Command::StopChildren { ids, opts });
-                return;
+                return self.ctl_command(conn, req, Command::StopChildren { ids, opts });
             }
             CtlRequest::Call {
                 id,
@@ -703,7 +703,7 @@ pub(crate) async fn accept_loop(
                     let _ = events
                         .send(NetEvent::Up {
                             peer,
-                            framed,
+                            framed: Box::new(framed),
                             initiator: false,
                         })
                         .await;

@@ -151,7 +151,7 @@ impl Supervisor {
         })
     }
 
-    /// Stops every child (shutdown) and waits up to `timeout` for them.
+    /// Asks every child to stop (node shutdown); does not wait.
     pub(crate) fn stop_all(&mut self) {
         for tx in self.children.values() {
             let _ = tx.try_send(Envelope::Stop(Terminate::Stopped));

@@ -291,7 +291,7 @@ async fn run_node(
     Ok(())
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(madsim)))]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -307,7 +307,7 @@ async fn wait_for_signal() {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(any(not(unix), madsim))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
