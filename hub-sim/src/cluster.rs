@@ -7,7 +7,7 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 
-use hub_core::{ChildId, Event};
+use hub_core::ChildId;
 use hub_net::examples::{Counter, Echo};
 use hub_net::{Hub, HubBuilder};
 
@@ -148,13 +148,6 @@ impl SimCluster {
                     for seed in seeds {
                         b = b.seed(seed);
                     }
-                    if std::env::var("SIM_VERBOSE").is_ok() {
-                        let ms = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis())
-                            .unwrap_or(0);
-                        eprintln!("n{i} starting, system time {ms}");
-                    }
                     let hub = match b.start().await {
                         Ok(hub) => hub,
                         Err(e) => panic!("node n{i} failed to start: {e}"),
@@ -163,7 +156,7 @@ impl SimCluster {
                     *s.lock().unwrap_or_else(|e| e.into_inner()) = Some(hub);
                     let t0 = tokio::time::Instant::now();
                     while let Ok(e) = events.recv().await {
-                        let line = format!("{:>8} n{i} {}", t0.elapsed().as_millis(), describe(&e));
+                        let line = format!("{:>8} n{i} {:?}", t0.elapsed().as_millis(), e);
                         trace.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                     }
                     std::future::pending::<()>().await;
@@ -361,10 +354,4 @@ impl SimCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// A stable one-line rendering of an event (no handles' addresses or
-/// other run-specific data beyond what the seed determines).
-fn describe(e: &Event) -> String {
-    format!("{e:?}")
 }

@@ -98,11 +98,7 @@ async fn churn_with_kills_restarts_joins_and_leaves() {
     for _ in 0..12 {
         load(&c, &mut w, 8).await;
         let alive = c.alive();
-        let op = rng.random_range(0..5);
-        if std::env::var("SIM_VERBOSE").is_ok() {
-            eprintln!("churn op {op} alive {alive:?}");
-        }
-        match op {
+        match rng.random_range(0..5) {
             0 if alive.len() > 2 => {
                 c.kill(alive[rng.random_range(0..alive.len())]);
                 w.forget_unknown(&c).await;
