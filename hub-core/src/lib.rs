@@ -44,7 +44,8 @@
 //!                 node.handle_local(now, LocalReport::Exited { id, reason: ExitReason::Stopped });
 //!             }
 //!             Output::Reply { request, reply } => replies.push((request, reply)),
-//!             Output::RequestState { .. } | Output::Event(_) => {}
+//!             // Only HotSwap with handover snapshots and resumes processes.
+//!             Output::RequestState { .. } | Output::Resume { .. } | Output::Event(_) => {}
 //!         }
 //!     }
 //!     // Messages from peers: node.handle_message(now, &from, message).

@@ -58,8 +58,18 @@ pub enum Output {
         /// Why.
         reason: StopReason,
     },
-    /// Snapshot a local instance's state; report [`LocalReport::State`].
+    /// Snapshot a local instance's state for a handover and report it as
+    /// [`LocalReport::State`]. From the snapshot on, the instance must not
+    /// handle messages (so nothing it acknowledges is missing from the
+    /// handed-over state) until it is stopped or [`Output::Resume`]d;
+    /// callers meanwhile get a retryable "moving" answer.
     RequestState {
+        /// The child.
+        id: ChildId,
+    },
+    /// The handover of a paused instance was abandoned: let it handle
+    /// messages again.
+    Resume {
         /// The child.
         id: ChildId,
     },

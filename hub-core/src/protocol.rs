@@ -24,7 +24,7 @@ use crate::registry::{SliceDelta, Version};
 use crate::spec::ChildSpec;
 
 /// Version written in every frame; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Default maximum frame size: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
@@ -127,8 +127,12 @@ pub enum Message {
         /// case this message overtook it.
         leaving: bool,
     },
-    /// The receiver of a handoff runs (or refused) these children.
+    /// The receiver of a handoff runs these children (or already had them,
+    /// or parked them while out of quorum).
     HandoffAck(Vec<ChildId>),
+    /// The receiver of a handoff could not start these children, and why.
+    /// A start-then-stop sender keeps its old copy running.
+    HandoffRefused(Vec<(ChildId, String)>),
 }
 
 #[derive(Serialize)]

@@ -436,6 +436,18 @@ impl Registry {
         self.slices.get(node)?.rows.get(id)?.row.as_ref()
     }
 
+    /// True when some node's row for `id` is handed to another node and
+    /// no copy runs yet (a caller should retry shortly). O(nodes).
+    pub fn is_moving(&self, id: &str) -> bool {
+        self.lookup_ref(id).is_empty()
+            && self.slices.values().any(|s| {
+                s.rows
+                    .get(id)
+                    .and_then(|c| c.row.as_ref())
+                    .is_some_and(|r| r.moving_to.is_some())
+            })
+    }
+
     /// True when `id` runs on `node` (a moving row does not count).
     pub fn holds(&self, node: &NodeId, id: &str) -> bool {
         self.lookup_ref(id).iter().any(|(n, _)| n == node)

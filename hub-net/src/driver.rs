@@ -215,12 +215,11 @@ impl Driver {
 
     /// The node a message for `id` goes to: its first registered holder.
     fn holder(&self, id: &ChildId) -> Result<NodeId, CallError> {
-        let holders = self.node.child_lookup(id.as_str());
-        holders
-            .into_iter()
-            .next()
-            .map(|(n, _)| n)
-            .ok_or(CallError::NotFound)
+        match self.node.child_lookup(id.as_str()).into_iter().next() {
+            Some((n, _)) => Ok(n),
+            None if self.node.registry().is_moving(id.as_str()) => Err(CallError::Moving),
+            None => Err(CallError::NotFound),
+        }
     }
 
     fn send_to(&self, node: &NodeId, w: &Wire) -> Result<(), CallError> {
@@ -402,10 +401,15 @@ impl Driver {
                     };
                     self.sup.stop(&id, t);
                 }
+                Output::Resume { id } => {
+                    if self.sup.deliver(&id, Envelope::Resume).is_err() {
+                        debug!(child = %id, "no such child to resume");
+                    }
+                }
                 Output::RequestState { id } => {
                     let (tx, rx) = oneshot::channel();
                     let reports = self.local_tx.clone();
-                    if self.sup.deliver(&id, Envelope::Snapshot(tx)).is_err() {
+                    if self.sup.deliver(&id, Envelope::Handover(tx)).is_err() {
                         debug!(child = %id, "no such child to snapshot");
                     }
                     tokio::spawn(async move {

@@ -90,4 +90,8 @@ pub enum CallError {
     /// The hub is shut down.
     #[error("hub is shut down")]
     Closed,
+    /// The child is being handed to another node; [`crate::Hub::call`]
+    /// retries this until its timeout.
+    #[error("child is moving to another node")]
+    Moving,
 }

@@ -435,15 +435,27 @@ impl Hub {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Api::Call(id, payload, tx))
-            .await
-            .map_err(|_| CallError::Closed)?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(CallError::Closed),
-            Err(_) => Err(CallError::Timeout),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.tx
+                .send(Api::Call(id.clone(), payload.clone(), tx))
+                .await
+                .map_err(|_| CallError::Closed)?;
+            let r = match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CallError::Closed),
+                Err(_) => Err(CallError::Timeout),
+            };
+            // A child in the middle of a handover answers again from its
+            // new owner in a moment.
+            if !matches!(r, Err(CallError::Moving)) || tokio::time::Instant::now() + pause > deadline
+            {
+                return r;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 

@@ -43,7 +43,9 @@ impl Default for Limits {
 pub(crate) enum Envelope {
     Cast(Bytes),
     Call(Bytes, oneshot::Sender<Result<Bytes, CallError>>),
-    Snapshot(oneshot::Sender<Option<Bytes>>),
+    /// Snapshot for a handover, then pause until `Resume` or `Stop`.
+    Handover(oneshot::Sender<Option<Bytes>>),
+    Resume,
     Stop(Terminate),
 }
 
@@ -260,33 +262,85 @@ impl ChildRun {
 /// Runs one instance until it stops or crashes.
 async fn serve(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Exit {
     while let Some(env) = rx.recv().await {
-        match env {
-            Envelope::Cast(b) => match AssertUnwindSafe(inst.cast(b)).catch_unwind().await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Exit::Crashed(e),
-                Err(_) => return Exit::Crashed("panicked in handle_cast".into()),
-            },
-            Envelope::Call(b, reply) => match AssertUnwindSafe(inst.call(b)).catch_unwind().await {
-                Ok(Ok(r)) => {
-                    let _ = reply.send(r.map_err(CallError::BadMessage));
-                }
-                Ok(Err(e)) => {
-                    let _ = reply.send(Err(CallError::Crashed(e.clone())));
-                    return Exit::Crashed(e);
-                }
-                Err(_) => {
-                    let _ = reply.send(Err(CallError::Crashed("panic".into())));
-                    return Exit::Crashed("panicked in handle_call".into());
-                }
-            },
-            Envelope::Snapshot(reply) => {
-                let _ = reply.send(inst.snapshot());
-            }
-            Envelope::Stop(reason) => {
-                inst.terminate(reason).await;
-                return Exit::Stopped;
-            }
+        if let Some(exit) = handle(inst, env, rx).await {
+            return exit;
         }
     }
     Exit::Stopped
+}
+
+/// Handles one envelope; `Some` when the instance ended.
+async fn handle(
+    inst: &mut dyn Instance,
+    env: Envelope,
+    rx: &mut mpsc::Receiver<Envelope>,
+) -> Option<Exit> {
+    match env {
+        Envelope::Cast(b) => match AssertUnwindSafe(inst.cast(b)).catch_unwind().await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Exit::Crashed(e)),
+            Err(_) => Some(Exit::Crashed("panicked in handle_cast".into())),
+        },
+        Envelope::Call(b, reply) => match AssertUnwindSafe(inst.call(b)).catch_unwind().await {
+            Ok(Ok(r)) => {
+                let _ = reply.send(r.map_err(CallError::BadMessage));
+                None
+            }
+            Ok(Err(e)) => {
+                let _ = reply.send(Err(CallError::Crashed(e.clone())));
+                Some(Exit::Crashed(e))
+            }
+            Err(_) => {
+                let _ = reply.send(Err(CallError::Crashed("panic".into())));
+                Some(Exit::Crashed("panicked in handle_call".into()))
+            }
+        },
+        Envelope::Handover(reply) => {
+            let _ = reply.send(inst.snapshot());
+            paused(inst, rx).await
+        }
+        Envelope::Resume => None,
+        Envelope::Stop(reason) => {
+            inst.terminate(reason).await;
+            Some(Exit::Stopped)
+        }
+    }
+}
+
+/// After a handover snapshot: hold messages (nothing may change the state
+/// that was handed over) until the move is abandoned (`Resume`: handle
+/// them) or done (`Stop`: callers are told to retry at the new owner).
+async fn paused(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Option<Exit> {
+    let mut held = Vec::new();
+    loop {
+        match rx.recv().await {
+            None => return Some(Exit::Stopped),
+            Some(Envelope::Resume) => break,
+            Some(Envelope::Stop(reason)) => {
+                for env in held {
+                    if let Envelope::Call(_, reply) = env {
+                        let _ = reply.send(Err(CallError::Moving));
+                    }
+                }
+                inst.terminate(reason).await;
+                return Some(Exit::Stopped);
+            }
+            Some(Envelope::Handover(reply)) => {
+                let _ = reply.send(inst.snapshot());
+            }
+            Some(env @ (Envelope::Cast(_) | Envelope::Call(..))) => {
+                if held.len() < MAILBOX {
+                    held.push(env);
+                } else if let Envelope::Call(_, reply) = env {
+                    let _ = reply.send(Err(CallError::Moving));
+                }
+            }
+        }
+    }
+    for env in held {
+        if let Some(exit) = Box::pin(handle(inst, env, rx)).await {
+            return Some(exit);
+        }
+    }
+    None
 }

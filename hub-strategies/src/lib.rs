@@ -7,7 +7,7 @@
 //! |---|---|
 //! | distribution | [`ConsistentHashing`] |
 //! | redundancy | [`Singularity`] |
-//! | migration | [`ColdSwap`] |
+//! | migration | [`ColdSwap`]; also [`HotSwap`] |
 //! | synchronization | [`PubSub`] |
 //! | partition tolerance | [`Divergence`]; also [`StaticQuorum`], [`MajorityQuorum`], [`DynamicQuorum`] |
 //!
@@ -25,7 +25,7 @@ mod redundancy;
 mod sync;
 
 pub use distribution::ConsistentHashing;
-pub use migration::ColdSwap;
+pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};
 pub use redundancy::Singularity;

@@ -281,6 +281,11 @@ impl Cluster {
         &self.nodes[i].runtime
     }
 
+    /// Node `i`'s process runtime, to bump counters or refuse starts.
+    pub fn runtime_mut(&mut self, i: usize) -> &mut FakeRuntime {
+        &mut self.nodes[i].runtime
+    }
+
     /// Indices of live nodes (not crashed, not left).
     pub fn alive(&self) -> Vec<usize> {
         (0..self.nodes.len())
@@ -677,11 +682,12 @@ impl Cluster {
                             self.errors.push(e);
                         }
                     }
-                    Output::Spawn { spec, .. } => reports.push(sim.runtime.spawn(&spec)),
-                    Output::Stop { id, .. } => reports.push(sim.runtime.stop(&id)),
-                    Output::RequestState { id } => {
-                        reports.push(LocalReport::State { id, state: None })
+                    Output::Spawn { spec, restore } => {
+                        reports.push(sim.runtime.spawn(&spec, restore.as_ref()))
                     }
+                    Output::Stop { id, .. } => reports.push(sim.runtime.stop(&id)),
+                    Output::RequestState { id } => reports.push(sim.runtime.snapshot(&id)),
+                    Output::Resume { id } => sim.runtime.resume(&id),
                     Output::Reply { request, reply } => {
                         self.replies.insert(request, reply);
                     }

@@ -13,6 +13,7 @@
 //! randomness only from its seeded RNG, so a run is a pure function of its
 //! inputs.
 
+mod handing;
 mod ops;
 mod owner;
 mod redistribute;
@@ -21,6 +22,7 @@ mod sync;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tracing::{debug, trace};
@@ -68,6 +70,8 @@ enum StopPurpose {
     Conflict,
     Partition,
     Shutdown,
+    /// The old copy of a start-then-stop move: the new owner runs it.
+    Retire(NodeId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,14 +96,28 @@ struct Local {
 #[derive(Clone, Debug)]
 struct Orphan {
     spec: Arc<ChildSpec>,
+    /// Handed-over state it restarts from, if a handover carried one.
+    state: Option<Bytes>,
     /// Owner it was last handed to (not resent until the next sync round).
     sent_to: Option<NodeId>,
+}
+
+impl Orphan {
+    fn new(spec: Arc<ChildSpec>, state: Option<Bytes>) -> Self {
+        Orphan {
+            spec,
+            state,
+            sent_to: None,
+        }
+    }
 }
 
 /// A child this node stopped and handed over; kept until acknowledged.
 #[derive(Clone, Debug)]
 struct Outbound {
     spec: Arc<ChildSpec>,
+    /// Handed-over state, re-sent with every retry.
+    state: Option<Bytes>,
     to: NodeId,
     /// Heartbeat ticks since it was last sent.
     ticks: u32,
@@ -149,6 +167,7 @@ struct Outbox {
     stop_results: BTreeMap<OpRef, StopResults>,
     handoffs: BTreeMap<NodeId, Vec<Handoff>>,
     acks: BTreeMap<NodeId, Vec<ChildId>>,
+    refusals: BTreeMap<NodeId, Vec<(ChildId, String)>>,
 }
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
@@ -168,6 +187,8 @@ pub struct Node {
     local: BTreeMap<ChildId, Local>,
     orphans: BTreeMap<ChildId, Orphan>,
     outbound: BTreeMap<ChildId, Outbound>,
+    /// Running children being moved start-then-stop (HotSwap).
+    handing: BTreeMap<ChildId, handing::Handing>,
     /// Specs stopped because quorum was lost; restarted when it returns.
     suspended: BTreeMap<ChildId, Arc<ChildSpec>>,
     ops: BTreeMap<u64, Op>,
@@ -178,6 +199,9 @@ pub struct Node {
     leaving: Option<Leaving>,
     left: bool,
     timers: Timers,
+    /// Time of the input being handled (inputs carry it; the node never
+    /// reads a clock).
+    now: Time,
 }
 
 impl Node {
@@ -185,10 +209,14 @@ impl Node {
     /// [`Node::add_peer`] (seeds) or learned from them.
     pub fn new(cfg: Config, strategies: Strategies, now: Time) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        if let MigrationMode::StartThenStop { .. } = strategies.migration.mode() {
-            return Err(ConfigError::Unsupported(
-                "start-then-stop migration (HotSwap) is not implemented in this version",
-            ));
+        if let MigrationMode::StartThenStop {
+            child_migration_timeout,
+            ..
+        } = strategies.migration.mode()
+        {
+            if child_migration_timeout.is_zero() {
+                return Err(ConfigError::Timing("child_migration_timeout must be positive"));
+            }
         }
         let me = cfg.node_id.clone();
         let ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
@@ -211,6 +239,7 @@ impl Node {
             local: BTreeMap::new(),
             orphans: BTreeMap::new(),
             outbound: BTreeMap::new(),
+            handing: BTreeMap::new(),
             suspended: BTreeMap::new(),
             ops: BTreeMap::new(),
             next_seq: 0,
@@ -219,6 +248,7 @@ impl Node {
             partitioned: false,
             leaving: None,
             left: false,
+            now,
         })
     }
 
@@ -330,6 +360,7 @@ impl Node {
         // returns.
         (self.partitioned || self.orphans.is_empty())
             && self.outbound.is_empty()
+            && self.handing.is_empty()
             && self.lock.is_none()
             && self.local.values().all(|l| {
                 matches!(l.state, LocalState::Running(_))
@@ -352,9 +383,10 @@ impl Node {
             .filter(|l| !self.owners(&self.ring, &l.spec).contains(&self.me))
             .count();
         format!(
-            "orphans={} outbound={} busy={busy} misplaced={misplaced} locked={} partitioned={}",
+            "orphans={} outbound={} handing={} busy={busy} misplaced={misplaced} locked={} partitioned={}",
             self.orphans.len(),
             self.outbound.len(),
+            self.handing.len(),
             self.lock.is_some(),
             self.partitioned
         )
@@ -368,6 +400,7 @@ impl Node {
         if self.left || info.id == self.me {
             return;
         }
+        self.now = now;
         self.membership.learn(now, &info);
         self.send_hello(&info.id);
         self.finish();
@@ -378,6 +411,7 @@ impl Node {
         if self.left || *from == self.me {
             return;
         }
+        self.now = now;
         let span = tracing::debug_span!("node", id = %self.me, peer = %from);
         let _g = span.enter();
         self.dispatch_message(now, from, message);
@@ -446,12 +480,14 @@ impl Node {
                 self.on_handoff(from, children)
             }
             Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
+            Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
         }
     }
 
     /// A local API call; the answer comes as [`Output::Reply`] with
     /// `request` (at once, or after the results when awaited).
     pub fn handle_command(&mut self, now: Time, request: RequestId, command: Command) {
+        self.now = now;
         let span = tracing::debug_span!("node", id = %self.me);
         let _g = span.enter();
         self.dispatch_command(now, request, command);
@@ -514,6 +550,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.now = now;
         let span = tracing::debug_span!("node", id = %self.me);
         let _g = span.enter();
         for report in reports {
@@ -529,8 +566,7 @@ impl Node {
             LocalReport::StartFailed { id, error } => self.on_start_failed(id, error),
             LocalReport::Restarted { id, handle } => self.on_restarted(id, handle),
             LocalReport::Exited { id, reason } => self.on_exited(now, id, reason),
-            // Handover arrives with HotSwap; nothing asks for state yet.
-            LocalReport::State { id, .. } => debug!(%id, "unrequested state report ignored"),
+            LocalReport::State { id, state } => self.on_state(id, state),
         }
     }
 
@@ -540,6 +576,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.now = now;
         let span = tracing::debug_span!("node", id = %self.me);
         let _g = span.enter();
         if now >= self.timers.heartbeat {
@@ -567,6 +604,7 @@ impl Node {
         }
         self.expire_ops(now);
         self.expire_queue(now);
+        self.expire_handing(now);
         if self.lock.as_ref().is_some_and(|l| now >= l.until) {
             debug!("redistribution lock timed out");
             self.unlock(now);
@@ -597,6 +635,7 @@ impl Node {
             .values()
             .map(Op::deadline)
             .chain(self.lock.as_ref().map(|l| l.until))
+            .chain(self.handing.values().map(|h| h.deadline))
             .chain(self.leaving.as_ref().map(|l| l.deadline))
             .chain(self.queue.iter().filter_map(|q| match q {
                 Queued::Command { deadline, .. } => Some(*deadline),
@@ -677,7 +716,7 @@ impl Node {
     }
 
     /// Queues `spec` (with `state`) for `to`; sent when the input ends.
-    fn queue_handoff(&mut self, to: NodeId, spec: &ChildSpec, state: Option<bytes::Bytes>) {
+    fn queue_handoff(&mut self, to: NodeId, spec: &ChildSpec, state: Option<Bytes>) {
         self.outbox.handoffs.entry(to).or_default().push(Handoff {
             spec: spec.clone(),
             state,
@@ -709,6 +748,9 @@ impl Node {
         }
         for (to, ids) in std::mem::take(&mut self.outbox.acks) {
             self.send(to, Message::HandoffAck(ids));
+        }
+        for (to, refused) in std::mem::take(&mut self.outbox.refusals) {
+            self.send(to, Message::HandoffRefused(refused));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::{Local, LocalState, Node, StartPurpose, StopPurpose, Waiter};
+use super::{Local, LocalState, Node, Orphan, StartPurpose, StopPurpose, Waiter};
 use crate::error::{StartError, StopError};
 use crate::event::Event;
 use crate::id::{ChildId, Handle, NodeId};
@@ -161,6 +161,12 @@ impl Node {
     /// Asks the driver to stop a running child; a second stop while one is
     /// in flight only adds the waiter.
     pub(super) fn begin_stop(&mut self, id: &ChildId, purpose: StopPurpose, waiter: Option<OpRef>) {
+        if !matches!(purpose, StopPurpose::Retire(_)) && self.handing.remove(id).is_some() {
+            // A stop overrides a hot move in flight: the old copy goes and
+            // so does the offer (the new owner may still start it, and the
+            // reconcile then keeps one copy).
+            self.outbound.remove(id);
+        }
         let Some(local) = self.local.get_mut(id) else {
             return;
         };
@@ -168,7 +174,9 @@ impl Node {
             LocalState::Running(handle) => {
                 let reason = match &purpose {
                     StopPurpose::Requested => StopReason::Requested,
-                    StopPurpose::Migrate(to) => StopReason::Migrated { to: to.clone() },
+                    StopPurpose::Migrate(to) | StopPurpose::Retire(to) => {
+                        StopReason::Migrated { to: to.clone() }
+                    }
                     StopPurpose::Conflict => StopReason::Conflict,
                     StopPurpose::Partition => StopReason::Partitioned,
                     StopPurpose::Shutdown => StopReason::Shutdown,
@@ -235,10 +243,8 @@ impl Node {
             // The ring may have changed while it started.
             self.reconcile_child(&id);
         } else {
-            let purpose = self
-                .successor(&self.local[&id].spec)
-                .map_or(StopPurpose::Shutdown, StopPurpose::Migrate);
-            self.begin_stop(&id, purpose, None);
+            let to = self.successor(&self.local[&id].spec);
+            self.move_away(&id, to);
         }
     }
 
@@ -257,7 +263,11 @@ impl Node {
                 }
             }
             StartPurpose::Handoff(from) => {
-                self.outbox.acks.entry(from).or_default().push(id.clone());
+                self.outbox
+                    .refusals
+                    .entry(from)
+                    .or_default()
+                    .push((id.clone(), error.to_string()));
                 self.emit(Event::ChildFailed {
                     id,
                     reason: error.to_string(),
@@ -296,6 +306,13 @@ impl Node {
                 }
                 match purpose {
                     StopPurpose::Migrate(to) => self.migrate_stopped(local.spec, Some(to)),
+                    StopPurpose::Retire(_) => {
+                        // Its row went when the new owner acknowledged,
+                        // unless the handoff is still outbound.
+                        if !self.outbound.contains_key(&id) {
+                            self.write_own(None, &id);
+                        }
+                    }
                     StopPurpose::Shutdown => self.migrate_stopped(local.spec, None),
                     StopPurpose::Partition => {
                         self.write_own(None, &id);
@@ -306,11 +323,7 @@ impl Node {
                         // The other copy may have vanished meanwhile: never
                         // drop the last one.
                         if self.registry.lookup_ref(id.as_str()).is_empty() {
-                            let orphan = super::Orphan {
-                                spec: local.spec,
-                                sent_to: None,
-                            };
-                            self.orphans.insert(id, orphan);
+                            self.orphans.insert(id, Orphan::new(local.spec, None));
                             self.reconcile();
                         }
                     }
@@ -319,7 +332,9 @@ impl Node {
             }
             LocalState::Running(_) => {
                 // Gone for good per its restart policy (the supervisor
-                // restarts the others): removed cluster-wide.
+                // restarts the others): removed cluster-wide. A hot move
+                // already offered still brings up the new copy.
+                self.handing.remove(&id);
                 self.write_own(None, &id);
                 if let ExitReason::Crashed(r) | ExitReason::Failed(r) = reason {
                     self.emit(Event::ChildFailed { id, reason: r });
@@ -349,7 +364,7 @@ impl Node {
         match target {
             Some(to) => {
                 self.mark_moving(&id, to.clone());
-                self.hand_off(spec, to);
+                self.hand_off(spec, to, None);
             }
             None if self.leaving.is_some() => {
                 warn!(child = %id, "no node left to take it over");
@@ -358,24 +373,23 @@ impl Node {
             None => {
                 let me = self.me.clone();
                 self.mark_moving(&id, me);
-                self.orphans.insert(
-                    id,
-                    super::Orphan {
-                        spec,
-                        sent_to: None,
-                    },
-                );
+                self.orphans.insert(id, Orphan::new(spec, None));
             }
         }
     }
 
     /// Sends a stopped child to its new owner and remembers it until
     /// acknowledged.
-    pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId) {
+    pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId, state: Option<Bytes>) {
         let id = spec.id.clone();
-        self.queue_handoff(to.clone(), &spec, None);
-        self.outbound
-            .insert(id, super::Outbound { spec, to, ticks: 0 });
+        self.queue_handoff(to.clone(), &spec, state.clone());
+        let outbound = super::Outbound {
+            spec,
+            state,
+            to,
+            ticks: 0,
+        };
+        self.outbound.insert(id, outbound);
     }
 
     /// Marks this node's row for `id` as handed to `to`.

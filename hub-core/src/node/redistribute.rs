@@ -105,19 +105,14 @@ impl Node {
                 nodes: vec![node.clone()],
             });
             if self.registry.lookup_ref(id.as_str()).is_empty() && !self.local.contains_key(&id) {
-                self.orphans.insert(
-                    id,
-                    Orphan {
-                        spec: row.spec,
-                        sent_to: None,
-                    },
-                );
+                self.orphans.insert(id, Orphan::new(row.spec, None));
             }
         }
     }
 
     /// Handoffs to a node that went away are orphans again.
     fn reroute_outbound(&mut self, node: &NodeId) {
+        self.abandon_handing_to(node);
         let lost: Vec<ChildId> = self
             .outbound
             .iter()
@@ -130,13 +125,9 @@ impl Node {
             };
             // A leaving node does not act on orphans: it re-targets at once.
             match self.leaving.as_ref().and(self.successor(&o.spec)) {
-                Some(to) => self.hand_off(o.spec, to),
+                Some(to) => self.hand_off(o.spec, to, o.state),
                 None => {
-                    let orphan = Orphan {
-                        spec: o.spec,
-                        sent_to: None,
-                    };
-                    self.orphans.insert(id, orphan);
+                    self.orphans.insert(id, Orphan::new(o.spec, o.state));
                 }
             }
         }
@@ -166,15 +157,16 @@ impl Node {
                 continue;
             };
             let spec = orphan.spec.clone();
+            let state = orphan.state.clone();
             let owners = self.owners(&self.ring, &spec);
             if owners.contains(&self.me) {
-                self.spawn(spec, None, StartPurpose::Orphan);
+                self.spawn(spec, state, StartPurpose::Orphan);
             } else if let Some(first) = owners.first() {
                 // The owner may not know the child (e.g. it restarted and
                 // lost its registry): tell it once per sync round.
                 if orphan.sent_to.as_ref() != Some(first) {
                     let to = first.clone();
-                    self.queue_handoff(to.clone(), &spec, None);
+                    self.queue_handoff(to.clone(), &spec, state);
                     if let Some(o) = self.orphans.get_mut(&id) {
                         o.sent_to = Some(to);
                     }
@@ -192,7 +184,7 @@ impl Node {
         let Some(local) = self.local.get(id) else {
             return;
         };
-        if !matches!(local.state, LocalState::Running(_)) {
+        if !matches!(local.state, LocalState::Running(_)) || self.handing.contains_key(id) {
             return;
         }
         let owners = self.owners(&self.ring, &local.spec);
@@ -209,12 +201,16 @@ impl Node {
         if doubtful {
             return;
         }
-        let purpose = match owners.iter().find(|o| !self.registry.holds(o, id.as_str())) {
-            Some(to) => StopPurpose::Migrate(to.clone()),
-            None => StopPurpose::Conflict,
-        };
-        debug!(child = %id, ?purpose, "not an owner any more");
-        self.begin_stop(id, purpose, None);
+        match owners.iter().find(|o| !self.registry.holds(o, id.as_str())) {
+            Some(to) => {
+                debug!(child = %id, %to, "not an owner any more: moving");
+                self.move_away(id, Some(to.clone()));
+            }
+            None => {
+                debug!(child = %id, "not an owner and the owners run it: stopping");
+                self.begin_stop(id, StopPurpose::Conflict, None);
+            }
+        }
     }
 
     /// Children handed to this node.
@@ -250,6 +246,7 @@ impl Node {
     pub(super) fn on_handoff_ack(&mut self, now: Time, from: &NodeId, ids: Vec<ChildId>) {
         let mut moved = Vec::new();
         for id in ids {
+            self.handed(&id, from);
             if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
                 self.outbound.remove(&id);
                 moved.push(id.clone());
@@ -273,12 +270,33 @@ impl Node {
         self.after_local_change(now);
     }
 
+    /// The receiver of a handoff could not start these children.
+    pub(super) fn on_handoff_refused(
+        &mut self,
+        now: Time,
+        from: &NodeId,
+        refused: Vec<(ChildId, String)>,
+    ) {
+        for (id, why) in refused {
+            if self.handing.get(&id).is_some_and(|h| h.to == *from) {
+                self.abandon(&id, Some(format!("{from} could not start it: {why}")));
+            } else if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
+                // A stopped copy has nowhere else to go: the owner's
+                // refusal (reported there as ChildFailed) ends it.
+                self.outbound.remove(&id);
+                self.write_own(None, &id);
+            }
+        }
+        self.after_local_change(now);
+    }
+
     /// Redistribution may have finished, or a leave completed.
     pub(super) fn after_local_change(&mut self, now: Time) {
         if self.lock.is_none() && self.leaving.is_none() {
             return;
         }
         let migrating = !self.outbound.is_empty()
+            || !self.handing.is_empty()
             || self.local.values().any(|l| {
                 matches!(
                     l.state,
@@ -351,13 +369,7 @@ impl Node {
             self.emit(Event::QuorumRestored);
             for (id, spec) in std::mem::take(&mut self.suspended) {
                 if self.registry.lookup_ref(id.as_str()).is_empty() {
-                    self.orphans.insert(
-                        id,
-                        Orphan {
-                            spec,
-                            sent_to: None,
-                        },
-                    );
+                    self.orphans.insert(id, Orphan::new(spec, None));
                 }
             }
         }
@@ -380,15 +392,16 @@ impl Node {
         }
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
         for id in ids {
-            let purpose = self
-                .successor(&self.local[&id].spec)
-                .map_or(StopPurpose::Shutdown, StopPurpose::Migrate);
-            self.begin_stop(&id, purpose, None);
+            if self.handing.contains_key(&id) {
+                continue;
+            }
+            let to = self.successor(&self.local[&id].spec);
+            self.move_away(&id, to);
         }
         // Orphans this node knew about go to their owners too.
         for (_, o) in std::mem::take(&mut self.orphans) {
             if let Some(to) = self.successor(&o.spec) {
-                self.queue_handoff(to, &o.spec, None);
+                self.queue_handoff(to, &o.spec, o.state);
             }
         }
         self.after_local_change(now);
@@ -419,11 +432,11 @@ impl Node {
         for o in self.outbound.values_mut() {
             o.ticks += 1;
             if o.ticks % every == 0 {
-                again.push((o.to.clone(), o.spec.clone()));
+                again.push((o.to.clone(), o.spec.clone(), o.state.clone()));
             }
         }
-        for (to, spec) in again {
-            self.queue_handoff(to, &spec, None);
+        for (to, spec, state) in again {
+            self.queue_handoff(to, &spec, state);
         }
     }
 
