@@ -450,7 +450,8 @@ impl Hub {
             };
             // A child in the middle of a handover answers again from its
             // new owner in a moment.
-            if !matches!(r, Err(CallError::Moving)) || tokio::time::Instant::now() + pause > deadline
+            if !matches!(r, Err(CallError::Moving))
+                || tokio::time::Instant::now() + pause > deadline
             {
                 return r;
             }

@@ -1,49 +1,17 @@
 //! Several hub nodes in one process over loopback TCP.
 
-use std::future::Future;
+mod common;
+
 use std::time::Duration;
 
 use hub_core::{ChildId, ChildSpec, StartOptions, StopOptions};
 use hub_net::examples::{Counter, CounterMsg, Echo};
 use hub_net::Hub;
 
-const HUB: &str = "net-test";
-const COOKIE: &str = "test-cookie";
-
-/// Polls `f` until it holds or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use common::{eventually, node_with, wait_formed, COOKIE, HUB};
 
 async fn node(id: &str, seed: Option<&Hub>) -> Hub {
-    let mut b = Hub::builder(HUB)
-        .node_id(id)
-        .listen("127.0.0.1:0")
-        .cookie(COOKIE)
-        .register::<Counter>("counter")
-        .register::<Echo>("echo")
-        .configure(|c| {
-            c.heartbeat_interval = Duration::from_millis(100);
-            c.suspect_after = Duration::from_millis(400);
-            c.down_after = Duration::from_millis(800);
-        });
-    if let Some(s) = seed {
-        b = b.seed(s.local_addr().unwrap().to_string());
-    }
-    b.start().await.unwrap()
+    node_with(id, seed, hub_strategies::defaults()).await
 }
 
 async fn cluster(n: usize) -> Vec<Hub> {
@@ -53,13 +21,7 @@ async fn cluster(n: usize) -> Vec<Hub> {
         let h = node(&format!("n{i}"), Some(&hubs[0])).await;
         hubs.push(h);
     }
-    for h in &hubs {
-        let ok = eventually(Duration::from_secs(10), || async {
-            h.nodes().await.unwrap().len() == n
-        })
-        .await;
-        assert!(ok, "{} sees {:?}", h.node_id(), h.nodes().await);
-    }
+    wait_formed(&hubs.iter().collect::<Vec<_>>(), n).await;
     hubs
 }
 

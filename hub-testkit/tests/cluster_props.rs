@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use hub_core::ChildId;
+use hub_strategies::HotSwap;
 use hub_testkit::gen::{self, ClusterOp};
 use hub_testkit::{invariants, Cluster, ClusterOptions, NetConfig};
 use proptest::prelude::*;
@@ -16,6 +17,13 @@ fn known_by_survivors(c: &Cluster, id: &ChildId) -> bool {
     })
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 fn run(
     seed: u64,
     nodes: usize,
@@ -23,12 +31,34 @@ fn run(
     net: NetConfig,
     latency_ms: u64,
 ) -> Result<(), TestCaseError> {
+    run_with(seed, ops, options(seed, nodes, net, latency_ms))
+}
+
+fn options(seed: u64, nodes: usize, net: NetConfig, latency_ms: u64) -> ClusterOptions {
     // A static member list: a joiner whose every seed died cannot join.
-    let opts = ClusterOptions::new(nodes)
+    ClusterOptions::new(nodes)
         .seed(seed)
         .net(net)
         .seeds(usize::MAX)
-        .process_latency(std::time::Duration::from_millis(latency_ms));
+        .process_latency(std::time::Duration::from_millis(latency_ms))
+}
+
+/// HotSwap with or without handover, short timeouts so that abandoned and
+/// retried moves happen often.
+fn hot_swap(handover: bool) -> impl Fn() -> hub_core::Strategies {
+    move || {
+        let mut s = hub_strategies::defaults();
+        s.migration = Box::new(HotSwap {
+            handover,
+            retention: std::time::Duration::from_millis(300),
+            handover_data_wait: std::time::Duration::from_millis(200),
+            child_migration_timeout: std::time::Duration::from_millis(400),
+        });
+        s
+    }
+}
+
+fn run_with(seed: u64, ops: &[ClusterOp], opts: ClusterOptions) -> Result<(), TestCaseError> {
     let mut c = Cluster::new(opts);
     prop_assert!(c.settle(), "cluster did not form");
     let mut acked: BTreeSet<ChildId> = BTreeSet::new();
@@ -70,7 +100,8 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases in CI; PROPTEST_CASES=20000 for a long local run.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_and_faults_keep_the_invariants(
@@ -105,4 +136,56 @@ proptest! {
     ) {
         run(seed, nodes, &ops, NetConfig::default(), latency_ms)?;
     }
+
+    #[test]
+    fn random_operations_with_hot_swap_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 2usize..5,
+        ops in gen::operations(20),
+        latency_ms in 0u64..60,
+        handover in any::<bool>(),
+    ) {
+        let opts = options(seed, nodes, NetConfig::default(), latency_ms)
+            .strategies(hot_swap(handover));
+        run_with(seed, &ops, opts)?;
+    }
+}
+
+/// Found by the hot-swap property: a node whose old copy was retiring
+/// acknowledged a handoff of the same child back to it, and the child was
+/// lost when that copy stopped.
+#[test]
+fn a_handoff_back_to_a_retiring_copy_is_not_lost() {
+    use ClusterOp::*;
+    let ops = vec![
+        Advance(4220),
+        Start {
+            node: 0,
+            ids: vec![4, 17],
+        },
+        Start {
+            node: 4,
+            ids: vec![2, 59, 16],
+        },
+        Start {
+            node: 2,
+            ids: vec![41],
+        },
+        Stop {
+            node: 1,
+            ids: vec![16],
+        },
+        Crash(0),
+        Advance(2448),
+        Start {
+            node: 0,
+            ids: vec![24, 5],
+        },
+        Advance(3052),
+        Join,
+        Leave(1),
+    ];
+    let seed = 7489331702908972849;
+    let opts = options(seed, 3, NetConfig::default(), 56).strategies(hot_swap(false));
+    run_with(seed, &ops, opts).unwrap();
 }

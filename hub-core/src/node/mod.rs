@@ -215,7 +215,9 @@ impl Node {
         } = strategies.migration.mode()
         {
             if child_migration_timeout.is_zero() {
-                return Err(ConfigError::Timing("child_migration_timeout must be positive"));
+                return Err(ConfigError::Timing(
+                    "child_migration_timeout must be positive",
+                ));
             }
         }
         let me = cfg.node_id.clone();

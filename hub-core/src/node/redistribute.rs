@@ -221,8 +221,17 @@ impl Node {
                 continue;
             }
             let spec = Arc::new(h.spec);
-            if self.local.contains_key(&id) {
-                self.outbox.acks.entry(from.clone()).or_default().push(id);
+            if let Some(local) = self.local.get(&id) {
+                // Acknowledge only a copy that runs: one that is stopping
+                // (e.g. the old copy of a move coming back) or may still
+                // fail to start would be lost with the sender's. The sender
+                // re-offers it later.
+                if matches!(local.state, LocalState::Running(_)) && !self.handing.contains_key(&id)
+                {
+                    self.outbox.acks.entry(from.clone()).or_default().push(id);
+                } else {
+                    debug!(child = %id, "handoff for a child not settled here; not acknowledged");
+                }
             } else if self.partitioned {
                 self.suspended.insert(id.clone(), spec);
                 self.outbox.acks.entry(from.clone()).or_default().push(id);

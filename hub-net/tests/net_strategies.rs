@@ -1,0 +1,136 @@
+//! User-visible behaviour of the strategies over loopback TCP.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_core::ring::DEFAULT_VNODES;
+use hub_core::{ChildSpec, NodeId, Ring, StartOptions, Strategies};
+use hub_net::examples::{Counter, CounterMsg};
+use hub_net::Hub;
+use hub_strategies::HotSwap;
+
+use common::{node_with, wait_formed, wait_settled};
+
+fn hot_swap() -> Strategies {
+    let mut s = hub_strategies::defaults();
+    s.migration = Box::new(HotSwap::default().with_handover(true));
+    s
+}
+
+const CALL: Duration = Duration::from_secs(10);
+
+async fn get(hub: &Hub, id: &str) -> i64 {
+    hub.call::<Counter>(id, &CounterMsg::Get, CALL)
+        .await
+        .unwrap_or_else(|e| panic!("get {id}: {e}"))
+}
+
+/// Adds 1 to `id` through `hub` until told to stop; counts the
+/// acknowledged adds and all attempts.
+fn increment_in_background(
+    hub: Hub,
+    id: &'static str,
+    acked: Arc<AtomicI64>,
+    tried: Arc<AtomicI64>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            tried.fetch_add(1, Ordering::SeqCst);
+            if hub
+                .call::<Counter>(id, &CounterMsg::Add(1), CALL)
+                .await
+                .is_ok()
+            {
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_handover_keeps_counts_across_a_join_and_a_graceful_shutdown() {
+    let n0 = node_with("n0", None, hot_swap()).await;
+    let n1 = node_with("n1", Some(&n0), hot_swap()).await;
+    wait_formed(&[&n0, &n1], 2).await;
+    const N: i64 = 40;
+    let specs: Vec<ChildSpec> = (0..N)
+        .map(|i| ChildSpec::new(format!("c{i}"), "counter"))
+        .collect();
+    assert!(n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    for i in 0..N {
+        let id = format!("c{i}");
+        let n = n1
+            .call::<Counter>(id.as_str(), &CounterMsg::Add(1000 * i), CALL)
+            .await
+            .unwrap();
+        assert_eq!(n, 1000 * i);
+    }
+    // Two children get increments all along: one that the join moves from
+    // n0 to n2, one that n0's shutdown moves away (placement is a pure
+    // function of the node ids).
+    let ring2 = Ring::new(DEFAULT_VNODES, ["n0", "n1"].map(NodeId::new));
+    let ring3 = Ring::new(DEFAULT_VNODES, ["n0", "n1", "n2"].map(NodeId::new));
+    let owner = |r: &Ring, id: &str| r.owner(id).unwrap().as_str().to_owned();
+    let ids: Vec<&'static str> = (0..N)
+        .map(|i| &*Box::leak(format!("c{i}").into_boxed_str()))
+        .collect();
+    let on_join = *ids
+        .iter()
+        .find(|id| owner(&ring2, id) == "n0" && owner(&ring3, id) == "n2")
+        .unwrap();
+    let on_leave = *ids.iter().find(|id| owner(&ring3, id) == "n0").unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut workers = Vec::new();
+    for id in [on_join, on_leave] {
+        let (acked, tried) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+        let w = increment_in_background(n1.clone(), id, acked.clone(), tried.clone(), stop.clone());
+        workers.push((id, acked, tried, w));
+    }
+
+    let n2 = node_with("n2", Some(&n0), hot_swap()).await;
+    wait_formed(&[&n0, &n1, &n2], 3).await;
+    assert!(wait_settled(&[&n0, &n1, &n2], N as usize).await);
+    let on_joiner = n2.status().await.unwrap().local_children;
+    assert!(on_joiner > 0, "nothing moved to the joiner");
+    for i in 0..N {
+        let id = format!("c{i}");
+        if ![on_join, on_leave].contains(&id.as_str()) {
+            assert_eq!(get(&n2, &id).await, 1000 * i, "{id} after the join");
+        }
+    }
+
+    n0.shutdown().await.unwrap();
+    wait_formed(&[&n1, &n2], 2).await;
+    assert!(wait_settled(&[&n1, &n2], N as usize).await);
+    for i in 0..N {
+        let id = format!("c{i}");
+        if ![on_join, on_leave].contains(&id.as_str()) {
+            assert_eq!(get(&n1, &id).await, 1000 * i, "{id} after the shutdown");
+        }
+    }
+    stop.cancel();
+    for (id, acked, tried, w) in workers {
+        w.await.unwrap();
+        let base: i64 = id[1..].parse::<i64>().unwrap() * 1000;
+        let n = get(&n2, id).await - base;
+        let (acked, tried) = (acked.load(Ordering::SeqCst), tried.load(Ordering::SeqCst));
+        assert!(acked > 10, "{id}: only {acked} adds acknowledged");
+        // Every acknowledged add is in the state that moved; an add that
+        // timed out may or may not have landed.
+        assert!(
+            n >= acked && n <= tried,
+            "{id}: count {n}, acknowledged {acked}, tried {tried}"
+        );
+    }
+    n1.shutdown().await.unwrap();
+    n2.shutdown().await.unwrap();
+}
