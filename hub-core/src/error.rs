@@ -60,6 +60,10 @@ pub enum StartError {
     /// The owner went down before answering.
     #[error("owner {0} went down")]
     OwnerDown(NodeId),
+    /// The distribution strategy cannot place it (e.g. Guided without a
+    /// node mapping, or naming a node that is not a member).
+    #[error("cannot place it: {0}")]
+    Placement(String),
     /// The node's `max_children` cap is reached.
     #[error("max_children reached on {0}")]
     MaxChildren(NodeId),

@@ -6,10 +6,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
-use crate::id::ChildId;
+use crate::id::{ChildId, NodeId};
 
 /// Longest accepted child id, kind name or metadata key/value, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
+/// Metadata tag holding the nodes a Guided child must run on.
+pub const NODES_TAG: &str = "hub.nodes";
 /// Most metadata entries a spec may carry (metadata is meant for tags).
 pub const MAX_METADATA_ENTRIES: usize = 64;
 
@@ -76,6 +78,26 @@ impl ChildSpec {
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+
+    /// Names the nodes that must run it, primary first, for the Guided
+    /// distribution strategy (stored as the metadata tag [`NODES_TAG`],
+    /// comma-separated).
+    ///
+    /// ```
+    /// use hub_core::ChildSpec;
+    /// let spec = ChildSpec::new("job-1", "worker").with_nodes(["n2"]);
+    /// assert_eq!(spec.nodes(), Some(vec!["n2".into()]));
+    /// ```
+    pub fn with_nodes<N: Into<String>>(self, nodes: impl IntoIterator<Item = N>) -> Self {
+        let list: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        self.with_metadata(NODES_TAG, list.join(","))
+    }
+
+    /// The nodes named with [`ChildSpec::with_nodes`], if any.
+    pub fn nodes(&self) -> Option<Vec<NodeId>> {
+        let list = self.metadata.get(NODES_TAG)?;
+        Some(list.split(',').map(|n| NodeId::new(n.trim())).collect())
     }
 
     /// Checks sizes and emptiness; the core refuses invalid specs.

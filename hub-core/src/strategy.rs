@@ -28,6 +28,13 @@ pub trait DistributionStrategy: Debug + Send {
     /// The `replicas` nodes that must run `spec`, primary first. Must be a
     /// pure function of its inputs so that every node agrees.
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId>;
+
+    /// Whether a new child can be placed at all; the start fails with
+    /// [`crate::StartError::Placement`] and this message otherwise. Checked
+    /// once, on the node the start is called on.
+    fn validate(&self, _ring: &Ring, _spec: &ChildSpec, _replicas: usize) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Role of one replica of a child.

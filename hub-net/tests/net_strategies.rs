@@ -134,3 +134,41 @@ async fn hot_swap_handover_keeps_counts_across_a_join_and_a_graceful_shutdown() 
     n1.shutdown().await.unwrap();
     n2.shutdown().await.unwrap();
 }
+
+fn guided() -> Strategies {
+    let mut s = hub_strategies::defaults();
+    s.distribution = Box::new(hub_strategies::Guided);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guided_children_run_where_named_and_a_non_member_is_an_error() {
+    let n0 = node_with("n0", None, guided()).await;
+    let n1 = node_with("n1", Some(&n0), guided()).await;
+    wait_formed(&[&n0, &n1], 2).await;
+    let specs = vec![
+        ChildSpec::new("on-n1", "counter").with_nodes(["n1"]),
+        ChildSpec::new("on-n0", "counter").with_nodes(["n0"]),
+    ];
+    let out = n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.failed);
+    assert_eq!(out.started["on-n1"][0].0, NodeId::new("n1"));
+    assert_eq!(out.started["on-n0"][0].0, NodeId::new("n0"));
+
+    let out = n1
+        .start_children(
+            vec![ChildSpec::new("lost", "counter").with_nodes(["n7"])],
+            StartOptions::awaited(),
+        )
+        .await
+        .unwrap();
+    assert!(out.started.is_empty());
+    let err = out.failed[0].error.to_string();
+    assert!(err.contains("n7 is not a member"), "{err}");
+    assert!(wait_settled(&[&n0, &n1], 2).await);
+    n0.shutdown().await.unwrap();
+    n1.shutdown().await.unwrap();
+}

@@ -5,7 +5,7 @@
 //!
 //! | family | default here |
 //! |---|---|
-//! | distribution | [`ConsistentHashing`] |
+//! | distribution | [`ConsistentHashing`]; also [`Guided`] |
 //! | redundancy | [`Singularity`] |
 //! | migration | [`ColdSwap`]; also [`HotSwap`] |
 //! | synchronization | [`PubSub`] |
@@ -24,7 +24,7 @@ mod quorum;
 mod redundancy;
 mod sync;
 
-pub use distribution::ConsistentHashing;
+pub use distribution::{ConsistentHashing, Guided};
 pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};

@@ -2,6 +2,7 @@
 //! results, time out, roll back, reply.
 
 use std::collections::{BTreeMap, BTreeSet};
+use tracing::debug;
 
 use super::{dedup_ids, Node};
 use crate::command::{
@@ -68,10 +69,22 @@ impl Node {
         }
         let mut by_node: BTreeMap<NodeId, Vec<ChildSpec>> = BTreeMap::new();
         let mut pending = BTreeMap::new();
+        let mut unplaced = Vec::new();
+        let replicas = self.replicas();
         for id in unique {
             let Some(spec) = by_id.remove(&id) else {
                 continue;
             };
+            let valid = self
+                .strategies
+                .distribution
+                .validate(&self.ring, &spec, replicas);
+            if let Err(why) = valid {
+                debug!(child = %id, %why, "start refused by the distribution strategy");
+                pending.insert(id.clone(), 1);
+                unplaced.push((id, why));
+                continue;
+            }
             let owners = self.owners(&self.ring, &spec);
             pending.insert(id, owners.len());
             for o in owners {
@@ -93,6 +106,9 @@ impl Node {
             );
         } else {
             self.reply(request, Reply::StartInitiated);
+        }
+        for (id, why) in unplaced {
+            self.deliver_start(op.clone(), id, Err(StartError::Placement(why)));
         }
         for (node, specs) in by_node {
             if node == self.me {
