@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod config;
 mod distribution;
 mod migration;
 mod partition;
@@ -24,6 +25,10 @@ mod quorum;
 mod redundancy;
 mod sync;
 
+pub use config::{
+    DistributionConfig, MigrationConfig, PartitionConfig, RedundancyConfig, StrategyConfig,
+    StrategyConfigError, SyncConfig,
+};
 pub use distribution::{ConsistentHashing, Guided};
 pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;

@@ -12,6 +12,7 @@ use hub_core::{ChildId, ChildSpec, NodeId};
 use hub_net::control::{CtlReply, CtlRequest, Status};
 use hub_net::examples::{Counter, CounterMsg, Echo};
 use hub_net::{Client, Hub};
+use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig, StrategyConfig};
 
 #[derive(Parser)]
 #[command(
@@ -50,11 +51,21 @@ enum Cmd {
         /// Seed address to join through (repeatable).
         #[arg(long)]
         seed: Vec<String>,
+        /// Strategies from a TOML file (see hub-net/examples/strategies.toml);
+        /// the flags below override it.
+        #[arg(long)]
+        strategies: Option<PathBuf>,
         /// Partition tolerance: `divergence` (default), `static:N`,
         /// `majority:N` (initial cluster size) or `dynamic:P[:SECONDS]`
         /// (percent, threshold time).
-        #[arg(long, default_value = "divergence", value_parser = parse_partition)]
-        partition: PartitionChoice,
+        #[arg(long, value_parser = parse_partition)]
+        partition: Option<PartitionConfig>,
+        /// Migration: `cold` (default), `hot` or `hot-handover`.
+        #[arg(long, value_parser = parse_migration)]
+        migration: Option<MigrationConfig>,
+        /// Distribution: `hashing` (default) or `guided`.
+        #[arg(long, value_parser = parse_distribution)]
+        distribution: Option<DistributionConfig>,
     },
     /// Start a local cluster of separate processes and show what it does.
     Demo {
@@ -139,16 +150,7 @@ enum CtlOp {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A partition strategy chosen on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum PartitionChoice {
-    Divergence,
-    Static(usize),
-    Majority(usize),
-    Dynamic(u8, u64),
-}
-
-fn parse_partition(s: &str) -> Result<PartitionChoice, String> {
+fn parse_partition(s: &str) -> Result<PartitionConfig, String> {
     let mut parts = s.split(':');
     let kind = parts.next().unwrap_or_default();
     let mut num = |what: &str| -> Result<u64, String> {
@@ -159,38 +161,82 @@ fn parse_partition(s: &str) -> Result<PartitionChoice, String> {
             .map_err(|e| format!("bad {what}: {e}"))
     };
     let choice = match kind {
-        "divergence" => PartitionChoice::Divergence,
-        "static" => PartitionChoice::Static(num("a quorum size")? as usize),
-        "majority" => PartitionChoice::Majority(num("an initial cluster size")? as usize),
+        "divergence" => PartitionConfig::Divergence,
+        "static" => PartitionConfig::StaticQuorum {
+            quorum_size: num("a quorum size")? as usize,
+        },
+        "majority" => PartitionConfig::MajorityQuorum {
+            initial_cluster_size: num("an initial cluster size")? as usize,
+        },
         "dynamic" => {
             let pct = num("a percent")?;
             if !(1..=100).contains(&pct) {
                 return Err("dynamic quorum percent must be 1..=100".into());
             }
             let secs = num("a threshold in seconds").unwrap_or(30);
-            PartitionChoice::Dynamic(pct as u8, secs)
+            PartitionConfig::DynamicQuorum {
+                quorum_size: pct as u8,
+                threshold_time: secs * 1000,
+            }
         }
         other => return Err(format!("unknown partition strategy {other:?}")),
     };
     Ok(choice)
 }
 
-impl PartitionChoice {
-    fn strategies(&self) -> hub_core::Strategies {
-        let partition: Box<dyn hub_core::PartitionStrategy> = match *self {
-            PartitionChoice::Divergence => Box::new(hub_strategies::Divergence),
-            PartitionChoice::Static(n) => Box::new(hub_strategies::StaticQuorum { quorum_size: n }),
-            PartitionChoice::Majority(n) => Box::new(hub_strategies::MajorityQuorum::new(n)),
-            PartitionChoice::Dynamic(p, secs) => Box::new(hub_strategies::DynamicQuorum {
-                quorum_size: p,
-                threshold_time: Duration::from_secs(secs),
-            }),
-        };
-        hub_core::Strategies {
-            partition,
-            ..hub_strategies::defaults()
-        }
+fn parse_migration(s: &str) -> Result<MigrationConfig, String> {
+    let hot = |handover| MigrationConfig::HotSwap {
+        handover,
+        retention: 5000,
+        handover_data_wait: 3000,
+        child_migration_timeout: 10_000,
+    };
+    match s {
+        "cold" => Ok(MigrationConfig::ColdSwap),
+        "hot" => Ok(hot(false)),
+        "hot-handover" => Ok(hot(true)),
+        other => Err(format!(
+            "unknown migration {other:?} (cold, hot or hot-handover)"
+        )),
     }
+}
+
+fn parse_distribution(s: &str) -> Result<DistributionConfig, String> {
+    match s {
+        "hashing" => Ok(DistributionConfig::default()),
+        "guided" => Ok(DistributionConfig::Guided),
+        other => Err(format!(
+            "unknown distribution {other:?} (hashing or guided)"
+        )),
+    }
+}
+
+/// The strategies of `hub node`: the file's, then the flags'.
+fn node_strategies(
+    file: Option<&PathBuf>,
+    partition: Option<PartitionConfig>,
+    migration: Option<MigrationConfig>,
+    distribution: Option<DistributionConfig>,
+) -> Result<hub_core::Strategies, AnyError> {
+    let mut cfg = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            toml::from_str::<StrategyConfig>(&text)
+                .map_err(|e| format!("bad strategies file {}: {e}", f.display()))?
+        }
+        None => StrategyConfig::default(),
+    };
+    if let Some(p) = partition {
+        cfg.partition = p;
+    }
+    if let Some(m) = migration {
+        cfg.migration = m;
+    }
+    if let Some(d) = distribution {
+        cfg.distribution = d;
+    }
+    Ok(cfg.build()?)
 }
 
 fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
@@ -238,8 +284,14 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             node_id,
             listen,
             seed,
+            strategies,
             partition,
-        } => run_node(auth, node_id, listen, seed, partition).await,
+            migration,
+            distribution,
+        } => {
+            let s = node_strategies(strategies.as_ref(), partition, migration, distribution)?;
+            run_node(auth, node_id, listen, seed, s).await
+        }
         Cmd::Demo { nodes, children } => demo(nodes, children).await,
         Cmd::Status { target } => {
             let mut c = target.connect().await?;
@@ -267,10 +319,10 @@ async fn run_node(
     node_id: String,
     listen: String,
     seeds: Vec<String>,
-    partition: PartitionChoice,
+    strategies: hub_core::Strategies,
 ) -> Result<(), AnyError> {
     let mut b = Hub::builder(auth.hub_id.clone())
-        .strategies(partition.strategies())
+        .strategies(strategies)
         .node_id(node_id)
         .listen(listen)
         .cookie(cookie(&auth)?)
@@ -703,29 +755,52 @@ async fn demo(nodes: usize, children: usize) -> Result<(), AnyError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_partition, PartitionChoice};
+    use super::{node_strategies, parse_migration, parse_partition};
+    use hub_strategies::{MigrationConfig, PartitionConfig};
 
     #[test]
     fn partition_flags_parse_or_explain() {
         assert_eq!(
             parse_partition("divergence"),
-            Ok(PartitionChoice::Divergence)
+            Ok(PartitionConfig::Divergence)
         );
-        assert_eq!(parse_partition("static:3"), Ok(PartitionChoice::Static(3)));
+        assert_eq!(
+            parse_partition("static:3"),
+            Ok(PartitionConfig::StaticQuorum { quorum_size: 3 })
+        );
         assert_eq!(
             parse_partition("majority:5"),
-            Ok(PartitionChoice::Majority(5))
+            Ok(PartitionConfig::MajorityQuorum {
+                initial_cluster_size: 5
+            })
         );
-        assert_eq!(
-            parse_partition("dynamic:60"),
-            Ok(PartitionChoice::Dynamic(60, 30))
-        );
-        assert_eq!(
-            parse_partition("dynamic:60:10"),
-            Ok(PartitionChoice::Dynamic(60, 10))
-        );
+        let dynamic = |quorum_size, threshold_time| PartitionConfig::DynamicQuorum {
+            quorum_size,
+            threshold_time,
+        };
+        assert_eq!(parse_partition("dynamic:60"), Ok(dynamic(60, 30_000)));
+        assert_eq!(parse_partition("dynamic:60:10"), Ok(dynamic(60, 10_000)));
         assert!(parse_partition("static").unwrap_err().contains("needs"));
         assert!(parse_partition("dynamic:0").is_err());
         assert!(parse_partition("quorum:2").unwrap_err().contains("unknown"));
+    }
+
+    #[test]
+    fn the_example_file_loads_and_flags_override_it() {
+        let file = std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/strategies.toml"
+        ));
+        let s = node_strategies(Some(&file), None, None, None).unwrap();
+        assert_eq!(s.migration.name(), "hot_swap");
+        assert_eq!(s.partition.name(), "majority_quorum");
+        let cold = parse_migration("cold").ok();
+        assert_eq!(cold, Some(MigrationConfig::ColdSwap));
+        let s = node_strategies(Some(&file), None, cold, None).unwrap();
+        assert_eq!(s.migration.name(), "cold_swap");
+        assert!(parse_migration("warm").is_err());
+        let missing = std::path::PathBuf::from("/nonexistent/strategies.toml");
+        let err = node_strategies(Some(&missing), None, None, None).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
     }
 }
