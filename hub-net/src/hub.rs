@@ -443,7 +443,9 @@ impl Hub {
                 .send(Api::Call(id.clone(), payload.clone(), tx))
                 .await
                 .map_err(|_| CallError::Closed)?;
-            let r = match tokio::time::timeout_at(deadline, rx).await {
+            // (madsim's tokio has no `timeout_at`.)
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = match tokio::time::timeout(left, rx).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(_)) => Err(CallError::Closed),
                 Err(_) => Err(CallError::Timeout),

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use hub_core::{ChildSpec, StartOptions};
+use hub_net::examples::{Counter, CounterMsg};
 use hub_sim::{SimCluster, SimOptions, Workload};
 use rand::Rng;
 
@@ -165,6 +166,86 @@ async fn graceful_shutdown_hands_over_under_load() {
     load(&c, &mut w, 10).await;
     verify(&c, &mut w).await;
     assert_eq!(c.views().await.len(), 3);
+}
+
+fn hot_swap_handover() -> hub_core::Strategies {
+    let mut s = hub_strategies::defaults();
+    s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));
+    s
+}
+
+/// Per counter: adds acknowledged and adds tried so far.
+type Adds = std::collections::BTreeMap<String, (i64, i64)>;
+
+/// Random adds and reads from random live nodes, checking every read: a
+/// counter never goes backwards and holds every add acknowledged before.
+async fn adds_and_reads(c: &SimCluster, adds: &mut Adds, steps: usize) {
+    let mut rng = rand::rng();
+    let ids: Vec<String> = adds.keys().cloned().collect();
+    for _ in 0..steps {
+        let alive = c.alive();
+        let Some(hub) = c.hub(alive[rng.random_range(0..alive.len())]) else {
+            continue;
+        };
+        let id = &ids[rng.random_range(0..ids.len())];
+        let add = rng.random_bool(0.7);
+        let msg = if add {
+            CounterMsg::Add(1)
+        } else {
+            CounterMsg::Get
+        };
+        let entry = adds.get_mut(id).unwrap();
+        if add {
+            entry.1 += 1;
+        }
+        let r = hub
+            .call::<Counter>(id.as_str(), &msg, Duration::from_secs(3))
+            .await;
+        if let Ok(n) = r {
+            if add {
+                entry.0 += 1;
+            }
+            assert!(
+                n >= entry.0 && n <= entry.1,
+                "{id} reads {n} with {} adds acknowledged and {} tried",
+                entry.0,
+                entry.1
+            );
+        }
+    }
+}
+
+#[madsim::test]
+async fn hot_swap_handover_keeps_every_acknowledged_add_through_joins_and_leaves() {
+    let mut c =
+        SimCluster::new(SimOptions::new(3).customize(|b| b.strategies(hot_swap_handover())));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.settle(Duration::from_secs(20)).await.expect("formed");
+    let hub = c.hub(0).unwrap();
+    let specs = (0..40)
+        .map(|i| ChildSpec::new(format!("h{i}"), "counter"))
+        .collect();
+    assert!(hub
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    let mut adds: Adds = (0..40).map(|i| (format!("h{i}"), (0, 0))).collect();
+    adds_and_reads(&c, &mut adds, 100).await;
+    c.add_node();
+    adds_and_reads(&c, &mut adds, 150).await;
+    // A graceful leave while the adds go on.
+    let leaver = c.hub(1).unwrap();
+    let leaving = tokio::spawn(async move { leaver.shutdown().await });
+    adds_and_reads(&c, &mut adds, 150).await;
+    leaving.await.unwrap().expect("graceful leave");
+    let _ = c.shutdown(1).await;
+    c.add_node();
+    adds_and_reads(&c, &mut adds, 100).await;
+    c.settle(QUIET).await.expect("quiet invariants");
+    adds_and_reads(&c, &mut adds, 100).await;
+    let acked: i64 = adds.values().map(|a| a.0).sum();
+    assert!(acked > 200, "only {acked} adds acknowledged");
 }
 
 /// Same seed, same run: the event traces of two runs are identical.
