@@ -111,6 +111,16 @@ pub trait SyncStrategy: Debug + Send {
         peers: &[NodeId],
         rng: &mut dyn RngCore,
     ) -> Vec<NodeId>;
+
+    /// Epidemic mode: a node relays every change that is new to it to
+    /// [`SyncStrategy::change_targets`] (a change it already had is not
+    /// relayed, so rumours die out), and a digest is answered with every
+    /// slice the answerer has newer, not only its own, plus a digest back
+    /// when the asker is newer somewhere (push-pull). Off by default: the
+    /// writer tells everyone itself.
+    fn relays(&self) -> bool {
+        false
+    }
 }
 
 /// What a partition strategy sees.

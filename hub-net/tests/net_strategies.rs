@@ -172,3 +172,41 @@ async fn guided_children_run_where_named_and_a_non_member_is_an_error() {
     n0.shutdown().await.unwrap();
     n1.shutdown().await.unwrap();
 }
+
+fn gossip() -> Strategies {
+    let mut s = hub_strategies::defaults();
+    s.sync = Box::new(hub_strategies::Gossip {
+        sync_interval: Duration::from_millis(500),
+        ..Default::default()
+    });
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_gossip_nodes_converge() {
+    let first = node_with("g0", None, gossip()).await;
+    let mut hubs = vec![first];
+    for i in 1..8 {
+        let h = node_with(&format!("g{i}"), Some(&hubs[0]), gossip()).await;
+        hubs.push(h);
+    }
+    let refs: Vec<&Hub> = hubs.iter().collect();
+    wait_formed(&refs, 8).await;
+    for (i, h) in hubs.iter().enumerate().take(3) {
+        let specs = (0..100)
+            .map(|k| ChildSpec::new(format!("g{i}-{k}"), "echo"))
+            .collect();
+        let out = h
+            .start_children(specs, StartOptions::awaited())
+            .await
+            .unwrap();
+        assert!(out.is_ok(), "{:?}", out.failed.first());
+    }
+    assert!(
+        wait_settled(&refs, 300).await,
+        "registries did not converge"
+    );
+    for h in &hubs {
+        h.shutdown().await.unwrap();
+    }
+}

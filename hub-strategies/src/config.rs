@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use hub_core::Strategies;
 
 use crate::{
-    ColdSwap, ConsistentHashing, Divergence, DynamicQuorum, Guided, HotSwap, MajorityQuorum,
-    PubSub, Singularity, StaticQuorum,
+    ColdSwap, ConsistentHashing, Divergence, DynamicQuorum, Gossip, Guided, HotSwap,
+    MajorityQuorum, PubSub, Singularity, StaticQuorum,
 };
 
 /// Every strategy family; a missing family takes the SPEC default.
@@ -119,6 +119,25 @@ pub enum SyncConfig {
         #[serde(default = "default_sync_interval")]
         sync_interval: u64,
     },
+    /// [`Gossip`].
+    Gossip {
+        /// Default 15000.
+        #[serde(default = "default_sync_interval")]
+        sync_interval: u64,
+        /// Default 3.
+        #[serde(default = "default_recipients")]
+        recipients: usize,
+        /// Default true.
+        #[serde(default = "default_true")]
+        restricted_init: bool,
+    },
+}
+
+fn default_recipients() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
 }
 
 impl Default for SyncConfig {
@@ -220,6 +239,19 @@ impl StrategyConfig {
                 check(sync_interval > 0, "sync.sync_interval", "must be positive")?;
                 Box::new(PubSub {
                     sync_interval: ms(sync_interval),
+                })
+            }
+            SyncConfig::Gossip {
+                sync_interval,
+                recipients,
+                restricted_init,
+            } => {
+                check(sync_interval > 0, "sync.sync_interval", "must be positive")?;
+                check(recipients > 0, "sync.recipients", "must be positive")?;
+                Box::new(Gossip {
+                    sync_interval: ms(sync_interval),
+                    recipients,
+                    restricted_init,
                 })
             }
         };

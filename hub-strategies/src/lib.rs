@@ -8,7 +8,7 @@
 //! | distribution | [`ConsistentHashing`]; also [`Guided`] |
 //! | redundancy | [`Singularity`] |
 //! | migration | [`ColdSwap`]; also [`HotSwap`] |
-//! | synchronization | [`PubSub`] |
+//! | synchronization | [`PubSub`]; also [`Gossip`] |
 //! | partition tolerance | [`Divergence`]; also [`StaticQuorum`], [`MajorityQuorum`], [`DynamicQuorum`] |
 //!
 //! ```
@@ -34,7 +34,7 @@ pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};
 pub use redundancy::Singularity;
-pub use sync::PubSub;
+pub use sync::{Gossip, PubSub};
 
 use hub_core::Strategies;
 

@@ -500,3 +500,35 @@ fn the_redistribution_lock_lifts_by_itself_and_queued_commands_time_out() {
     assert!(c.settle());
     invariants::check_all(&c).unwrap();
 }
+
+#[test]
+fn awaited_starts_are_resent_until_every_owner_answers() {
+    // One message in five is lost: without re-sending, a batch spread over
+    // three owners almost surely loses a request or an answer.
+    for check_existing in [false, true] {
+        let mut c = formed(3, 41);
+        c.set_net(hub_testkit::NetConfig {
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            drop_rate: 0.2,
+            duplicate_rate: 0.0,
+        });
+        let opts = StartOptions {
+            timeout: Duration::from_secs(60),
+            check_existing,
+            ..StartOptions::awaited()
+        };
+        for batch in 0..5 {
+            let specs: Vec<ChildSpec> = (0..20)
+                .map(|k| ChildSpec::new(format!("b{batch}-{k}"), "counter"))
+                .collect();
+            let out = c.start(0, specs, opts).unwrap();
+            assert!(out.is_ok(), "batch {batch}: {:?}", out.failed);
+            assert_eq!(out.started.len(), 20);
+        }
+        c.set_net(hub_testkit::NetConfig::default());
+        assert!(c.settle());
+        invariants::check_all(&c).unwrap();
+        assert_eq!(c.node(1).unwrap().count_children(), 100);
+    }
+}

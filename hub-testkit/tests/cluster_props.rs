@@ -149,6 +149,31 @@ proptest! {
             .strategies(hot_swap(handover));
         run_with(seed, &ops, opts)?;
     }
+
+    #[test]
+    fn random_operations_with_gossip_on_a_lossy_network_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 2usize..7,
+        ops in gen::operations(15),
+        restricted_init in any::<bool>(),
+    ) {
+        let net = NetConfig {
+            min_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(30),
+            drop_rate: 0.02,
+            duplicate_rate: 0.02,
+        };
+        let opts = options(seed, nodes, net, 0).strategies(move || {
+            let mut s = hub_strategies::defaults();
+            s.sync = Box::new(hub_strategies::Gossip {
+                sync_interval: std::time::Duration::from_secs(3),
+                recipients: 2,
+                restricted_init,
+            });
+            s
+        });
+        run_with(seed, &ops, opts)?;
+    }
 }
 
 /// Found by the hot-swap property: a node whose old copy was retiring

@@ -89,6 +89,9 @@ enum LocalState {
 struct Local {
     spec: Arc<ChildSpec>,
     state: LocalState,
+    /// The start operation that created it here, so that a re-sent request
+    /// of that operation gets its result again, not `AlreadyStarted`.
+    started_by: Option<OpRef>,
 }
 
 /// A child with no live holder: its node died or left without handing it
@@ -455,7 +458,7 @@ impl Node {
                 let changes = self.membership.left(now, from);
                 self.on_membership(now, changes);
             }
-            Message::Delta(delta) => self.on_delta(delta),
+            Message::Delta(delta) => self.on_delta(from, delta),
             Message::Digest(digest) => self.on_digest(from, &digest),
             m @ (Message::StartRequest { .. } | Message::StopRequest { .. })
                 if self.lock.is_some() =>
@@ -591,6 +594,7 @@ impl Node {
             }
             self.request_gaps();
             self.resend_stale_handoffs();
+            self.resend_unanswered_starts();
         }
         let changes = self.membership.tick(now);
         self.on_membership(now, changes);

@@ -42,6 +42,12 @@ pub(super) struct StartOp {
     /// Ids repeated in the batch: answered `AlreadyStarted` at the end.
     repeats: Vec<ChildId>,
     outcome: StartOutcome,
+    /// Specs still unanswered, for re-sending: the transport may lose a
+    /// request or its answer (e.g. with a connection replaced under it).
+    unanswered: BTreeMap<ChildId, ChildSpec>,
+    check_existing: bool,
+    /// Heartbeat ticks since the requests were last sent.
+    ticks: u32,
 }
 
 #[derive(Debug)]
@@ -70,6 +76,7 @@ impl Node {
         let mut by_node: BTreeMap<NodeId, Vec<ChildSpec>> = BTreeMap::new();
         let mut pending = BTreeMap::new();
         let mut unplaced = Vec::new();
+        let mut unanswered = BTreeMap::new();
         let replicas = self.replicas();
         for id in unique {
             let Some(spec) = by_id.remove(&id) else {
@@ -86,9 +93,12 @@ impl Node {
                 continue;
             }
             let owners = self.owners(&self.ring, &spec);
-            pending.insert(id, owners.len());
+            pending.insert(id.clone(), owners.len());
             for o in owners {
                 by_node.entry(o).or_default().push(spec.clone());
+            }
+            if opts.await_result {
+                unanswered.insert(id, spec);
             }
         }
         if opts.await_result {
@@ -102,6 +112,9 @@ impl Node {
                     answered: BTreeSet::new(),
                     repeats,
                     outcome: StartOutcome::default(),
+                    unanswered,
+                    check_existing: opts.check_existing,
+                    ticks: 0,
                 }),
             );
         } else {
@@ -263,6 +276,9 @@ impl Node {
         if !take_pending(&mut op.pending, &mut op.answered, &id, from) {
             return;
         }
+        if !op.pending.contains_key(&id) {
+            op.unanswered.remove(&id);
+        }
         match r {
             Ok(h) => op
                 .outcome
@@ -300,6 +316,65 @@ impl Node {
         };
         if done {
             self.complete(seq);
+        }
+    }
+
+    /// Re-sends, every `suspect_after`, the start requests of awaited
+    /// starts that some owner has not answered. Owners answer a repeat of
+    /// a request they already served with the same result.
+    pub(super) fn resend_unanswered_starts(&mut self) {
+        let every = (self.cfg.suspect_after.as_millis()
+            / self.cfg.heartbeat_interval.as_millis().max(1))
+        .max(1) as u32;
+        let mut again: Vec<(OpRef, bool, Vec<(ChildSpec, BTreeSet<NodeId>)>)> = Vec::new();
+        for (seq, op) in self.ops.iter_mut() {
+            let Op::Start(op) = op else { continue };
+            op.ticks += 1;
+            if op.ticks % every != 0 || op.unanswered.is_empty() {
+                continue;
+            }
+            let specs = op
+                .unanswered
+                .values()
+                .map(|spec| {
+                    let answered: BTreeSet<NodeId> = op
+                        .answered
+                        .range((spec.id.clone(), NodeId::new(""))..)
+                        .take_while(|(id, _)| *id == spec.id)
+                        .map(|(_, n)| n.clone())
+                        .collect();
+                    (spec.clone(), answered)
+                })
+                .collect();
+            let op_ref = OpRef {
+                origin: self.me.clone(),
+                seq: *seq,
+            };
+            again.push((op_ref, op.check_existing, specs));
+        }
+        for (op, check_existing, specs) in again {
+            let mut by_node: BTreeMap<NodeId, Vec<ChildSpec>> = BTreeMap::new();
+            for (spec, answered) in specs {
+                for o in self.owners(&self.ring, &spec) {
+                    if !answered.contains(&o) {
+                        by_node.entry(o).or_default().push(spec.clone());
+                    }
+                }
+            }
+            for (node, specs) in by_node {
+                debug!(%node, count = specs.len(), "re-sending unanswered start requests");
+                if node == self.me {
+                    self.owner_start(op.clone(), specs, check_existing, vec![self.me.clone()]);
+                } else {
+                    let msg = Message::StartRequest {
+                        op: op.clone(),
+                        specs,
+                        check_existing,
+                        path: vec![self.me.clone()],
+                    };
+                    self.send(node, msg);
+                }
+            }
         }
     }
 

@@ -59,9 +59,10 @@ impl Node {
                 continue;
             }
             if let Some(local) = self.local.get_mut(&id) {
+                let repeat = local.started_by.as_ref() == Some(&op);
                 match &mut local.state {
                     LocalState::Running(handle) => {
-                        let r = if check_existing {
+                        let r = if check_existing && !repeat {
                             Err(StartError::AlreadyStarted {
                                 node: self.me.clone(),
                                 handle: *handle,
@@ -71,6 +72,7 @@ impl Node {
                         };
                         self.deliver_start(op.clone(), id, r);
                     }
+                    LocalState::Starting(StartPurpose::Request(_)) if repeat => {}
                     LocalState::Starting(StartPurpose::Request(waiters)) => {
                         waiters.push(Waiter {
                             op: op.clone(),
@@ -148,11 +150,16 @@ impl Node {
         purpose: StartPurpose,
     ) {
         self.orphans.remove(&spec.id);
+        let started_by = match &purpose {
+            StartPurpose::Request(waiters) => waiters.first().map(|w| w.op.clone()),
+            _ => None,
+        };
         self.local.insert(
             spec.id.clone(),
             Local {
                 spec: spec.clone(),
                 state: LocalState::Starting(purpose),
+                started_by,
             },
         );
         self.out.push_back(Output::Spawn { spec, restore });
@@ -346,6 +353,7 @@ impl Node {
                     Local {
                         spec: local.spec,
                         state: LocalState::Starting(purpose),
+                        started_by: local.started_by,
                     },
                 );
                 self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));

@@ -9,7 +9,7 @@ use crate::protocol::Message;
 use crate::registry::{SliceDelta, Version};
 
 impl Node {
-    pub(super) fn on_delta(&mut self, delta: SliceDelta) {
+    pub(super) fn on_delta(&mut self, from: &NodeId, delta: SliceDelta) {
         if delta.node == self.me {
             return; // only this node writes its slice
         }
@@ -18,11 +18,7 @@ impl Node {
         // never resurrected by a late or relayed delta.
         // ...and only from its current incarnation: a late delta of a run
         // that has since restarted must not bring its rows back.
-        let alive = self.membership.get(&delta.node).is_some_and(|m| {
-            (m.status.in_ring() || m.status == Status::Leaving)
-                && delta.clock.incarnation >= m.info.incarnation
-        });
-        if !alive {
+        if !self.accepts_slice(&delta.node, delta.clock) {
             trace!(node = %delta.node, "delta for a node not alive here ignored");
             return;
         }
@@ -34,10 +30,37 @@ impl Node {
             self.orphan_slice(&delta.node, Some(delta.clock.incarnation));
         }
         let changes = self.registry.apply(&delta);
+        let news = !changes.is_empty();
         self.registry_events(changes);
         if replaced {
             self.reconcile();
         }
+        if news && self.strategies.sync.relays() {
+            self.relay(from, delta);
+        }
+    }
+
+    /// Passes a change that was new here on to a few peers other than its
+    /// writer and the peer it came from.
+    fn relay(&mut self, from: &NodeId, delta: SliceDelta) {
+        let peers: Vec<NodeId> = self
+            .membership
+            .ring_peers()
+            .into_iter()
+            .filter(|p| *p != delta.node && p != from)
+            .collect();
+        let targets = self.strategies.sync.change_targets(&peers, &mut self.rng);
+        for to in targets {
+            self.send(to, Message::Delta(delta.clone()));
+        }
+    }
+
+    /// Whether a delta of `node`'s slice at `clock` would be applied here.
+    fn accepts_slice(&self, node: &NodeId, clock: Version) -> bool {
+        self.membership.get(node).is_some_and(|m| {
+            (m.status.in_ring() || m.status == Status::Leaving)
+                && clock.incarnation >= m.info.incarnation
+        })
     }
 
     /// Asks writers for the deltas missing before ones that arrived early
@@ -55,6 +78,9 @@ impl Node {
     }
 
     pub(super) fn on_digest(&mut self, from: &NodeId, digest: &[(NodeId, Version)]) {
+        if self.strategies.sync.relays() {
+            return self.on_digest_epidemic(from, digest);
+        }
         let theirs = digest
             .iter()
             .find(|(n, _)| *n == self.me)
@@ -65,6 +91,29 @@ impl Node {
         if mine != theirs {
             let delta = self.registry.delta_since(&me, theirs);
             self.send(from.clone(), Message::Delta(delta));
+        }
+    }
+
+    /// Push-pull: every slice this node has newer goes back; if the asker
+    /// has something newer, ask it in turn.
+    fn on_digest_epidemic(&mut self, from: &NodeId, digest: &[(NodeId, Version)]) {
+        let theirs: std::collections::BTreeMap<&NodeId, Version> =
+            digest.iter().map(|(n, v)| (n, *v)).collect();
+        let mine = self.registry.digest();
+        for (node, clock) in &mine {
+            let their = theirs.get(node).copied().unwrap_or_default();
+            if *clock > their && node != from {
+                let delta = self.registry.delta_since(node, their);
+                self.send(from.clone(), Message::Delta(delta));
+            }
+        }
+        // Only slices this node would accept, or two nodes could trade
+        // digests forever over one neither applies.
+        let behind = digest.iter().any(|(n, v)| {
+            n != &self.me && *v > self.registry.clock(n) && self.accepts_slice(n, *v)
+        });
+        if behind {
+            self.send(from.clone(), Message::Digest(mine));
         }
     }
 }
