@@ -14,6 +14,9 @@ use crate::protocol::{Message, OpRef};
 use crate::spec::ChildSpec;
 use crate::time::Time;
 
+/// Specs still unanswered, with the nodes that did answer for each.
+type Unanswered = Vec<(ChildSpec, BTreeSet<NodeId>)>;
+
 /// An awaited operation this node originated.
 #[derive(Debug)]
 pub(super) enum Op {
@@ -326,7 +329,7 @@ impl Node {
         let every = (self.cfg.suspect_after.as_millis()
             / self.cfg.heartbeat_interval.as_millis().max(1))
         .max(1) as u32;
-        let mut again: Vec<(OpRef, bool, Vec<(ChildSpec, BTreeSet<NodeId>)>)> = Vec::new();
+        let mut again: Vec<(OpRef, bool, Unanswered)> = Vec::new();
         for (seq, op) in self.ops.iter_mut() {
             let Op::Start(op) = op else { continue };
             op.ticks += 1;
