@@ -80,6 +80,14 @@ pub enum Event {
         /// New handle.
         handle: Handle,
     },
+    /// A local replica took a new role (with a redundancy strategy that
+    /// signals it).
+    RoleChanged {
+        /// Child.
+        id: ChildId,
+        /// Its role on this node now.
+        role: crate::strategy::Role,
+    },
     /// A child failed for good and was removed.
     ChildFailed {
         /// Child.

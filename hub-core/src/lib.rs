@@ -44,8 +44,10 @@
 //!                 node.handle_local(now, LocalReport::Exited { id, reason: ExitReason::Stopped });
 //!             }
 //!             Output::Reply { request, reply } => replies.push((request, reply)),
-//!             // Only HotSwap with handover snapshots and resumes processes.
-//!             Output::RequestState { .. } | Output::Resume { .. } | Output::Event(_) => {}
+//!             // Only HotSwap with handover snapshots and resumes processes;
+//!             // only a redundancy strategy that signals sends roles.
+//!             Output::RequestState { .. } | Output::Resume { .. } | Output::Role { .. } => {}
+//!             Output::Event(_) => {}
 //!         }
 //!     }
 //!     // Messages from peers: node.handle_message(now, &from, message).

@@ -67,6 +67,14 @@ pub enum Output {
         /// The child.
         id: ChildId,
     },
+    /// Tell a local instance its replica role (see
+    /// [`crate::RedundancyStrategy::signals`]).
+    Role {
+        /// The child.
+        id: ChildId,
+        /// Its role on this node now.
+        role: crate::strategy::Role,
+    },
     /// The handover of a paused instance was abandoned: let it handle
     /// messages again.
     Resume {

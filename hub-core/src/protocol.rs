@@ -55,6 +55,9 @@ pub struct Handoff {
     pub spec: ChildSpec,
     /// The old instance's state, when the migration strategy hands it over.
     pub state: Option<Bytes>,
+    /// An offer of a missing replica, not a move: refused by a node that
+    /// just stopped the child on request (it may be a stop in progress).
+    pub repair: bool,
 }
 
 /// Per-child results of a start on one node.

@@ -38,7 +38,7 @@ pub trait DistributionStrategy: Debug + Send {
 }
 
 /// Role of one replica of a child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// Serves calls.
     Active,
@@ -61,6 +61,12 @@ pub trait RedundancyStrategy: Debug + Send {
         } else {
             Role::Passive
         }
+    }
+
+    /// Whether a local instance is told when it takes `role` (at start and
+    /// on every change).
+    fn signals(&self, _role: Role) -> bool {
+        false
     }
 }
 

@@ -215,8 +215,8 @@ impl Driver {
 
     /// The node a message for `id` goes to: its first registered holder.
     fn holder(&self, id: &ChildId) -> Result<NodeId, CallError> {
-        match self.node.child_lookup(id.as_str()).into_iter().next() {
-            Some((n, _)) => Ok(n),
+        match self.node.active_holder(id.as_str()) {
+            Some(n) => Ok(n),
             None if self.node.registry().is_moving(id.as_str()) => Err(CallError::Moving),
             None => Err(CallError::NotFound),
         }
@@ -400,6 +400,11 @@ impl Driver {
                         _ => Terminate::Stopped,
                     };
                     self.sup.stop(&id, t);
+                }
+                Output::Role { id, role } => {
+                    if self.sup.deliver(&id, Envelope::Role(role)).is_err() {
+                        debug!(child = %id, "no such child to tell its role");
+                    }
                 }
                 Output::Resume { id } => {
                     if self.sup.deliver(&id, Envelope::Resume).is_err() {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use hub_core::ChildId;
+use hub_core::{ChildId, Role};
 
 /// Why a process instance is being terminated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +87,12 @@ pub trait Process: Sized + Send + 'static {
         None
     }
 
+    /// Its replica role changed (only with a redundancy strategy that
+    /// signals roles). An error is a crash.
+    fn role_changed(&mut self, _role: Role) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+
     /// Called once before the instance goes away (not after a crash).
     fn terminate(&mut self, _reason: Terminate) -> impl Future<Output = ()> + Send {
         async {}
@@ -100,6 +106,7 @@ pub(crate) trait Instance: Send {
     fn cast(&mut self, payload: Bytes) -> BoxFuture<'_, Result<(), String>>;
     fn call(&mut self, payload: Bytes) -> BoxFuture<'_, Result<Result<Bytes, String>, String>>;
     fn snapshot(&self) -> Option<Bytes>;
+    fn role_changed(&mut self, role: Role) -> BoxFuture<'_, Result<(), String>>;
     fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()>;
 }
 
@@ -136,6 +143,10 @@ impl<P: Process> Instance for Typed<P> {
     fn snapshot(&self) -> Option<Bytes> {
         let state = self.0.snapshot_state()?;
         postcard::to_stdvec(&state).ok().map(Bytes::from)
+    }
+
+    fn role_changed(&mut self, role: Role) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.0.role_changed(role))
     }
 
     fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()> {

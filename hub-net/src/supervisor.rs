@@ -46,6 +46,7 @@ pub(crate) enum Envelope {
     /// Snapshot for a handover, then pause until `Resume` or `Stop`.
     Handover(oneshot::Sender<Option<Bytes>>),
     Resume,
+    Role(hub_core::Role),
     Stop(Terminate),
 }
 
@@ -300,6 +301,14 @@ async fn handle(
             paused(inst, rx).await
         }
         Envelope::Resume => None,
+        Envelope::Role(role) => match AssertUnwindSafe(inst.role_changed(role))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Exit::Crashed(e)),
+            Err(_) => Some(Exit::Crashed("panicked in role_changed".into())),
+        },
         Envelope::Stop(reason) => {
             inst.terminate(reason).await;
             Some(Exit::Stopped)
@@ -328,7 +337,7 @@ async fn paused(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> O
             Some(Envelope::Handover(reply)) => {
                 let _ = reply.send(inst.snapshot());
             }
-            Some(env @ (Envelope::Cast(_) | Envelope::Call(..))) => {
+            Some(env @ (Envelope::Cast(_) | Envelope::Call(..) | Envelope::Role(_))) => {
                 if held.len() < MAILBOX {
                     held.push(env);
                 } else if let Envelope::Call(_, reply) = env {

@@ -9,7 +9,8 @@ use hub_core::Strategies;
 
 use crate::{
     ColdSwap, ConsistentHashing, Divergence, DynamicQuorum, Gossip, Guided, HotSwap,
-    MajorityQuorum, PubSub, Singularity, StaticQuorum,
+    MajorityQuorum, PubSub, RedundancySignal, Replication, ReplicationModel, Singularity,
+    StaticQuorum,
 };
 
 /// Every strategy family; a missing family takes the SPEC default.
@@ -72,6 +73,17 @@ pub enum RedundancyConfig {
     /// [`Singularity`].
     #[default]
     Singularity,
+    /// [`Replication`].
+    Replication {
+        /// Copies per child.
+        replication_factor: usize,
+        /// Default active_active.
+        #[serde(default)]
+        replication_model: ReplicationModel,
+        /// Default none.
+        #[serde(default)]
+        redundancy_signal: RedundancySignal,
+    },
 }
 
 /// See [`ColdSwap`] and [`HotSwap`].
@@ -288,6 +300,22 @@ impl StrategyConfig {
         };
         let redundancy: Box<dyn hub_core::RedundancyStrategy> = match self.redundancy {
             RedundancyConfig::Singularity => Box::new(Singularity),
+            RedundancyConfig::Replication {
+                replication_factor,
+                replication_model,
+                redundancy_signal,
+            } => {
+                check(
+                    replication_factor > 0,
+                    "redundancy.replication_factor",
+                    "must be positive",
+                )?;
+                Box::new(Replication {
+                    replication_factor,
+                    model: replication_model,
+                    signal: redundancy_signal,
+                })
+            }
         };
         Ok(Strategies {
             distribution,

@@ -6,7 +6,7 @@
 //! | family | default here |
 //! |---|---|
 //! | distribution | [`ConsistentHashing`]; also [`Guided`] |
-//! | redundancy | [`Singularity`] |
+//! | redundancy | [`Singularity`]; also [`Replication`] |
 //! | migration | [`ColdSwap`]; also [`HotSwap`] |
 //! | synchronization | [`PubSub`]; also [`Gossip`] |
 //! | partition tolerance | [`Divergence`]; also [`StaticQuorum`], [`MajorityQuorum`], [`DynamicQuorum`] |
@@ -33,7 +33,7 @@ pub use distribution::{ConsistentHashing, Guided};
 pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};
-pub use redundancy::Singularity;
+pub use redundancy::{RedundancySignal, Replication, ReplicationModel, Singularity};
 pub use sync::{Gossip, PubSub};
 
 use hub_core::Strategies;

@@ -688,6 +688,8 @@ impl Cluster {
                     Output::Stop { id, .. } => reports.push(sim.runtime.stop(&id)),
                     Output::RequestState { id } => reports.push(sim.runtime.snapshot(&id)),
                     Output::Resume { id } => sim.runtime.resume(&id),
+                    // Roles are visible as RoleChanged events.
+                    Output::Role { .. } => {}
                     Output::Reply { request, reply } => {
                         self.replies.insert(request, reply);
                     }

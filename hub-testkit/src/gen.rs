@@ -162,12 +162,16 @@ pub fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(op, results)| Message::StopResult { op, results }),
         (
             vec(
-                (child_spec(), proptest::option::of(vec(any::<u8>(), 0..8))).prop_map(
-                    |(spec, state)| Handoff {
+                (
+                    child_spec(),
+                    proptest::option::of(vec(any::<u8>(), 0..8)),
+                    any::<bool>()
+                )
+                    .prop_map(|(spec, state, repair)| Handoff {
                         spec,
-                        state: state.map(Bytes::from)
-                    }
-                ),
+                        state: state.map(Bytes::from),
+                        repair,
+                    }),
                 0..3
             ),
             any::<bool>()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use hub_core::{ChildId, NodeId};
+use hub_core::{ChildId, NodeId, Role};
 
 use crate::Cluster;
 
@@ -102,12 +102,44 @@ pub fn placement(c: &Cluster) -> Result<(), Violation> {
 
 /// No child id runs on two nodes (checked across the whole cluster).
 pub fn single_instance(c: &Cluster) -> Result<(), Violation> {
-    let mut seen: BTreeMap<&ChildId, usize> = BTreeMap::new();
+    let mut copies: BTreeMap<&ChildId, Vec<usize>> = BTreeMap::new();
     for i in c.alive() {
         for (id, _) in c.runtime(i).running() {
-            if let Some(j) = seen.insert(id, i) {
-                return fail(format!("{id} runs on both {} and {}", c.id(j), c.id(i)));
-            }
+            copies.entry(id).or_default().push(i);
+        }
+    }
+    let Some(view) = c.alive().into_iter().find_map(|i| c.node(i)) else {
+        return Ok(());
+    };
+    for (id, nodes) in copies {
+        // As many copies as the redundancy strategy places (one by default).
+        let allowed = view
+            .registry()
+            .spec(id.as_str())
+            .map_or(1, |spec| view.placement(spec).len().max(1));
+        if nodes.len() > allowed {
+            let on: Vec<NodeId> = nodes.iter().map(|&i| c.id(i)).collect();
+            return fail(format!("{id} runs on {on:?}, {allowed} allowed"));
+        }
+    }
+    Ok(())
+}
+
+/// With active/passive replication: every registered child has exactly one
+/// active replica among the live nodes.
+pub fn one_active(c: &Cluster) -> Result<(), Violation> {
+    let Some(view) = c.alive().into_iter().find_map(|i| c.node(i)) else {
+        return Ok(());
+    };
+    for (id, _) in view.registry().iter() {
+        let active: Vec<NodeId> = c
+            .alive()
+            .into_iter()
+            .filter(|&i| c.node(i).and_then(|n| n.local_role(id.as_str())) == Some(Role::Active))
+            .map(|i| c.id(i))
+            .collect();
+        if active.len() != 1 {
+            return fail(format!("{id} is active on {active:?}"));
         }
     }
     Ok(())

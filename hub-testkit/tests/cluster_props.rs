@@ -59,6 +59,15 @@ fn hot_swap(handover: bool) -> impl Fn() -> hub_core::Strategies {
 }
 
 fn run_with(seed: u64, ops: &[ClusterOp], opts: ClusterOptions) -> Result<(), TestCaseError> {
+    run_checked(seed, ops, opts, false)
+}
+
+fn run_checked(
+    seed: u64,
+    ops: &[ClusterOp],
+    opts: ClusterOptions,
+    one_active: bool,
+) -> Result<(), TestCaseError> {
     let mut c = Cluster::new(opts);
     prop_assert!(c.settle(), "cluster did not form");
     let mut acked: BTreeSet<ChildId> = BTreeSet::new();
@@ -89,7 +98,15 @@ fn run_with(seed: u64, ops: &[ClusterOp], opts: ClusterOptions) -> Result<(), Te
         "did not settle after healing ({:?}); seed {seed}, ops {ops:?}",
         c.unquiet_reason()
     );
-    let check = invariants::check_all(&c).and_then(|_| invariants::none_lost(&c, &acked));
+    let check = invariants::check_all(&c)
+        .and_then(|_| invariants::none_lost(&c, &acked))
+        .and_then(|_| {
+            if one_active {
+                invariants::one_active(&c)
+            } else {
+                Ok(())
+            }
+        });
     prop_assert!(
         check.is_ok(),
         "{}; seed {seed}, ops {ops:?}",
@@ -173,6 +190,33 @@ proptest! {
             s
         });
         run_with(seed, &ops, opts)?;
+    }
+
+    #[test]
+    fn random_operations_with_replication_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 1usize..6,
+        ops in gen::operations(20),
+        factor in 1usize..4,
+        active_passive in any::<bool>(),
+        latency_ms in 0u64..40,
+    ) {
+        use hub_strategies::{RedundancySignal, Replication, ReplicationModel};
+        let model = if active_passive {
+            ReplicationModel::ActivePassive
+        } else {
+            ReplicationModel::ActiveActive
+        };
+        let opts = options(seed, nodes, NetConfig::default(), latency_ms).strategies(move || {
+            let mut s = hub_strategies::defaults();
+            s.redundancy = Box::new(Replication {
+                replication_factor: factor,
+                model,
+                signal: RedundancySignal::All,
+            });
+            s
+        });
+        run_checked(seed, &ops, opts, active_passive)?;
     }
 }
 

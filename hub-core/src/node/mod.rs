@@ -17,6 +17,7 @@ mod handing;
 mod ops;
 mod owner;
 mod redistribute;
+mod replicas;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -38,7 +39,7 @@ use crate::protocol::{Handoff, Message, NodeInfo, OpRef, StartResults, StopResul
 use crate::registry::{Registry, Version};
 use crate::ring::Ring;
 use crate::spec::ChildSpec;
-use crate::strategy::{MigrationMode, Strategies};
+use crate::strategy::{MigrationMode, Role, Strategies};
 use crate::time::Time;
 
 use ops::Op;
@@ -92,6 +93,10 @@ struct Local {
     /// The start operation that created it here, so that a re-sent request
     /// of that operation gets its result again, not `AlreadyStarted`.
     started_by: Option<OpRef>,
+    /// Its replica role here, once running.
+    role: Option<Role>,
+    /// `Node::ring_epoch` when it began starting here.
+    epoch: u64,
 }
 
 /// A child with no live holder: its node died or left without handing it
@@ -205,6 +210,13 @@ pub struct Node {
     /// Time of the input being handled (inputs carry it; the node never
     /// reads a clock).
     now: Time,
+    /// Counts ring changes (a replica that started across one may be
+    /// missing on a new owner).
+    ring_epoch: u64,
+    /// Replicated children this node stopped on request, and when: repair
+    /// offers for them are refused for two sync intervals, so that a stop
+    /// racing a repair does not bring the child back.
+    recently_stopped: BTreeMap<ChildId, Time>,
 }
 
 impl Node {
@@ -254,6 +266,8 @@ impl Node {
             leaving: None,
             left: false,
             now,
+            ring_epoch: 0,
+            recently_stopped: BTreeMap::new(),
         })
     }
 
@@ -337,6 +351,26 @@ impl Node {
         self.registry.len()
     }
 
+    /// The role of `id`'s replica on this node, if it runs here.
+    pub fn local_role(&self, id: &str) -> Option<Role> {
+        self.local.get(id).and_then(|l| l.role)
+    }
+
+    /// The holder a call to `id` should go to: the first node of its
+    /// placement that runs it (the active replica), else any holder.
+    pub fn active_holder(&self, id: &str) -> Option<NodeId> {
+        let holders = self.registry.lookup_ref(id);
+        let first = holders.first().map(|(n, _)| n.clone());
+        if holders.len() < 2 {
+            return first;
+        }
+        let spec = self.registry.spec(id)?;
+        self.owners(&self.ring, spec)
+            .into_iter()
+            .find(|o| holders.iter().any(|(n, _)| n == o))
+            .or(first)
+    }
+
     /// Whether this node is redistributing (new commands are queued).
     pub fn is_locked(&self) -> bool {
         self.lock.is_some()
@@ -371,6 +405,7 @@ impl Node {
                 matches!(l.state, LocalState::Running(_))
                     && (self.partitioned || self.owners(&self.ring, &l.spec).contains(&self.me))
             })
+            && self.replicas_complete()
     }
 
     /// What keeps [`Node::is_settled`] false, for diagnostics: counts of
@@ -606,6 +641,8 @@ impl Node {
         }
         if now >= self.timers.sync {
             self.timers.sync = now + self.strategies.sync.sync_interval();
+            let keep = self.strategies.sync.sync_interval() * 2;
+            self.recently_stopped.retain(|_, at| now.since(*at) < keep);
             self.sync_round();
         }
         self.expire_ops(now);
@@ -726,6 +763,7 @@ impl Node {
         self.outbox.handoffs.entry(to).or_default().push(Handoff {
             spec: spec.clone(),
             state,
+            repair: false,
         });
     }
 

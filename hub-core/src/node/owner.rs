@@ -95,7 +95,14 @@ impl Node {
                 continue;
             }
             if check_existing {
-                if let Some((node, handle)) = self.registry.lookup_ref(id.as_str()).first() {
+                // Each owner answers for its own replica (above); a copy on
+                // any other node means the child exists already.
+                let elsewhere = self
+                    .registry
+                    .lookup_ref(id.as_str())
+                    .iter()
+                    .find(|(n, _)| !owners.contains(n));
+                if let Some((node, handle)) = elsewhere {
                     let r = Err(StartError::AlreadyStarted {
                         node: node.clone(),
                         handle: *handle,
@@ -150,6 +157,9 @@ impl Node {
         purpose: StartPurpose,
     ) {
         self.orphans.remove(&spec.id);
+        if matches!(purpose, StartPurpose::Request(_)) {
+            self.recently_stopped.remove(&spec.id);
+        }
         let started_by = match &purpose {
             StartPurpose::Request(waiters) => waiters.first().map(|w| w.op.clone()),
             _ => None,
@@ -160,6 +170,8 @@ impl Node {
                 spec: spec.clone(),
                 state: LocalState::Starting(purpose),
                 started_by,
+                role: None,
+                epoch: self.ring_epoch,
             },
         );
         self.out.push_back(Output::Spawn { spec, restore });
@@ -220,6 +232,10 @@ impl Node {
             return;
         };
         let spec = local.spec.clone();
+        // A requested start reached every owner of the ring it was sent
+        // in; a restarted orphan, a handed-over child, or any child whose
+        // start spanned a ring change may be missing on some owner.
+        let repair = !matches!(purpose, StartPurpose::Request(_)) || local.epoch != self.ring_epoch;
         self.write_own(Some((spec, handle)), &id);
         self.emit(Event::ChildStarted {
             id: id.clone(),
@@ -249,6 +265,10 @@ impl Node {
         } else if self.leaving.is_none() {
             // The ring may have changed while it started.
             self.reconcile_child(&id);
+            self.update_role(&id);
+            if repair {
+                self.repair_replica(&id);
+            }
         } else {
             let to = self.successor(&self.local[&id].spec);
             self.move_away(&id, to);
@@ -334,7 +354,12 @@ impl Node {
                             self.reconcile();
                         }
                     }
-                    StopPurpose::Requested => self.write_own(None, &id),
+                    StopPurpose::Requested => {
+                        self.write_own(None, &id);
+                        if self.strategies.redundancy.replicas(usize::MAX) > 1 {
+                            self.recently_stopped.insert(id, self.now);
+                        }
+                    }
                 }
             }
             LocalState::Running(_) => {
@@ -343,6 +368,19 @@ impl Node {
                 // already offered still brings up the new copy.
                 self.handing.remove(&id);
                 self.write_own(None, &id);
+                // The child is done, not one replica: the others go too.
+                let others: Vec<NodeId> = self
+                    .registry
+                    .lookup_ref(id.as_str())
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .filter(|n| *n != self.me)
+                    .collect();
+                for n in others {
+                    let op = self.next_op();
+                    let ids = vec![id.clone()];
+                    self.send(n, Message::StopRequest { op, ids });
+                }
                 if let ExitReason::Crashed(r) | ExitReason::Failed(r) = reason {
                     self.emit(Event::ChildFailed { id, reason: r });
                 }
@@ -354,6 +392,8 @@ impl Node {
                         spec: local.spec,
                         state: LocalState::Starting(purpose),
                         started_by: local.started_by,
+                        role: None,
+                        epoch: local.epoch,
                     },
                 );
                 self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));

@@ -26,6 +26,7 @@ impl Node {
             return;
         }
         let mut triggers = Vec::new();
+        self.ring_epoch += 1;
         for change in changes {
             info!(?change, "membership");
             match change {
@@ -69,6 +70,7 @@ impl Node {
             self.reconcile();
             return;
         }
+        self.repair_replicas();
         for (direction, node) in &triggers {
             self.emit(Event::PreRedistribution {
                 direction: *direction,
@@ -144,6 +146,7 @@ impl Node {
         for id in &ids {
             self.reconcile_child(id);
         }
+        self.update_roles();
         let ids: Vec<ChildId> = self.orphans.keys().cloned().collect();
         for id in ids {
             let held = !self.registry.lookup_ref(id.as_str()).is_empty()
@@ -221,6 +224,10 @@ impl Node {
                 continue;
             }
             let spec = Arc::new(h.spec);
+            if h.repair && self.recently_stopped.contains_key(&id) {
+                debug!(child = %id, "repair offer for a child stopped here on request; refused");
+                continue;
+            }
             if let Some(local) = self.local.get(&id) {
                 // Acknowledge only a copy that runs: one that is stopping
                 // (e.g. the old copy of a move coming back) or may still
@@ -466,5 +473,6 @@ impl Node {
             o.sent_to = None;
         }
         self.reconcile();
+        self.repair_replicas();
     }
 }
