@@ -75,3 +75,40 @@ impl Process for Echo {
         Ok(format!("{}: {msg}", self.id))
     }
 }
+
+/// Remembers the replica role it was last told, and answers every call
+/// with it (`"active"`, `"passive"` or `"unknown"` before any signal).
+/// Useful to watch ActivePassive replication at work.
+#[derive(Debug)]
+pub struct RoleProbe {
+    role: Option<hub_core::Role>,
+}
+
+impl Process for RoleProbe {
+    type Args = ();
+    type Message = ();
+    type Reply = String;
+    type State = ();
+
+    async fn init(_id: ChildId, _args: (), _restored: Option<()>) -> Result<Self, String> {
+        Ok(RoleProbe { role: None })
+    }
+
+    async fn handle_cast(&mut self, _msg: ()) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, _msg: ()) -> Result<String, String> {
+        Ok(match self.role {
+            Some(hub_core::Role::Active) => "active",
+            Some(hub_core::Role::Passive) => "passive",
+            None => "unknown",
+        }
+        .into())
+    }
+
+    async fn role_changed(&mut self, role: hub_core::Role) -> Result<(), String> {
+        self.role = Some(role);
+        Ok(())
+    }
+}

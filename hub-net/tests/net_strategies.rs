@@ -210,3 +210,63 @@ async fn eight_gossip_nodes_converge() {
         h.shutdown().await.unwrap();
     }
 }
+
+fn active_passive() -> Strategies {
+    use hub_strategies::{RedundancySignal, Replication, ReplicationModel};
+    let mut s = hub_strategies::defaults();
+    s.redundancy = Box::new(Replication {
+        replication_factor: 2,
+        model: ReplicationModel::ActivePassive,
+        signal: RedundancySignal::All,
+    });
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_passive_calls_reach_the_active_replica_and_a_kill_promotes_the_passive() {
+    use hub_net::examples::RoleProbe;
+    let n0 = node_with("n0", None, active_passive()).await;
+    let n1 = node_with("n1", Some(&n0), active_passive()).await;
+    let n2 = node_with("n2", Some(&n0), active_passive()).await;
+    wait_formed(&[&n0, &n1, &n2], 3).await;
+    let specs: Vec<ChildSpec> = (0..12)
+        .map(|i| ChildSpec::new(format!("p{i}"), "role-probe"))
+        .collect();
+    let out = n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.failed.first());
+    assert!(
+        out.started.values().all(|h| h.len() == 2),
+        "two replicas each"
+    );
+    assert!(wait_settled(&[&n0, &n1, &n2], 12).await);
+    // Every call lands on the replica that was told it is active.
+    for i in 0..12 {
+        let role = n1
+            .call::<RoleProbe>(format!("p{i}"), &(), CALL)
+            .await
+            .unwrap();
+        assert_eq!(role, "active", "p{i}");
+    }
+    // Kill n2 without a goodbye: the children it was active for are
+    // served by their promoted passive replica.
+    let on_n2: Vec<String> = (0..12)
+        .map(|i| format!("p{i}"))
+        .filter(|id| {
+            let ring = Ring::new(DEFAULT_VNODES, ["n0", "n1", "n2"].map(NodeId::new));
+            ring.owner(id).map(NodeId::as_str) == Some("n2")
+        })
+        .collect();
+    assert!(!on_n2.is_empty(), "no child had its active replica on n2");
+    n2.abort();
+    wait_formed(&[&n0, &n1], 2).await;
+    assert!(wait_settled(&[&n0, &n1], 12).await);
+    for id in &on_n2 {
+        let role = n0.call::<RoleProbe>(id.as_str(), &(), CALL).await.unwrap();
+        assert_eq!(role, "active", "{id} after the kill");
+    }
+    n0.shutdown().await.unwrap();
+    n1.shutdown().await.unwrap();
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use hub_core::Strategies;
-use hub_net::examples::{Counter, Echo};
+use hub_net::examples::{Counter, Echo, RoleProbe};
 use hub_net::Hub;
 
 pub const HUB: &str = "net-test";
@@ -41,6 +41,7 @@ pub async fn node_with(id: &str, seed: Option<&Hub>, strategies: Strategies) -> 
         .strategies(strategies)
         .register::<Counter>("counter")
         .register::<Echo>("echo")
+        .register::<RoleProbe>("role-probe")
         .configure(|c| {
             c.heartbeat_interval = Duration::from_millis(100);
             c.suspect_after = Duration::from_millis(400);
