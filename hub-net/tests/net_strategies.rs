@@ -270,3 +270,70 @@ async fn active_passive_calls_reach_the_active_replica_and_a_kill_promotes_the_p
     n0.shutdown().await.unwrap();
     n1.shutdown().await.unwrap();
 }
+
+fn static_quorum(n: usize) -> Strategies {
+    let mut s = hub_strategies::defaults();
+    s.partition = Box::new(hub_strategies::StaticQuorum { quorum_size: n });
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_quorum_of_three_stops_a_two_node_remainder_then_recovers() {
+    let n0 = node_with("n0", None, static_quorum(3)).await;
+    let n1 = node_with("n1", Some(&n0), static_quorum(3)).await;
+    let n2 = node_with("n2", Some(&n0), static_quorum(3)).await;
+    wait_formed(&[&n0, &n1, &n2], 3).await;
+    let specs: Vec<ChildSpec> = (0..30)
+        .map(|i| ChildSpec::new(format!("q{i}"), "counter"))
+        .collect();
+    assert!(n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    n2.abort();
+    let both_partitioned = common::eventually(Duration::from_secs(10), || async {
+        n0.is_partitioned().await.unwrap_or(false) && n1.is_partitioned().await.unwrap_or(false)
+    })
+    .await;
+    assert!(
+        both_partitioned,
+        "the remainder did not notice it lost quorum"
+    );
+    // Their children are stopped and starts are refused.
+    for h in [&n0, &n1] {
+        assert_eq!(h.status().await.unwrap().local_children, 0);
+        let err = h
+            .start_children(
+                vec![ChildSpec::new("refused", "counter")],
+                StartOptions::awaited(),
+            )
+            .await;
+        assert!(
+            matches!(
+                err,
+                Err(hub_net::HubError::Command(
+                    hub_core::CommandError::Partitioned
+                ))
+            ),
+            "{err:?}"
+        );
+    }
+    // n2 comes back (a new run under the same id): quorum returns and the
+    // ring places every child again.
+    let n2 = node_with("n2", Some(&n0), static_quorum(3)).await;
+    let recovered = common::eventually(Duration::from_secs(10), || async {
+        !n0.is_partitioned().await.unwrap_or(true) && !n1.is_partitioned().await.unwrap_or(true)
+    })
+    .await;
+    assert!(recovered, "quorum did not return");
+    assert!(wait_settled(&[&n0, &n1, &n2], 30).await);
+    let mut running = 0;
+    for h in [&n0, &n1, &n2] {
+        running += h.status().await.unwrap().local_children;
+    }
+    assert_eq!(running, 30);
+    for h in [&n0, &n1, &n2] {
+        h.shutdown().await.unwrap();
+    }
+}
