@@ -133,6 +133,11 @@ pub enum Message {
     /// The receiver of a handoff runs these children (or already had them,
     /// or parked them while out of quorum).
     HandoffAck(Vec<ChildId>),
+    /// The sender's load, in permille of all children (to the leader of a
+    /// load-aware distribution strategy).
+    Load(u32),
+    /// The leader's scoreboard: capacity in permille per node.
+    Scoreboard(Vec<(NodeId, u32)>),
     /// The receiver of a handoff could not start these children, and why.
     /// A start-then-stop sender keeps its old copy running.
     HandoffRefused(Vec<(ChildId, String)>),

@@ -29,6 +29,31 @@ pub trait DistributionStrategy: Debug + Send {
     /// pure function of its inputs so that every node agrees.
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId>;
 
+    /// Owners chosen for a new child at start time, stamped into its spec
+    /// (see [`ChildSpec::with_nodes`]) so that every node agrees later;
+    /// `None` leaves placement to [`DistributionStrategy::owners`].
+    fn assign(&mut self, _ring: &Ring, _spec: &ChildSpec, _replicas: usize) -> Option<Vec<NodeId>> {
+        None
+    }
+
+    /// For load-aware strategies: how often each node reports its load to
+    /// the leader (the lowest node id in the ring), which then sends every
+    /// node the scoreboard. `None` (the default): no reports.
+    fn load_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Leader: one node's load sample, in permille of all children.
+    fn record_load(&mut self, _node: &NodeId, _permille: u32) {}
+
+    /// Leader: the scoreboard to send, as capacity in permille per node.
+    fn scoreboard(&self) -> Vec<(NodeId, u32)> {
+        Vec::new()
+    }
+
+    /// Every node: the leader's latest scoreboard.
+    fn set_scoreboard(&mut self, _board: Vec<(NodeId, u32)>) {}
+
     /// Whether a new child can be placed at all; the start fails with
     /// [`crate::StartError::Placement`] and this message otherwise. Checked
     /// once, on the node the start is called on.

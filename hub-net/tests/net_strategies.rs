@@ -337,3 +337,63 @@ async fn static_quorum_of_three_stops_a_two_node_remainder_then_recovers() {
         h.shutdown().await.unwrap();
     }
 }
+
+fn balancer() -> Strategies {
+    let mut s = hub_strategies::defaults();
+    s.distribution = Box::new(hub_strategies::CentralizedLoadBalancer::new(
+        Duration::from_millis(200),
+        30,
+        0.9,
+    ));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancer_steers_new_children_away_from_a_loaded_node() {
+    let n0 = node_with("n0", None, balancer()).await;
+    let n1 = node_with("n1", Some(&n0), balancer()).await;
+    let n2 = node_with("n2", Some(&n0), balancer()).await;
+    wait_formed(&[&n0, &n1, &n2], 3).await;
+    let pinned: Vec<ChildSpec> = (0..150)
+        .map(|i| ChildSpec::new(format!("pinned-{i}"), "echo").with_nodes(["n0"]))
+        .collect();
+    assert!(n1
+        .start_children(pinned, StartOptions::awaited())
+        .await
+        .unwrap()
+        .is_ok());
+    // Once the scoreboard reflects the load, a batch mostly avoids n0
+    // (capacity 0.1 against 1.0: about 1 in 21). Each probe batch is
+    // stopped again so that the load stays as pinned.
+    let mut batch = 0;
+    let steered = common::eventually(Duration::from_secs(20), || {
+        batch += 1;
+        let specs: Vec<ChildSpec> = (0..30)
+            .map(|i| ChildSpec::new(format!("b{batch}-{i}"), "echo"))
+            .collect();
+        let n2 = n2.clone();
+        async move {
+            let out = n2
+                .start_children(specs, StartOptions::awaited())
+                .await
+                .unwrap();
+            let on_n0 = out
+                .started
+                .values()
+                .filter(|at| at[0].0.as_str() == "n0")
+                .count();
+            let ids: Vec<hub_core::ChildId> = out.started.keys().cloned().collect();
+            let stopped = n2
+                .stop_children(ids, hub_core::StopOptions::awaited())
+                .await
+                .unwrap();
+            assert!(stopped.is_ok(), "{:?}", stopped.failed.first());
+            out.is_ok() && on_n0 <= 5
+        }
+    })
+    .await;
+    assert!(steered, "new children kept landing on the loaded node");
+    for h in [&n0, &n1, &n2] {
+        h.shutdown().await.unwrap();
+    }
+}

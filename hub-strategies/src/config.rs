@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use hub_core::Strategies;
 
 use crate::{
-    ColdSwap, ConsistentHashing, Divergence, DynamicQuorum, Gossip, Guided, HotSwap,
-    MajorityQuorum, PubSub, RedundancySignal, Replication, ReplicationModel, Singularity,
-    StaticQuorum,
+    CentralizedLoadBalancer, ColdSwap, ConsistentHashing, Divergence, DynamicQuorum, Gossip,
+    Guided, HotSwap, MajorityQuorum, PubSub, RedundancySignal, Replication, ReplicationModel,
+    Singularity, StaticQuorum,
 };
 
 /// Every strategy family; a missing family takes the SPEC default.
@@ -25,7 +25,7 @@ use crate::{
 /// assert_eq!(s.migration.name(), "hot_swap");
 /// assert_eq!(s.partition.name(), "static_quorum");
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StrategyConfig {
     /// Placement.
@@ -40,8 +40,8 @@ pub struct StrategyConfig {
     pub partition: PartitionConfig,
 }
 
-/// See [`ConsistentHashing`] and [`Guided`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// See [`ConsistentHashing`], [`Guided`] and [`CentralizedLoadBalancer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DistributionConfig {
     /// [`ConsistentHashing`].
@@ -52,6 +52,28 @@ pub enum DistributionConfig {
     },
     /// [`Guided`].
     Guided,
+    /// [`CentralizedLoadBalancer`].
+    CentralizedLoadBalancer {
+        /// Default 10000.
+        #[serde(default = "default_push_interval")]
+        push_interval: u64,
+        /// Default 30.
+        #[serde(default = "default_max_history_size")]
+        max_history_size: usize,
+        /// Default 0.9.
+        #[serde(default = "default_weight_decay_factor")]
+        weight_decay_factor: f64,
+    },
+}
+
+fn default_push_interval() -> u64 {
+    10_000
+}
+fn default_max_history_size() -> usize {
+    30
+}
+fn default_weight_decay_factor() -> f64 {
+    0.9
 }
 
 impl Default for DistributionConfig {
@@ -224,6 +246,32 @@ impl StrategyConfig {
                 Box::new(ConsistentHashing { vnodes })
             }
             DistributionConfig::Guided => Box::new(Guided),
+            DistributionConfig::CentralizedLoadBalancer {
+                push_interval,
+                max_history_size,
+                weight_decay_factor,
+            } => {
+                check(
+                    push_interval > 0,
+                    "distribution.push_interval",
+                    "must be positive",
+                )?;
+                check(
+                    max_history_size > 0,
+                    "distribution.max_history_size",
+                    "must be positive",
+                )?;
+                check(
+                    weight_decay_factor > 0.0 && weight_decay_factor <= 1.0,
+                    "distribution.weight_decay_factor",
+                    "must be in (0, 1]",
+                )?;
+                Box::new(CentralizedLoadBalancer::new(
+                    ms(push_interval),
+                    max_history_size,
+                    weight_decay_factor,
+                ))
+            }
         };
         let migration: Box<dyn hub_core::MigrationStrategy> = match self.migration {
             MigrationConfig::ColdSwap => Box::new(ColdSwap),

@@ -66,18 +66,7 @@ impl DistributionStrategy for Guided {
     }
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
-        let named: Vec<NodeId> = spec
-            .nodes()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|n| ring.contains(n))
-            .take(replicas)
-            .collect();
-        if named.is_empty() {
-            ring.owners(spec.id.as_str(), replicas)
-        } else {
-            named
-        }
+        named_or_hashed(ring, spec, replicas)
     }
 
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
@@ -101,5 +90,163 @@ impl DistributionStrategy for Guided {
             Some(n) => Err(format!("node {n} is not a member")),
             None => Ok(()),
         }
+    }
+}
+
+/// The nodes named in the spec that are still members, else the ring
+/// owners (a child is never left without a place).
+fn named_or_hashed(ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
+    let named: Vec<NodeId> = spec
+        .nodes()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| ring.contains(n))
+        .take(replicas)
+        .collect();
+    if named.is_empty() {
+        ring.owners(spec.id.as_str(), replicas)
+    } else {
+        named
+    }
+}
+
+/// Places new children on the least loaded nodes. Every `push_interval`
+/// each node reports the share of all children it runs to the leader (the
+/// lowest node id in the ring, so a new leader takes over when it leaves);
+/// the leader keeps the last `max_history_size` samples per node, scores
+/// each node by their average weighted by `weight_decay_factor` per sample
+/// of age, and sends everyone the capacities `max(0.1, 1 - score)`. A batch
+/// is split across nodes in proportion to capacity (smooth weighted round
+/// robin, so the split is deterministic); the choice is stamped into each
+/// spec, so children never move on a join. With no scoreboard yet, ring
+/// hashing places them. Children whose chosen node is gone run on their
+/// ring owner.
+///
+/// ```
+/// use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
+/// use hub_strategies::CentralizedLoadBalancer;
+/// let ring = Ring::new(128, ["a", "b"].map(NodeId::new));
+/// let mut lb = CentralizedLoadBalancer::default();
+/// assert_eq!(lb.assign(&ring, &ChildSpec::new("c", "k"), 1), None); // no scores yet
+/// lb.record_load(&NodeId::new("a"), 900);
+/// lb.record_load(&NodeId::new("b"), 100);
+/// let board = lb.scoreboard();
+/// lb.set_scoreboard(board);
+/// let picks: Vec<_> = (0..10)
+///     .map(|i| lb.assign(&ring, &ChildSpec::new(format!("c{i}"), "k"), 1).unwrap()[0].clone())
+///     .collect();
+/// let on_b = picks.iter().filter(|n| n.as_str() == "b").count();
+/// assert!(on_b >= 8, "{picks:?}");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CentralizedLoadBalancer {
+    /// Load report period (default 10 s).
+    pub push_interval: std::time::Duration,
+    /// Samples kept per node (default 30).
+    pub max_history_size: usize,
+    /// Weight of a sample one report older (default 0.9).
+    pub weight_decay_factor: f64,
+    history: std::collections::BTreeMap<NodeId, std::collections::VecDeque<u32>>,
+    board: std::collections::BTreeMap<NodeId, u32>,
+    credit: std::collections::BTreeMap<NodeId, i64>,
+}
+
+impl Default for CentralizedLoadBalancer {
+    fn default() -> Self {
+        CentralizedLoadBalancer::new(std::time::Duration::from_millis(10_000), 30, 0.9)
+    }
+}
+
+impl CentralizedLoadBalancer {
+    /// A balancer with the given options and no scores yet.
+    pub fn new(push_interval: std::time::Duration, max_history_size: usize, decay: f64) -> Self {
+        CentralizedLoadBalancer {
+            push_interval,
+            max_history_size: max_history_size.max(1),
+            weight_decay_factor: decay,
+            history: Default::default(),
+            board: Default::default(),
+            credit: Default::default(),
+        }
+    }
+
+    fn capacity(&self, samples: &std::collections::VecDeque<u32>) -> u32 {
+        let (mut sum, mut weights, mut w) = (0.0, 0.0, 1.0);
+        for s in samples.iter().rev() {
+            sum += w * f64::from(*s);
+            weights += w;
+            w *= self.weight_decay_factor;
+        }
+        let score = if weights > 0.0 { sum / weights } else { 0.0 };
+        (1000.0 - score).clamp(100.0, 1000.0) as u32
+    }
+}
+
+impl DistributionStrategy for CentralizedLoadBalancer {
+    fn name(&self) -> &'static str {
+        "centralized_load_balancer"
+    }
+
+    fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
+        named_or_hashed(ring, spec, replicas)
+    }
+
+    fn assign(&mut self, ring: &Ring, _spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {
+        if self.board.is_empty() {
+            return None;
+        }
+        // A member without a score yet (e.g. just joined) counts as idle.
+        let weights: Vec<(NodeId, i64)> = ring
+            .nodes()
+            .iter()
+            .map(|n| (n.clone(), i64::from(*self.board.get(n).unwrap_or(&1000))))
+            .collect();
+        let total: i64 = weights.iter().map(|(_, w)| w).sum();
+        let mut chosen: Vec<NodeId> = Vec::new();
+        for _ in 0..replicas.min(weights.len()) {
+            let mut best: Option<(&NodeId, i64)> = None;
+            for (n, w) in &weights {
+                if chosen.contains(n) {
+                    continue;
+                }
+                let c = self.credit.entry(n.clone()).or_insert(0);
+                *c += w;
+                if best.is_none_or(|(_, b)| *c > b) {
+                    best = Some((n, *c));
+                }
+            }
+            let (n, _) = best?;
+            if let Some(c) = self.credit.get_mut(n) {
+                *c -= total;
+            }
+            chosen.push(n.clone());
+        }
+        Some(chosen)
+    }
+
+    fn load_interval(&self) -> Option<std::time::Duration> {
+        Some(self.push_interval)
+    }
+
+    fn record_load(&mut self, node: &NodeId, permille: u32) {
+        let h = self.history.entry(node.clone()).or_default();
+        h.push_back(permille.min(1000));
+        while h.len() > self.max_history_size {
+            h.pop_front();
+        }
+    }
+
+    fn scoreboard(&self) -> Vec<(NodeId, u32)> {
+        self.history
+            .iter()
+            .map(|(n, h)| (n.clone(), self.capacity(h)))
+            .collect()
+    }
+
+    fn set_scoreboard(&mut self, board: Vec<(NodeId, u32)>) {
+        self.board = board
+            .into_iter()
+            .map(|(n, c)| (n, c.clamp(100, 1000)))
+            .collect();
     }
 }

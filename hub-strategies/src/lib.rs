@@ -5,7 +5,7 @@
 //!
 //! | family | default here |
 //! |---|---|
-//! | distribution | [`ConsistentHashing`]; also [`Guided`] |
+//! | distribution | [`ConsistentHashing`]; also [`Guided`], [`CentralizedLoadBalancer`] |
 //! | redundancy | [`Singularity`]; also [`Replication`] |
 //! | migration | [`ColdSwap`]; also [`HotSwap`] |
 //! | synchronization | [`PubSub`]; also [`Gossip`] |
@@ -29,7 +29,7 @@ pub use config::{
     DistributionConfig, MigrationConfig, PartitionConfig, RedundancyConfig, StrategyConfig,
     StrategyConfigError, SyncConfig,
 };
-pub use distribution::{ConsistentHashing, Guided};
+pub use distribution::{CentralizedLoadBalancer, ConsistentHashing, Guided};
 pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};

@@ -179,6 +179,8 @@ pub fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(children, leaving)| Message::Handoff { children, leaving }),
         vec(child_id(), 0..4).prop_map(Message::HandoffAck),
         vec((child_id(), "[a-z ]{0,20}"), 0..4).prop_map(Message::HandoffRefused),
+        any::<u32>().prop_map(Message::Load),
+        vec((node_id(), any::<u32>()), 0..4).prop_map(Message::Scoreboard),
     ]
 }
 

@@ -218,6 +218,24 @@ proptest! {
         });
         run_checked(seed, &ops, opts, active_passive)?;
     }
+
+    #[test]
+    fn random_operations_with_the_load_balancer_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 1usize..5,
+        ops in gen::operations(20),
+    ) {
+        let opts = options(seed, nodes, NetConfig::default(), 0).strategies(|| {
+            let mut s = hub_strategies::defaults();
+            s.distribution = Box::new(hub_strategies::CentralizedLoadBalancer::new(
+                std::time::Duration::from_millis(700),
+                5,
+                0.9,
+            ));
+            s
+        });
+        run_with(seed, &ops, opts)?;
+    }
 }
 
 /// Found by the hot-swap property: a node whose old copy was retiring

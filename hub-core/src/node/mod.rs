@@ -14,6 +14,7 @@
 //! inputs.
 
 mod handing;
+mod load;
 mod ops;
 mod owner;
 mod redistribute;
@@ -162,6 +163,8 @@ struct Timers {
     heartbeat: Time,
     discover: Time,
     sync: Time,
+    /// Next load report (load-aware distribution only).
+    load: Option<Time>,
 }
 
 /// Messages accumulated while handling one input and sent together when it
@@ -245,6 +248,7 @@ impl Node {
                 heartbeat: now,
                 discover: now + cfg.discover_interval,
                 sync: now + sync_interval,
+                load: strategies.distribution.load_interval().map(|d| now + d),
             },
             me,
             cfg,
@@ -521,6 +525,13 @@ impl Node {
             }
             Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
             Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
+            Message::Load(permille) => self.strategies.distribution.record_load(from, permille),
+            Message::Scoreboard(board) => {
+                // Only the leader's board counts.
+                if self.ring.nodes().first() == Some(from) {
+                    self.strategies.distribution.set_scoreboard(board);
+                }
+            }
         }
     }
 
@@ -639,6 +650,15 @@ impl Node {
                 self.send_hello(&to);
             }
         }
+        if let Some(at) = self.timers.load.filter(|at| now >= *at) {
+            let every = self
+                .strategies
+                .distribution
+                .load_interval()
+                .unwrap_or_default();
+            self.timers.load = Some(at.max(now) + every);
+            self.report_load();
+        }
         if now >= self.timers.sync {
             self.timers.sync = now + self.strategies.sync.sync_interval();
             let keep = self.strategies.sync.sync_interval() * 2;
@@ -673,6 +693,9 @@ impl Node {
             .heartbeat
             .min(self.timers.discover)
             .min(self.timers.sync);
+        if let Some(load) = self.timers.load {
+            t = t.min(load);
+        }
         let deadlines = self
             .ops
             .values()

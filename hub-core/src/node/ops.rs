@@ -82,9 +82,19 @@ impl Node {
         let mut unanswered = BTreeMap::new();
         let replicas = self.replicas();
         for id in unique {
-            let Some(spec) = by_id.remove(&id) else {
+            let Some(mut spec) = by_id.remove(&id) else {
                 continue;
             };
+            if spec.nodes().is_none() {
+                let assigned = self
+                    .strategies
+                    .distribution
+                    .assign(&self.ring, &spec, replicas);
+                if let Some(nodes) = assigned {
+                    let names: Vec<String> = nodes.iter().map(|n| n.as_str().to_owned()).collect();
+                    spec = spec.with_nodes(names);
+                }
+            }
             let valid = self
                 .strategies
                 .distribution

@@ -190,7 +190,11 @@ impl Node {
         if !matches!(local.state, LocalState::Running(_)) || self.handing.contains_key(id) {
             return;
         }
-        let owners = self.owners(&self.ring, &local.spec);
+        // Copies started apart (e.g. on both sides of a partition) may
+        // carry different specs, and so different placements (a stamped
+        // node list): every node judges by the same one, the registry's.
+        let spec = self.registry.spec(id.as_str()).unwrap_or(&local.spec);
+        let owners = self.owners(&self.ring, spec);
         if owners.contains(&self.me) {
             return;
         }

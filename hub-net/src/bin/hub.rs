@@ -63,7 +63,8 @@ enum Cmd {
         /// Migration: `cold` (default), `hot` or `hot-handover`.
         #[arg(long, value_parser = parse_migration)]
         migration: Option<MigrationConfig>,
-        /// Distribution: `hashing` (default) or `guided`.
+        /// Distribution: `hashing` (default), `guided` or `balanced`
+        /// (centralized load balancer).
         #[arg(long, value_parser = parse_distribution)]
         distribution: Option<DistributionConfig>,
     },
@@ -205,8 +206,13 @@ fn parse_distribution(s: &str) -> Result<DistributionConfig, String> {
     match s {
         "hashing" => Ok(DistributionConfig::default()),
         "guided" => Ok(DistributionConfig::Guided),
+        "balanced" => Ok(DistributionConfig::CentralizedLoadBalancer {
+            push_interval: 10_000,
+            max_history_size: 30,
+            weight_decay_factor: 0.9,
+        }),
         other => Err(format!(
-            "unknown distribution {other:?} (hashing or guided)"
+            "unknown distribution {other:?} (hashing, guided or balanced)"
         )),
     }
 }
