@@ -152,6 +152,61 @@ impl Membership {
         &self.history
     }
 
+    /// Members lost (down) and not back since, with how long ago, in ms:
+    /// what a `Hello` carries so that a joiner learns recent losses.
+    pub fn losses(&self, now: Time) -> Vec<(NodeId, u64)> {
+        let mut lost: BTreeMap<NodeId, Time> = BTreeMap::new();
+        for h in &self.history {
+            match &h.change {
+                Change::Down(n) => {
+                    lost.insert(n.clone(), h.at);
+                }
+                Change::Joined(n) | Change::Left(n) | Change::Leaving(n) => {
+                    lost.remove(n);
+                }
+                _ => {}
+            }
+        }
+        lost.into_iter()
+            .map(|(n, at)| (n, now.since(at).as_millis() as u64))
+            .collect()
+    }
+
+    /// Adopts a peer's loss log when it is longer than this node's (a
+    /// joiner has none): its losses of nodes not up here enter the history
+    /// at their age. Returns true if anything was adopted.
+    pub fn adopt_losses(&mut self, now: Time, losses: &[(NodeId, u64)]) -> bool {
+        let mine = self.losses(now);
+        if losses.len() <= mine.len() {
+            return false;
+        }
+        let mut adopted = false;
+        for (n, age) in losses {
+            let up_here = self.members.get(n).is_some_and(|m| m.status.in_ring());
+            if *n == self.me.id || up_here || mine.iter().any(|(m, _)| m == n) {
+                continue;
+            }
+            let at = now - std::time::Duration::from_millis(*age);
+            let pos = self.history.partition_point(|h| h.at <= at);
+            if self.history.len() == HISTORY_LEN {
+                if pos == 0 {
+                    continue;
+                }
+                self.history.pop_front();
+            }
+            let pos = self.history.partition_point(|h| h.at <= at);
+            self.history.insert(
+                pos,
+                HistoryEntry {
+                    at,
+                    change: Change::Down(n.clone()),
+                },
+            );
+            adopted = true;
+        }
+        adopted
+    }
+
     fn record(&mut self, at: Time, change: Change, out: &mut Vec<Change>) {
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();

@@ -75,6 +75,9 @@ pub enum Message {
         info: NodeInfo,
         /// Members the sender sees up.
         members: Vec<NodeInfo>,
+        /// Members the sender lost and has not seen back, with how many ms
+        /// ago: a joiner adopts the longer loss log (DynamicQuorum).
+        losses: Vec<(NodeId, u64)>,
     },
     /// Liveness signal.
     Heartbeat {

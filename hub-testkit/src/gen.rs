@@ -115,8 +115,18 @@ fn slice_delta() -> impl Strategy<Value = SliceDelta> {
 /// Every protocol message variant with arbitrary contents.
 pub fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (node_info(), vec(node_info(), 0..4))
-            .prop_map(|(info, members)| Message::Hello { info, members }),
+        (node_info(), vec(node_info(), 0..4)).prop_map(|(info, members)| Message::Hello {
+            info,
+            members,
+            losses: Vec::new(),
+        }),
+        (node_info(), vec((node_id(), any::<u64>()), 0..4)).prop_map(|(info, losses)| {
+            Message::Hello {
+                info,
+                members: Vec::new(),
+                losses,
+            }
+        }),
         any::<u64>().prop_map(|incarnation| Message::Heartbeat { incarnation }),
         Just(Message::Leaving),
         Just(Message::Left),

@@ -138,3 +138,32 @@ fn dynamic_quorum_tolerates_a_slow_scale_down_but_not_a_mass_crash() {
     // 2 of the 3 left crash at once: remaining 100 - 2*100/3 = 34% < 60%.
     crash_until_partitioned(&mut c, &[1, 2], 0);
 }
+
+#[test]
+fn a_joiner_adopts_the_loss_log_and_does_not_act_outside_quorum() {
+    let opts = ClusterOptions::new(5)
+        .seed(71)
+        .seeds(usize::MAX)
+        .strategies(with(|| Box::new(DynamicQuorum::new(80))));
+    let mut c = Cluster::formed(opts).unwrap();
+    assert!(c
+        .start(0, specs(100), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    // Two of five lost at once: 60% remain, below 80%.
+    crash_until_partitioned(&mut c, &[3, 4], 0);
+    // A fresh node joins within threshold_time. Alone in its log it would
+    // see 4 of 4 members (100%); the log it adopts says 4 of 6 (66%).
+    let joiner = c.add_node();
+    let joined = c
+        .run_until(Duration::from_secs(10), |c| {
+            c.node(joiner).is_some_and(|n| n.nodes().len() == 4)
+        })
+        .unwrap();
+    assert!(joined);
+    c.run_for(Duration::from_secs(1)).unwrap();
+    let n = c.node(joiner).unwrap();
+    assert!(n.is_partitioned(), "the joiner ignored the recent losses");
+    assert_eq!(c.runtime(joiner).running().count(), 0);
+}

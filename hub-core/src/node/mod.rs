@@ -478,7 +478,12 @@ impl Node {
             return;
         }
         match message {
-            Message::Hello { members, .. } => {
+            Message::Hello {
+                members, losses, ..
+            } => {
+                if self.membership.adopt_losses(now, &losses) {
+                    self.check_quorum(now);
+                }
                 if greeted {
                     self.send_hello(from);
                 }
@@ -737,6 +742,7 @@ impl Node {
         let msg = Message::Hello {
             info: self.cfg.info(),
             members,
+            losses: self.membership.losses(self.now),
         };
         self.send(to.clone(), msg);
     }

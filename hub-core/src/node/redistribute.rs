@@ -365,7 +365,7 @@ impl Node {
     }
 
     /// Enters or leaves partition mode per the partition strategy.
-    fn check_quorum(&mut self, now: Time) {
+    pub(super) fn check_quorum(&mut self, now: Time) {
         let view = QuorumView {
             now,
             visible: self.membership.visible(),
