@@ -88,6 +88,14 @@ pub enum Event {
         /// Its role on this node now.
         role: crate::strategy::Role,
     },
+    /// A child placed on named nodes (Guided, load balancer) lost them
+    /// all: it was restarted here, on its ring owner, instead of dropped.
+    PlacementFallback {
+        /// Child.
+        id: ChildId,
+        /// The nodes its spec names.
+        named: Vec<NodeId>,
+    },
     /// A child failed for good and was removed.
     ChildFailed {
         /// Child.

@@ -172,6 +172,12 @@ pub trait PartitionStrategy: Debug + Send {
 
     /// Whether the node is cut off from its quorum.
     fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool;
+
+    /// Whether a new node starts partitioned until the check passes (by
+    /// default the check runs on membership changes only).
+    fn check_at_start(&self) -> bool {
+        false
+    }
 }
 
 /// The strategies a node runs with.

@@ -12,7 +12,7 @@ use hub_strategies::StaticQuorum;
 async fn main() {
     let strategies = || {
         let mut s = hub_strategies::defaults();
-        s.partition = Box::new(StaticQuorum { quorum_size: 3 });
+        s.partition = Box::new(StaticQuorum::new(3));
         s
     };
     let hubs = common::cluster(3, strategies).await;

@@ -273,7 +273,7 @@ async fn active_passive_calls_reach_the_active_replica_and_a_kill_promotes_the_p
 
 fn static_quorum(n: usize) -> Strategies {
     let mut s = hub_strategies::defaults();
-    s.partition = Box::new(hub_strategies::StaticQuorum { quorum_size: n });
+    s.partition = Box::new(hub_strategies::StaticQuorum::new(n));
     s
 }
 

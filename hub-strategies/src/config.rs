@@ -198,6 +198,9 @@ pub enum PartitionConfig {
     StaticQuorum {
         /// Nodes needed, self included.
         quorum_size: usize,
+        /// Check at start too (default false).
+        #[serde(default)]
+        startup_confirm: bool,
     },
     /// [`MajorityQuorum`].
     MajorityQuorum {
@@ -317,9 +320,15 @@ impl StrategyConfig {
         };
         let partition: Box<dyn hub_core::PartitionStrategy> = match self.partition {
             PartitionConfig::Divergence => Box::new(Divergence),
-            PartitionConfig::StaticQuorum { quorum_size } => {
+            PartitionConfig::StaticQuorum {
+                quorum_size,
+                startup_confirm,
+            } => {
                 check(quorum_size > 0, "partition.quorum_size", "must be positive")?;
-                Box::new(StaticQuorum { quorum_size })
+                Box::new(StaticQuorum {
+                    quorum_size,
+                    startup_confirm,
+                })
             }
             PartitionConfig::MajorityQuorum {
                 initial_cluster_size,

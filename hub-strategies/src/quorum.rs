@@ -9,20 +9,32 @@ use hub_core::membership::Change;
 use hub_core::{NodeId, PartitionStrategy, QuorumView};
 
 /// Partitioned while fewer than `quorum_size` members (self included) are
-/// visible.
+/// visible. With `startup_confirm`, a node also starts partitioned and
+/// acts only once it sees a quorum; without (the default), the check runs
+/// on membership changes only.
 ///
 /// ```
 /// use hub_strategies::StaticQuorum;
-/// let q = StaticQuorum { quorum_size: 3 };
+/// let q = StaticQuorum::new(3);
 /// assert!(q.partitioned(2) && !q.partitioned(3));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StaticQuorum {
     /// Members needed (required; no default).
     pub quorum_size: usize,
+    /// Check at start too (default false).
+    pub startup_confirm: bool,
 }
 
 impl StaticQuorum {
+    /// `quorum_size` members needed, without `startup_confirm`.
+    pub fn new(quorum_size: usize) -> Self {
+        StaticQuorum {
+            quorum_size,
+            startup_confirm: false,
+        }
+    }
+
     /// The decision for `visible` members.
     pub fn partitioned(&self, visible: usize) -> bool {
         visible < self.quorum_size
@@ -36,6 +48,10 @@ impl PartitionStrategy for StaticQuorum {
 
     fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
         self.partitioned(view.visible)
+    }
+
+    fn check_at_start(&self) -> bool {
+        self.startup_confirm
     }
 }
 

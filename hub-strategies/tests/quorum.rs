@@ -30,7 +30,7 @@ fn n(i: usize) -> NodeId {
 #[test]
 fn static_quorum_counts_visible_members() {
     let h = VecDeque::new();
-    let mut q = StaticQuorum { quorum_size: 3 };
+    let mut q = StaticQuorum::new(3);
     assert!(q.is_partitioned(&view(0, 2, &h)));
     assert!(!q.is_partitioned(&view(0, 3, &h)));
     assert!(!q.is_partitioned(&view(0, 5, &h)));

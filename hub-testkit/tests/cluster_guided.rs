@@ -1,6 +1,6 @@
 //! Guided distribution: the caller names each child's node.
 
-use hub_core::{ChildSpec, NodeId, StartError, StartOptions, Strategies};
+use hub_core::{ChildSpec, Event, NodeId, StartError, StartOptions, Strategies};
 use hub_strategies::Guided;
 use hub_testkit::{invariants, Cluster, ClusterOptions};
 
@@ -86,9 +86,19 @@ fn a_guided_child_whose_node_dies_restarts_on_the_ring_owner_and_goes_back() {
         .unwrap()
         .is_ok());
     assert!(c.settle());
+    let before = c.events().len();
     c.crash(2);
     assert!(c.settle());
     invariants::check_all(&c).unwrap();
+    let fallbacks = c.events()[before..]
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::PlacementFallback { named, .. } if named == &[NodeId::new("n2")]))
+        .count();
+    assert_eq!(
+        fallbacks,
+        specs.len(),
+        "one fallback event per re-placed child"
+    );
     for s in &specs {
         let h = holder(&c, s.id.as_str());
         assert_ne!(h, NodeId::new("n2"));

@@ -85,7 +85,7 @@ fn majority_quorum_stops_the_minority_and_never_duplicates() {
 fn static_quorum_of_three_on_a_two_node_remainder() {
     let opts = ClusterOptions::new(4)
         .seed(41)
-        .strategies(with(|| Box::new(StaticQuorum { quorum_size: 3 })));
+        .strategies(with(|| Box::new(StaticQuorum::new(3))));
     let mut c = Cluster::formed(opts).unwrap();
     assert!(c
         .start(0, specs(200), StartOptions::awaited())
@@ -166,4 +166,31 @@ fn a_joiner_adopts_the_loss_log_and_does_not_act_outside_quorum() {
     let n = c.node(joiner).unwrap();
     assert!(n.is_partitioned(), "the joiner ignored the recent losses");
     assert_eq!(c.runtime(joiner).running().count(), 0);
+}
+
+#[test]
+fn startup_confirm_keeps_a_new_node_partitioned_until_it_sees_a_quorum() {
+    for confirm in [true, false] {
+        let opts = ClusterOptions::new(3)
+            .seed(72)
+            .strategies(move || Strategies {
+                partition: Box::new(StaticQuorum {
+                    quorum_size: 3,
+                    startup_confirm: confirm,
+                }),
+                ..hub_strategies::defaults()
+            });
+        let mut c = Cluster::new(opts);
+        assert_eq!(c.node(0).unwrap().is_partitioned(), confirm);
+        if confirm {
+            let r = c.start(0, specs(1), StartOptions::awaited());
+            assert_eq!(r, Err(Failure::Refused(CommandError::Partitioned)));
+        }
+        assert!(c.settle());
+        assert!(!c.node(0).unwrap().is_partitioned());
+        assert!(c
+            .start(0, specs(10), StartOptions::awaited())
+            .unwrap()
+            .is_ok());
+    }
 }

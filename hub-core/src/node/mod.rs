@@ -241,7 +241,7 @@ impl Node {
         let me = cfg.node_id.clone();
         let ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
         let sync_interval = strategies.sync.sync_interval();
-        Ok(Node {
+        let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
             membership: Membership::new(cfg.info(), cfg.timings()),
             timers: Timers {
@@ -272,7 +272,11 @@ impl Node {
             now,
             ring_epoch: 0,
             recently_stopped: BTreeMap::new(),
-        })
+        };
+        if node.strategies.partition.check_at_start() {
+            node.check_quorum(now);
+        }
+        Ok(node)
     }
 
     // ----- getters -------------------------------------------------------

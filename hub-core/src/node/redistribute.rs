@@ -163,6 +163,14 @@ impl Node {
             let state = orphan.state.clone();
             let owners = self.owners(&self.ring, &spec);
             if owners.contains(&self.me) {
+                if let Some(named) = spec.nodes() {
+                    if !named.iter().any(|n| self.ring.contains(n)) {
+                        self.emit(Event::PlacementFallback {
+                            id: id.clone(),
+                            named,
+                        });
+                    }
+                }
                 self.spawn(spec, state, StartPurpose::Orphan);
             } else if let Some(first) = owners.first() {
                 // The owner may not know the child (e.g. it restarted and

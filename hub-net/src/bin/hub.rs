@@ -165,6 +165,7 @@ fn parse_partition(s: &str) -> Result<PartitionConfig, String> {
         "divergence" => PartitionConfig::Divergence,
         "static" => PartitionConfig::StaticQuorum {
             quorum_size: num("a quorum size")? as usize,
+            startup_confirm: false,
         },
         "majority" => PartitionConfig::MajorityQuorum {
             initial_cluster_size: num("an initial cluster size")? as usize,
@@ -772,7 +773,10 @@ mod tests {
         );
         assert_eq!(
             parse_partition("static:3"),
-            Ok(PartitionConfig::StaticQuorum { quorum_size: 3 })
+            Ok(PartitionConfig::StaticQuorum {
+                quorum_size: 3,
+                startup_confirm: false
+            })
         );
         assert_eq!(
             parse_partition("majority:5"),
