@@ -272,6 +272,14 @@ impl SimCluster {
         NetSim::current().update_config(|c| c.send_latency = range);
     }
 
+    /// Sets the packet loss rate of every link. TCP retransmits what a
+    /// lossy link drops, so on an open connection this shows up as delay
+    /// and jitter, as on a real network; frames themselves are lost only
+    /// with their connection (kills, restarts, replaced connections).
+    pub fn loss_rate(&self, rate: f64) {
+        NetSim::current().update_config(|c| c.packet_loss_rate = rate.clamp(0.0, 1.0));
+    }
+
     /// Cuts the link from `a` to `b` only.
     pub fn clog(&self, a: usize, b: usize) {
         NetSim::current().clog_link(self.nodes[a].handle.id(), self.nodes[b].handle.id());

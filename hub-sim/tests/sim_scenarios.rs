@@ -168,6 +168,22 @@ async fn graceful_shutdown_hands_over_under_load() {
     assert_eq!(c.views().await.len(), 3);
 }
 
+#[madsim::test]
+async fn lossy_links_with_kills_and_restarts_keep_every_child() {
+    let mut c = formed(4).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 20).await;
+    c.loss_rate(0.1);
+    load(&c, &mut w, 30).await;
+    c.kill(3);
+    w.forget_unknown(&c).await;
+    load(&c, &mut w, 20).await;
+    c.restart(3);
+    load(&c, &mut w, 20).await;
+    c.loss_rate(0.0);
+    verify(&c, &mut w).await;
+}
+
 fn hot_swap_handover() -> hub_core::Strategies {
     let mut s = hub_strategies::defaults();
     s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));

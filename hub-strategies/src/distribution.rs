@@ -93,21 +93,28 @@ impl DistributionStrategy for Guided {
     }
 }
 
-/// The nodes named in the spec that are still members, else the ring
-/// owners (a child is never left without a place).
+/// The nodes named in the spec that are still members, then ring owners
+/// up to `replicas` (a child is never left without a place, nor short of
+/// copies because it was named while the cluster was smaller).
 fn named_or_hashed(ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
-    let named: Vec<NodeId> = spec
+    let mut owners: Vec<NodeId> = spec
         .nodes()
         .unwrap_or_default()
         .into_iter()
         .filter(|n| ring.contains(n))
         .take(replicas)
         .collect();
-    if named.is_empty() {
-        ring.owners(spec.id.as_str(), replicas)
-    } else {
-        named
+    if owners.len() < replicas {
+        for n in ring.owners(spec.id.as_str(), replicas) {
+            if owners.len() == replicas {
+                break;
+            }
+            if !owners.contains(&n) {
+                owners.push(n);
+            }
+        }
     }
+    owners
 }
 
 /// Places new children on the least loaded nodes. Every `push_interval`

@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use hub_core::ChildId;
-use hub_strategies::HotSwap;
+use hub_strategies::{
+    DistributionConfig, HotSwap, MigrationConfig, RedundancyConfig, RedundancySignal,
+    ReplicationModel, StrategyConfig, SyncConfig,
+};
 use hub_testkit::gen::{self, ClusterOp};
 use hub_testkit::{invariants, Cluster, ClusterOptions, NetConfig};
 use proptest::prelude::*;
@@ -15,6 +18,59 @@ fn known_by_survivors(c: &Cluster, id: &ChildId) -> bool {
             || c.node(i)
                 .is_some_and(|n| !n.registry().lookup_ref(id.as_str()).is_empty())
     })
+}
+
+/// Any strategy combination the fuzzer explores, with short intervals so
+/// that rounds, reports and timeouts happen within a case.
+fn strategy_config() -> impl Strategy<Value = StrategyConfig> {
+    let distribution = prop_oneof![
+        Just(DistributionConfig::default()),
+        Just(DistributionConfig::CentralizedLoadBalancer {
+            push_interval: 700,
+            max_history_size: 5,
+            weight_decay_factor: 0.9,
+        }),
+    ];
+    let redundancy = prop_oneof![
+        Just(RedundancyConfig::Singularity),
+        (1usize..4, any::<bool>()).prop_map(|(k, ap)| RedundancyConfig::Replication {
+            replication_factor: k,
+            replication_model: if ap {
+                ReplicationModel::ActivePassive
+            } else {
+                ReplicationModel::ActiveActive
+            },
+            redundancy_signal: RedundancySignal::All,
+        }),
+    ];
+    let migration = prop_oneof![
+        Just(MigrationConfig::ColdSwap),
+        any::<bool>().prop_map(|handover| MigrationConfig::HotSwap {
+            handover,
+            retention: 300,
+            handover_data_wait: 200,
+            child_migration_timeout: 400,
+        }),
+    ];
+    let sync = prop_oneof![
+        Just(SyncConfig::PubSub {
+            sync_interval: 3000
+        }),
+        any::<bool>().prop_map(|restricted_init| SyncConfig::Gossip {
+            sync_interval: 3000,
+            recipients: 2,
+            restricted_init,
+        }),
+    ];
+    (distribution, redundancy, migration, sync).prop_map(
+        |(distribution, redundancy, migration, sync)| StrategyConfig {
+            distribution,
+            redundancy,
+            migration,
+            sync,
+            ..StrategyConfig::default()
+        },
+    )
 }
 
 fn cases() -> u32 {
@@ -235,6 +291,31 @@ proptest! {
             s
         });
         run_with(seed, &ops, opts)?;
+    }
+
+    /// Strategy fuzzing: any combination of distribution, redundancy,
+    /// migration and sync (partition stays Divergence: the quiet-time
+    /// invariants assume one connected cluster may act) under random
+    /// operations and faults.
+    #[test]
+    fn random_strategy_configurations_keep_the_invariants(
+        seed in any::<u64>(),
+        nodes in 1usize..5,
+        ops in gen::operations(20),
+        cfg in strategy_config(),
+        latency_ms in 0u64..40,
+    ) {
+        let active_passive = matches!(
+            cfg.redundancy,
+            RedundancyConfig::Replication {
+                replication_model: ReplicationModel::ActivePassive,
+                ..
+            }
+        );
+        prop_assert!(cfg.build().is_ok());
+        let opts = options(seed, nodes, NetConfig::default(), latency_ms)
+            .strategies(move || cfg.build().expect("checked above"));
+        run_checked(seed, &ops, opts, active_passive)?;
     }
 }
 

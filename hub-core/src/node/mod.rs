@@ -409,9 +409,12 @@ impl Node {
             && self.outbound.is_empty()
             && self.handing.is_empty()
             && self.lock.is_none()
-            && self.local.values().all(|l| {
+            && self.local.iter().all(|(id, l)| {
                 matches!(l.state, LocalState::Running(_))
-                    && (self.partitioned || self.owners(&self.ring, &l.spec).contains(&self.me))
+                    && (self.partitioned
+                        || self
+                            .owners(&self.ring, self.agreed_spec(id, &l.spec))
+                            .contains(&self.me))
             })
             && self.replicas_complete()
     }
@@ -762,6 +765,12 @@ impl Node {
 
     fn replicas(&self) -> usize {
         self.strategies.redundancy.replicas(self.ring.len()).max(1)
+    }
+
+    /// The spec every node judges `id` by: the registry's (its lowest
+    /// holder's), else the local one. Copies started apart may differ.
+    fn agreed_spec<'a>(&'a self, id: &ChildId, local: &'a ChildSpec) -> &'a ChildSpec {
+        self.registry.spec(id.as_str()).map_or(local, |s| &**s)
     }
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec) -> Vec<NodeId> {

@@ -478,14 +478,21 @@ impl Node {
                     if node != self.me {
                         // Another copy appeared: keep only the owner's.
                         self.reconcile_child(&id);
+                        // The agreed spec (the lowest holder's) may differ now.
+                        self.update_role(&id);
                     }
                     let owners = self.registry.lookup(id.as_str());
                     self.emit(Event::RegistryInserted { id, owners });
                 }
-                RegistryChange::Removed { id, node } => self.emit(Event::RegistryRemoved {
-                    id,
-                    nodes: vec![node],
-                }),
+                RegistryChange::Removed { id, node } => {
+                    if node != self.me {
+                        self.update_role(&id);
+                    }
+                    self.emit(Event::RegistryRemoved {
+                        id,
+                        nodes: vec![node],
+                    })
+                }
             }
         }
     }

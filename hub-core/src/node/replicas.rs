@@ -25,7 +25,7 @@ impl Node {
         !self.redundant()
             || self.partitioned
             || self.local.iter().all(|(id, l)| {
-                self.owners(&self.ring, &l.spec)
+                self.owners(&self.ring, self.agreed_spec(id, &l.spec))
                     .iter()
                     .all(|o| self.registry.holds(o, id.as_str()))
             })
@@ -55,7 +55,7 @@ impl Node {
             return;
         }
         let spec = local.spec.clone();
-        for to in self.owners(&self.ring, &spec) {
+        for to in self.owners(&self.ring, self.agreed_spec(id, &spec)) {
             let usable = to != self.me
                 && !self.registry.holds(&to, id.as_str())
                 && self
@@ -90,7 +90,7 @@ impl Node {
         if !matches!(local.state, LocalState::Running(_)) {
             return;
         }
-        let owners = self.owners(&self.ring, &local.spec);
+        let owners = self.owners(&self.ring, self.agreed_spec(id, &local.spec));
         // A copy outside the owners (on its way out) keeps its last role.
         let Some(index) = owners.iter().position(|o| *o == self.me) else {
             return;
