@@ -357,3 +357,30 @@ fn a_handoff_back_to_a_retiring_copy_is_not_lost() {
     let opts = options(seed, 3, NetConfig::default(), 56).strategies(hot_swap(false));
     run_with(seed, &ops, opts).unwrap();
 }
+
+/// Found by the lossy-network property (and present since session one): a
+/// node whose handoff target left turned the child into an orphan, then
+/// dropped it because a stale registry row (a lost delta) said another node
+/// held it, while that node had handed it to this one.
+#[test]
+fn a_stale_row_does_not_make_a_node_drop_its_last_copy() {
+    use ClusterOp::*;
+    let ops = vec![
+        Partition(vec![false, true, true, false, false, false, false, false]),
+        Advance(945),
+        Start {
+            node: 2,
+            ids: vec![36, 59],
+        },
+        Crash(3),
+        Join,
+        Leave(3),
+    ];
+    let net = NetConfig {
+        min_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(30),
+        drop_rate: 0.02,
+        duplicate_rate: 0.02,
+    };
+    run(225769757433728511, 3, &ops, net, 0).unwrap();
+}

@@ -109,14 +109,19 @@ struct Orphan {
     state: Option<Bytes>,
     /// Owner it was last handed to (not resent until the next sync round).
     sent_to: Option<NodeId>,
+    /// This node had the last copy (its own, or one it was handing over):
+    /// another holder in the registry may be a stale row, so the orphan is
+    /// not dropped for it; a duplicate, if any, is resolved like any other.
+    responsible: bool,
 }
 
 impl Orphan {
-    fn new(spec: Arc<ChildSpec>, state: Option<Bytes>) -> Self {
+    fn new(spec: Arc<ChildSpec>, state: Option<Bytes>, responsible: bool) -> Self {
         Orphan {
             spec,
             state,
             sent_to: None,
+            responsible,
         }
     }
 }

@@ -350,7 +350,7 @@ impl Node {
                         // The other copy may have vanished meanwhile: never
                         // drop the last one.
                         if self.registry.lookup_ref(id.as_str()).is_empty() {
-                            self.orphans.insert(id, Orphan::new(local.spec, None));
+                            self.orphans.insert(id, Orphan::new(local.spec, None, true));
                             self.reconcile();
                         }
                     }
@@ -421,7 +421,7 @@ impl Node {
             None => {
                 let me = self.me.clone();
                 self.mark_moving(&id, me);
-                self.orphans.insert(id, Orphan::new(spec, None));
+                self.orphans.insert(id, Orphan::new(spec, None, true));
             }
         }
     }

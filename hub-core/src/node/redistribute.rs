@@ -107,7 +107,7 @@ impl Node {
                 nodes: vec![node.clone()],
             });
             if self.registry.lookup_ref(id.as_str()).is_empty() && !self.local.contains_key(&id) {
-                self.orphans.insert(id, Orphan::new(row.spec, None));
+                self.orphans.insert(id, Orphan::new(row.spec, None, false));
             }
         }
     }
@@ -125,11 +125,12 @@ impl Node {
             let Some(o) = self.outbound.remove(&id) else {
                 continue;
             };
+            debug!(child = %id, to = %node, "handoff target gone");
             // A leaving node does not act on orphans: it re-targets at once.
             match self.leaving.as_ref().and(self.successor(&o.spec)) {
                 Some(to) => self.hand_off(o.spec, to, o.state),
                 None => {
-                    self.orphans.insert(id, Orphan::new(o.spec, o.state));
+                    self.orphans.insert(id, Orphan::new(o.spec, o.state, true));
                 }
             }
         }
@@ -149,10 +150,11 @@ impl Node {
         self.update_roles();
         let ids: Vec<ChildId> = self.orphans.keys().cloned().collect();
         for id in ids {
-            let held = !self.registry.lookup_ref(id.as_str()).is_empty()
-                || self.local.contains_key(&id)
-                || self.outbound.contains_key(&id);
-            if held {
+            let responsible = self.orphans.get(&id).is_some_and(|o| o.responsible);
+            let held_here = self.local.contains_key(&id) || self.outbound.contains_key(&id);
+            let held_elsewhere = !self.registry.lookup_ref(id.as_str()).is_empty();
+            if held_here || (held_elsewhere && !responsible) {
+                debug!(child = %id, "orphan dropped: held elsewhere");
                 self.orphans.remove(&id);
                 continue;
             }
@@ -275,6 +277,14 @@ impl Node {
         let mut moved = Vec::new();
         for id in ids {
             self.handed(&id, from);
+            // An orphan offered to its owner: the owner runs it now.
+            if self
+                .orphans
+                .get(&id)
+                .is_some_and(|o| o.sent_to.as_ref() == Some(from))
+            {
+                self.orphans.remove(&id);
+            }
             if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
                 self.outbound.remove(&id);
                 moved.push(id.clone());
@@ -397,7 +407,7 @@ impl Node {
             self.emit(Event::QuorumRestored);
             for (id, spec) in std::mem::take(&mut self.suspended) {
                 if self.registry.lookup_ref(id.as_str()).is_empty() {
-                    self.orphans.insert(id, Orphan::new(spec, None));
+                    self.orphans.insert(id, Orphan::new(spec, None, true));
                 }
             }
         }
