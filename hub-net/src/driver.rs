@@ -48,6 +48,8 @@ pub(crate) struct NetSettings {
     pub(crate) max_frame: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) seeds: Vec<String>,
+    /// Node clock speed against real time (fault injection; 1.0 normally).
+    pub(crate) clock_rate: f64,
 }
 
 /// Messages queued for a peer while it is being dialed.
@@ -116,11 +118,13 @@ impl Driver {
     }
 
     fn now(&self) -> Time {
-        Time::from_millis(self.epoch.elapsed().as_millis() as u64)
+        let elapsed = self.epoch.elapsed().as_secs_f64() * self.net.clock_rate;
+        Time::from_millis((elapsed * 1000.0) as u64)
     }
 
     fn instant(&self, t: Time) -> Instant {
-        self.epoch + Duration::from_millis(t.as_millis())
+        let real = t.as_millis() as f64 / self.net.clock_rate;
+        self.epoch + Duration::from_micros((real * 1000.0) as u64)
     }
 
     /// Runs until the node has left (graceful shutdown) or is cancelled.

@@ -36,6 +36,7 @@ pub struct HubBuilder {
     limits: Limits,
     max_frame: usize,
     handshake_timeout: Duration,
+    clock_rate: f64,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -106,6 +107,19 @@ impl HubBuilder {
         self
     }
 
+    /// How fast this node's clock runs against real time (default 1.0;
+    /// 1.1 is 10% fast). Only for fault injection: the node's timers
+    /// (heartbeats, failure detection, rounds, timeouts) run at that rate.
+    /// Rates outside 0.1..=10 are clamped.
+    pub fn clock_rate(mut self, rate: f64) -> Self {
+        self.clock_rate = if rate.is_finite() {
+            rate.clamp(0.1, 10.0)
+        } else {
+            1.0
+        };
+        self
+    }
+
     /// Adjusts the core configuration (timers, lock timeout, hop limit...).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
@@ -124,6 +138,7 @@ impl HubBuilder {
             limits,
             max_frame,
             handshake_timeout,
+            clock_rate,
         } = self;
         let listener = match &listen {
             Some(addr) => Some(TcpListener::bind(addr.as_str()).await.map_err(|source| {
@@ -169,6 +184,7 @@ impl HubBuilder {
             max_frame,
             connect_timeout: Duration::from_secs(3),
             seeds,
+            clock_rate,
         };
         let cancel = CancellationToken::new();
         let (api_tx, api_rx) = mpsc::channel(1024);
@@ -251,6 +267,7 @@ impl Hub {
             limits: Limits::default(),
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
+            clock_rate: 1.0,
         }
     }
 

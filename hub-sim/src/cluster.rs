@@ -26,6 +26,9 @@ pub struct SimOptions {
     pub hub_id: String,
     /// Failure detection: heartbeat period (suspect after 4, down after 8).
     pub heartbeat: Duration,
+    /// Clock rate per machine index (default 1.0 for all): a skewed clock
+    /// runs its node's timers fast or slow against everyone else's.
+    pub clock_rates: Vec<f64>,
     customize: Customize,
 }
 
@@ -35,6 +38,7 @@ impl std::fmt::Debug for SimOptions {
             .field("nodes", &self.nodes)
             .field("hub_id", &self.hub_id)
             .field("heartbeat", &self.heartbeat)
+            .field("clock_rates", &self.clock_rates)
             .finish_non_exhaustive()
     }
 }
@@ -47,8 +51,18 @@ impl SimOptions {
             nodes,
             hub_id: "sim".into(),
             heartbeat: Duration::from_millis(100),
+            clock_rates: Vec::new(),
             customize: Arc::new(|b| b.register::<Counter>("counter").register::<Echo>("echo")),
         }
+    }
+
+    /// Makes machine `i`'s clock run at `rate` (e.g. 1.2: 20% fast).
+    pub fn clock_rate(mut self, i: usize, rate: f64) -> Self {
+        if self.clock_rates.len() <= i {
+            self.clock_rates.resize(i + 1, 1.0);
+        }
+        self.clock_rates[i] = rate;
+        self
     }
 
     /// Adjusts every node's builder: register your own process kinds,
@@ -135,10 +149,12 @@ impl SimCluster {
                 let trace = trace.clone();
                 async move {
                     let hb = opts.heartbeat;
+                    let rate = opts.clock_rates.get(i).copied().unwrap_or(1.0);
                     let b = Hub::builder(opts.hub_id.clone())
                         .node_id(format!("n{i}"))
                         .listen(SocketAddr::new(ip(i), PORT).to_string())
-                        .cookie("sim-cookie");
+                        .cookie("sim-cookie")
+                        .clock_rate(rate);
                     let mut b = (opts.customize)(b).configure(move |c| {
                         c.heartbeat_interval = hb;
                         c.suspect_after = hb * 4;

@@ -229,6 +229,26 @@ async fn a_minority_outside_majority_quorum_runs_nothing_then_rejoins() {
     }
 }
 
+#[madsim::test]
+async fn skewed_clocks_with_churn_keep_every_child() {
+    // One clock 25% fast, one 20% slow: heartbeats, failure detection and
+    // rounds drift apart. Protocol messages carry no absolute time.
+    let opts = SimOptions::new(4).clock_rate(1, 1.25).clock_rate(2, 0.8);
+    let mut c = SimCluster::new(opts);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.settle(Duration::from_secs(20)).await.expect("formed");
+    let mut w = Workload::default();
+    load(&c, &mut w, 30).await;
+    c.kill(3);
+    w.forget_unknown(&c).await;
+    load(&c, &mut w, 20).await;
+    c.restart(3);
+    c.partition(&[&[0, 1], &[2, 3]]);
+    load(&c, &mut w, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    verify(&c, &mut w).await;
+}
+
 fn hot_swap_handover() -> hub_core::Strategies {
     let mut s = hub_strategies::defaults();
     s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));
