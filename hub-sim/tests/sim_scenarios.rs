@@ -13,7 +13,11 @@ use rand::Rng;
 const QUIET: Duration = Duration::from_secs(60);
 
 async fn formed(n: usize) -> SimCluster {
-    let c = SimCluster::new(SimOptions::new(n));
+    formed_with(SimOptions::new(n)).await
+}
+
+async fn formed_with(opts: SimOptions) -> SimCluster {
+    let c = SimCluster::new(opts);
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.settle(Duration::from_secs(20))
         .await
@@ -191,9 +195,7 @@ async fn a_minority_outside_majority_quorum_runs_nothing_then_rejoins() {
         s.partition = Box::new(hub_strategies::MajorityQuorum::new(5));
         s
     };
-    let c = SimCluster::new(SimOptions::new(5).customize(move |b| b.strategies(majority())));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    c.settle(Duration::from_secs(20)).await.expect("formed");
+    let c = formed_with(SimOptions::new(5).customize(move |b| b.strategies(majority()))).await;
     let mut w = Workload::default();
     load(&c, &mut w, 30).await;
     c.partition(&[&[0, 1, 2], &[3, 4]]);
@@ -233,10 +235,7 @@ async fn a_minority_outside_majority_quorum_runs_nothing_then_rejoins() {
 async fn skewed_clocks_with_churn_keep_every_child() {
     // One clock 25% fast, one 20% slow: heartbeats, failure detection and
     // rounds drift apart. Protocol messages carry no absolute time.
-    let opts = SimOptions::new(4).clock_rate(1, 1.25).clock_rate(2, 0.8);
-    let mut c = SimCluster::new(opts);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    c.settle(Duration::from_secs(20)).await.expect("formed");
+    let mut c = formed_with(SimOptions::new(4).clock_rate(1, 1.25).clock_rate(2, 0.8)).await;
     let mut w = Workload::default();
     load(&c, &mut w, 30).await;
     c.kill(3);
@@ -299,9 +298,7 @@ async fn adds_and_reads(c: &SimCluster, adds: &mut Adds, steps: usize) {
 #[madsim::test]
 async fn hot_swap_handover_keeps_every_acknowledged_add_through_joins_and_leaves() {
     let mut c =
-        SimCluster::new(SimOptions::new(3).customize(|b| b.strategies(hot_swap_handover())));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    c.settle(Duration::from_secs(20)).await.expect("formed");
+        formed_with(SimOptions::new(3).customize(|b| b.strategies(hot_swap_handover()))).await;
     let hub = c.hub(0).unwrap();
     let specs = (0..40)
         .map(|i| ChildSpec::new(format!("h{i}"), "counter"))
