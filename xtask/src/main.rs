@@ -44,7 +44,7 @@ fn test() -> bool {
     eprintln!(
         "xtask: simulation: {seeds} seeds per scenario from {base} (HUB_SIM_SEEDS / HUB_SIM_SEED)"
     );
-    run(
+    let ok = run(
         "simulation tests (madsim)",
         Command::new(&cargo)
             .args(["test", "-p", "hub-sim"])
@@ -52,7 +52,16 @@ fn test() -> bool {
             .env("CARGO_TARGET_DIR", "target/sim")
             .env("MADSIM_TEST_NUM", &seeds)
             .env("MADSIM_TEST_SEED", &base),
-    )
+    );
+    if !ok {
+        eprintln!(
+            "xtask: to replay this sweep exactly: HUB_SIM_SEED={base} HUB_SIM_SEEDS={seeds} cargo xtask test\n\
+             xtask: to replay one failing scenario at the seed madsim printed above:\n\
+             RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim MADSIM_TEST_SEED=<seed> \
+             MADSIM_TEST_NUM=1 cargo test -p hub-sim --test sim_scenarios <scenario>"
+        );
+    }
+    ok
 }
 
 fn main() -> ExitCode {
