@@ -797,6 +797,13 @@ impl Node {
             .next()
     }
 
+    /// Heartbeat ticks in one `suspect_after`: how often unanswered
+    /// requests and handoffs are re-sent.
+    fn ticks_per_suspect(&self) -> u32 {
+        (self.cfg.suspect_after.as_millis() / self.cfg.heartbeat_interval.as_millis().max(1)).max(1)
+            as u32
+    }
+
     fn next_op(&mut self) -> OpRef {
         self.next_seq += 1;
         OpRef {

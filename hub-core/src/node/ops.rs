@@ -2,7 +2,7 @@
 //! results, time out, roll back, reply.
 
 use std::collections::{BTreeMap, BTreeSet};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{dedup_ids, Node};
 use crate::command::{
@@ -100,7 +100,8 @@ impl Node {
                 .distribution
                 .validate(&self.ring, &spec, replicas);
             if let Err(why) = valid {
-                debug!(child = %id, %why, "start refused by the distribution strategy");
+                // Also the only trace of it for a start that is not awaited.
+                warn!(child = %id, %why, "start refused by the distribution strategy");
                 pending.insert(id.clone(), 1);
                 unplaced.push((id, why));
                 continue;
@@ -336,9 +337,7 @@ impl Node {
     /// starts that some owner has not answered. Owners answer a repeat of
     /// a request they already served with the same result.
     pub(super) fn resend_unanswered_starts(&mut self) {
-        let every = (self.cfg.suspect_after.as_millis()
-            / self.cfg.heartbeat_interval.as_millis().max(1))
-        .max(1) as u32;
+        let every = self.ticks_per_suspect();
         let mut again: Vec<(OpRef, bool, Unanswered)> = Vec::new();
         for (seq, op) in self.ops.iter_mut() {
             let Op::Start(op) = op else { continue };

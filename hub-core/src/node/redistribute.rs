@@ -203,8 +203,7 @@ impl Node {
         // Copies started apart (e.g. on both sides of a partition) may
         // carry different specs, and so different placements (a stamped
         // node list): every node judges by the same one, the registry's.
-        let spec = self.registry.spec(id.as_str()).unwrap_or(&local.spec);
-        let owners = self.owners(&self.ring, spec);
+        let owners = self.owners(&self.ring, self.agreed_spec(id, &local.spec));
         if owners.contains(&self.me) {
             return;
         }
@@ -323,6 +322,12 @@ impl Node {
                 // refusal (reported there as ChildFailed) ends it.
                 self.outbound.remove(&id);
                 self.write_own(None, &id);
+            } else if self
+                .orphans
+                .get(&id)
+                .is_some_and(|o| o.sent_to.as_ref() == Some(from))
+            {
+                self.orphans.remove(&id);
             }
         }
         self.after_local_change(now);
@@ -463,9 +468,7 @@ impl Node {
     /// A handoff unacknowledged for `suspect_after` is sent again (it may
     /// have been lost with a connection); the receiver deduplicates.
     pub(super) fn resend_stale_handoffs(&mut self) {
-        let every = (self.cfg.suspect_after.as_millis()
-            / self.cfg.heartbeat_interval.as_millis().max(1))
-        .max(1) as u32;
+        let every = self.ticks_per_suspect();
         let mut again = Vec::new();
         for o in self.outbound.values_mut() {
             o.ticks += 1;
