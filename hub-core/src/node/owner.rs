@@ -356,7 +356,7 @@ impl Node {
                     }
                     StopPurpose::Requested => {
                         self.write_own(None, &id);
-                        if self.strategies.redundancy.replicas(usize::MAX) > 1 {
+                        if self.redundant() {
                             self.recently_stopped.insert(id, self.now);
                         }
                     }

@@ -1,9 +1,10 @@
 //! Redundancy beyond one copy: missing replicas are re-created by the
 //! holders, and every local replica knows (and is told) its role.
 //!
-//! Repair runs on membership changes only, not on periodic rounds: a
-//! periodic repair could race a stop that removed one replica and not yet
-//! the others, and bring the child back.
+//! Repair runs on membership changes and on sync rounds. A repair offer
+//! can race a stop that removed one replica and not yet the others, so a
+//! node refuses repair offers for a child it stopped on request within the
+//! last two sync intervals (`Node::recently_stopped`).
 
 use tracing::debug;
 
@@ -15,7 +16,7 @@ use crate::output::Output;
 use crate::protocol::Handoff;
 
 impl Node {
-    fn redundant(&self) -> bool {
+    pub(super) fn redundant(&self) -> bool {
         self.strategies.redundancy.replicas(usize::MAX) > 1
     }
 
