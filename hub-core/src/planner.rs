@@ -112,7 +112,10 @@ pub fn plan<'a>(
 }
 
 /// Plans a membership change: children placed by `old` move to where `new`
-/// places them.
+/// places them. Children the strategy places by ring position alone
+/// ([`DistributionStrategy::ring_point`]) are skipped unless they hash
+/// into an arc whose owners changed, so a join costs one hash and a small
+/// binary search per unaffected child.
 pub fn plan_ring_change(
     old: &Ring,
     new: &Ring,
@@ -120,12 +123,19 @@ pub fn plan_ring_change(
     distribution: &dyn DistributionStrategy,
     replicas: usize,
 ) -> Plan {
-    let holders: Vec<Vec<NodeId>> = specs
+    let arcs = old.changed_arcs(new, replicas);
+    let affected: Vec<&ChildSpec> = specs
+        .iter()
+        .filter(|s| distribution.ring_point(s).is_none_or(|p| arcs.contains(p)))
+        .collect();
+    let holders: Vec<Vec<NodeId>> = affected
         .iter()
         .map(|s| distribution.owners(old, s, replicas))
         .collect();
     plan(
-        specs.iter().zip(holders.iter().map(Vec::as_slice)),
+        affected
+            .into_iter()
+            .zip(holders.iter().map(Vec::as_slice)),
         new,
         distribution,
         replicas,

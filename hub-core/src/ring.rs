@@ -151,8 +151,7 @@ impl Ring {
         true
     }
 
-    fn start_index(&self, id: &str) -> usize {
-        let h = child_point(id);
+    fn start_index(&self, h: u64) -> usize {
         let i = self.points.partition_point(|&(p, _)| p < h);
         if i == self.points.len() {
             0
@@ -166,19 +165,25 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let (_, idx) = self.points[self.start_index(id)];
+        let (_, idx) = self.points[self.start_index(child_point(id))];
         self.nodes.get(idx as usize)
     }
 
     /// The first `n` distinct owners of `id` clockwise (all members if there
     /// are fewer). The answer for `n` is a prefix of the answer for `n + 1`.
     pub fn owners(&self, id: &str, n: usize) -> Vec<NodeId> {
+        self.owners_at(child_point(id), n)
+    }
+
+    /// The first `n` distinct owners clockwise from ring position `point`
+    /// (what [`Ring::owners`] answers for an id hashing to `point`).
+    pub fn owners_at(&self, point: u64, n: usize) -> Vec<NodeId> {
         let want = n.min(self.nodes.len());
         let mut out: Vec<NodeId> = Vec::with_capacity(want);
         if want == 0 {
             return out;
         }
-        let start = self.start_index(id);
+        let start = self.start_index(point);
         let len = self.points.len();
         for step in 0..len {
             let (_, idx) = self.points[(start + step) % len];
@@ -191,5 +196,67 @@ impl Ring {
             }
         }
         out
+    }
+
+    /// The ring positions whose first `n` owners differ between `self` and
+    /// `other`: a child hashing outside them keeps its owners. Built from
+    /// the union of both rings' points (every position between two
+    /// consecutive points has the same owners), so it costs O(points) owner
+    /// walks once, after which each child costs one small binary search
+    /// instead of two owner walks.
+    ///
+    /// ```
+    /// use hub_core::{ring::child_point, NodeId, Ring};
+    /// let old = Ring::new(64, ["a", "b"].map(NodeId::new));
+    /// let mut new = old.clone();
+    /// new.insert(NodeId::new("c"));
+    /// let arcs = old.changed_arcs(&new, 1);
+    /// for i in 0..1000 {
+    ///     let id = format!("child-{i}");
+    ///     let moved = old.owner(&id) != new.owner(&id);
+    ///     assert_eq!(arcs.contains(child_point(&id)), moved);
+    /// }
+    /// ```
+    pub fn changed_arcs(&self, other: &Ring, n: usize) -> ChangedArcs {
+        let mut bounds: Vec<u64> = self
+            .points
+            .iter()
+            .chain(other.points.iter())
+            .map(|&(p, _)| p)
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        // Runs of equal answers collapse to their last bound.
+        let mut arcs = ChangedArcs::default();
+        for b in bounds {
+            let changed = self.owners_at(b, n) != other.owners_at(b, n);
+            match (arcs.changed.last(), arcs.ends.last_mut()) {
+                (Some(&last), Some(end)) if last == changed => *end = b,
+                _ => {
+                    arcs.ends.push(b);
+                    arcs.changed.push(changed);
+                }
+            }
+        }
+        arcs
+    }
+}
+
+/// Ring positions whose owners differ between two rings; see
+/// [`Ring::changed_arcs`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedArcs {
+    /// Run `i` covers the positions after `ends[i - 1]` up to `ends[i]`;
+    /// positions after the last end wrap around to run 0.
+    ends: Vec<u64>,
+    changed: Vec<bool>,
+}
+
+impl ChangedArcs {
+    /// True when a child at ring position `point` has other owners.
+    pub fn contains(&self, point: u64) -> bool {
+        let i = self.ends.partition_point(|&e| e < point);
+        let i = if i == self.ends.len() { 0 } else { i };
+        self.changed.get(i).copied().unwrap_or(false)
     }
 }

@@ -10,7 +10,40 @@ fn specs(n: usize) -> Vec<ChildSpec> {
         .collect()
 }
 
+/// The same placement without the ring-position shortcut, so the planner
+/// has to ask it about every child.
+#[derive(Debug)]
+struct Opaque;
+
+impl hub_core::DistributionStrategy for Opaque {
+    fn name(&self) -> &'static str {
+        "opaque"
+    }
+    fn owners(&self, ring: &Ring, spec: &ChildSpec, n: usize) -> Vec<NodeId> {
+        ring.owners(spec.id.as_str(), n)
+    }
+}
+
 proptest! {
+    #[test]
+    fn the_arc_shortcut_plans_exactly_what_asking_every_child_plans(
+        names in proptest::collection::btree_set("[a-z]{1,6}", 1..7),
+        changes in proptest::collection::vec(("[a-z]{1,6}", any::<bool>()), 1..4),
+        vnodes in 1u32..48,
+        n in 1usize..300,
+        k in 1usize..4,
+    ) {
+        let old = Ring::new(vnodes, names.iter().map(NodeId::new));
+        let mut new = old.clone();
+        for (name, join) in changes {
+            if join { new.insert(NodeId::new(name)); } else { new.remove(&NodeId::new(name)); }
+        }
+        let specs = specs(n);
+        let fast = planner::plan_ring_change(&old, &new, &specs, &ConsistentHashing::default(), k);
+        let slow = planner::plan_ring_change(&old, &new, &specs, &Opaque, k);
+        prop_assert_eq!(fast, slow);
+    }
+
     #[test]
     fn a_join_plans_exactly_the_children_whose_owner_changed(
         names in proptest::collection::btree_set("[a-z]{1,6}", 1..6),

@@ -1,4 +1,4 @@
-use hub_core::ring::DEFAULT_VNODES;
+use hub_core::ring::{child_point, DEFAULT_VNODES};
 use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
 
 /// Owners are the first distinct nodes clockwise from the child id's hash.
@@ -38,6 +38,10 @@ impl DistributionStrategy for ConsistentHashing {
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         ring.owners(spec.id.as_str(), replicas)
     }
+
+    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
+        Some(child_point(spec.id.as_str()))
+    }
 }
 
 /// The caller names the node(s) of each child with
@@ -67,6 +71,10 @@ impl DistributionStrategy for Guided {
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         named_or_hashed(ring, spec, replicas)
+    }
+
+    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
+        spec.nodes().is_none().then(|| child_point(spec.id.as_str()))
     }
 
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
@@ -196,6 +204,10 @@ impl DistributionStrategy for CentralizedLoadBalancer {
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         named_or_hashed(ring, spec, replicas)
+    }
+
+    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
+        spec.nodes().is_none().then(|| child_point(spec.id.as_str()))
     }
 
     fn assign(&mut self, ring: &Ring, _spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {
