@@ -127,9 +127,110 @@ fn delta_1000() -> (SliceDelta, Vec<(String, String, u64)>) {
     (delta, bare)
 }
 
+/// The floor with our shape: the same fields and nesting as an encoded
+/// `Message::Delta` (version prefix, enum tag, rows with versions, spec,
+/// handle, move target), as plain owned structs without `Arc`s, checks or
+/// custom types.
+mod plain {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Version(pub u64, pub u64);
+
+    #[derive(Serialize, Deserialize)]
+    pub enum Restart {
+        Permanent,
+        Transient,
+        Temporary,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Spec {
+        pub id: String,
+        pub kind: String,
+        pub args: Vec<u8>,
+        pub restart: Restart,
+        pub metadata: BTreeMap<String, String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Row {
+        pub spec: Spec,
+        pub handle: u64,
+        pub moving_to: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Stamped {
+        pub version: Version,
+        pub row: Option<Row>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Delta {
+        pub node: String,
+        pub since: Version,
+        pub clock: Version,
+        pub rows: Vec<(String, Stamped)>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub enum Message {
+        Delta(Delta),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Envelope {
+        pub version: u16,
+        pub message: Message,
+    }
+
+    pub fn delta(ids: &[String]) -> Envelope {
+        let rows = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let row = Row {
+                    spec: Spec {
+                        id: id.clone(),
+                        kind: "counter".into(),
+                        args: Vec::new(),
+                        restart: Restart::Permanent,
+                        metadata: BTreeMap::new(),
+                    },
+                    handle: i as u64,
+                    moving_to: None,
+                };
+                let version = Version(1, i as u64 + 1);
+                (id.clone(), Stamped { version, row: Some(row) })
+            })
+            .collect();
+        Envelope {
+            version: 2,
+            message: Message::Delta(Delta {
+                node: "node-1".into(),
+                since: Version(0, 0),
+                clock: Version(1, ids.len() as u64),
+                rows,
+            }),
+        }
+    }
+}
+
 fn codec(c: &mut Criterion) {
     let (delta, bare) = delta_1000();
+    let same_shape = plain::delta(&child_ids(1000, 3));
     let msg = Message::Delta(delta);
+    if let Ok(ours) = encode(&msg, DEFAULT_MAX_FRAME) {
+        let floor = postcard::to_stdvec(&same_shape).unwrap_or_default();
+        println!(
+            "codec_delta_1000: ours {} bytes, same-shape floor {} bytes",
+            ours.len(),
+            floor.len()
+        );
+    }
     let mut g = c.benchmark_group("codec_delta_1000");
     g.bench_function("ours_encode_decode", |b| {
         b.iter(|| {
@@ -141,6 +242,12 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             let bytes = postcard::to_stdvec(black_box(&bare)).unwrap_or_default();
             black_box(postcard::from_bytes::<Vec<(String, String, u64)>>(&bytes).is_ok())
+        })
+    });
+    g.bench_function("floor_same_shape_plain_structs", |b| {
+        b.iter(|| {
+            let bytes = postcard::to_stdvec(black_box(&same_shape)).unwrap_or_default();
+            black_box(postcard::from_bytes::<plain::Envelope>(&bytes).is_ok())
         })
     });
     g.finish();

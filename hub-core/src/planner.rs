@@ -106,7 +106,7 @@ pub fn plan<'a>(
         .chain(plan.stops.values_mut())
         .chain(plan.starts.values_mut())
     {
-        ids.sort();
+        ids.sort_unstable();
     }
     plan
 }
