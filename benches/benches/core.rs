@@ -204,7 +204,13 @@ mod plain {
                     moving_to: None,
                 };
                 let version = Version(1, i as u64 + 1);
-                (id.clone(), Stamped { version, row: Some(row) })
+                (
+                    id.clone(),
+                    Stamped {
+                        version,
+                        row: Some(row),
+                    },
+                )
             })
             .collect();
         Envelope {

@@ -133,9 +133,7 @@ pub fn plan_ring_change(
         .map(|s| distribution.owners(old, s, replicas))
         .collect();
     plan(
-        affected
-            .into_iter()
-            .zip(holders.iter().map(Vec::as_slice)),
+        affected.into_iter().zip(holders.iter().map(Vec::as_slice)),
         new,
         distribution,
         replicas,

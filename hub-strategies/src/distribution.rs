@@ -74,7 +74,9 @@ impl DistributionStrategy for Guided {
     }
 
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        spec.nodes().is_none().then(|| child_point(spec.id.as_str()))
+        spec.nodes()
+            .is_none()
+            .then(|| child_point(spec.id.as_str()))
     }
 
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
@@ -207,7 +209,9 @@ impl DistributionStrategy for CentralizedLoadBalancer {
     }
 
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        spec.nodes().is_none().then(|| child_point(spec.id.as_str()))
+        spec.nodes()
+            .is_none()
+            .then(|| child_point(spec.id.as_str()))
     }
 
     fn assign(&mut self, ring: &Ring, _spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {
