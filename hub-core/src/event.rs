@@ -96,6 +96,19 @@ pub enum Event {
         /// The nodes its spec names.
         named: Vec<NodeId>,
     },
+    /// A start was forwarded between nodes that disagree on its owner
+    /// (their membership views differ) until the hop limit
+    /// ([`crate::Config::forward_hop_limit`]); it failed with
+    /// [`crate::StartError::HopLimit`] instead of looping.
+    ForwardingLimit {
+        /// Child.
+        id: ChildId,
+        /// The nodes the request passed through, this one last.
+        path: Vec<NodeId>,
+        /// Where this node would have sent it next (`None`: every owner it
+        /// knows was already on the path).
+        next: Option<NodeId>,
+    },
     /// A child failed for good and was removed.
     ChildFailed {
         /// Child.

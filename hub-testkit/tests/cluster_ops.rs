@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hub_core::{
-    ChildId, ChildSpec, Command, CommandError, Direction, Event, Message, OnFailure, Reply,
+    ChildId, ChildSpec, Command, CommandError, Direction, Event, Message, NodeId, OnFailure, Reply,
     StartError, StartOptions, StopError, StopOptions,
 };
 use hub_testkit::{invariants, specs, Cluster, ClusterOptions, Failure};
@@ -300,6 +300,17 @@ fn forwarding_between_nodes_that_disagree_is_hop_limited() {
         "past the hop limit nothing is forwarded"
     );
     assert!(c.node(1).unwrap().child_lookup(far.id.as_str()).is_empty());
+    // An event names every node the request passed and the next one.
+    let far_owner = c.node(0).unwrap().placement(&far)[0].clone();
+    let named = c.events().iter().find_map(|(_, n, e)| match e {
+        Event::ForwardingLimit { id, path, next } if *n == c.id(0) && *id == far.id => {
+            Some((path.clone(), next.clone()))
+        }
+        _ => None,
+    });
+    let mut expected: Vec<NodeId> = (0..4).map(|i| format!("hop{i}").into()).collect();
+    expected.push(c.id(0));
+    assert_eq!(named, Some((expected, Some(far_owner))));
 }
 
 #[test]

@@ -53,6 +53,11 @@ impl Node {
                         let mut nodes = path.clone();
                         nodes.push(self.me.clone());
                         warn!(child = %id, ?nodes, "start forwarding limit reached");
+                        self.emit(Event::ForwardingLimit {
+                            id: id.clone(),
+                            path: nodes.clone(),
+                            next: next.cloned(),
+                        });
                         self.deliver_start(op.clone(), id, Err(StartError::HopLimit(nodes)));
                     }
                 }
