@@ -101,3 +101,33 @@ fn gossip_repairs_what_a_lossy_network_dropped() {
     assert!(c.settle(), "{:?}", c.unquiet_reason());
     invariants::check_all(&c).unwrap();
 }
+
+#[test]
+fn after_an_awaited_start_the_calling_node_sees_every_child_at_once() {
+    // One relay recipient: without care, most owners would not tell the
+    // caller directly and its lookups would miss until a sync round.
+    let opts = ClusterOptions::new(8).seed(33).strategies(|| {
+        let mut s = hub_strategies::defaults();
+        s.sync = Box::new(Gossip {
+            sync_interval: Duration::from_secs(30),
+            recipients: 1,
+            restricted_init: true,
+        });
+        s
+    });
+    let mut c = Cluster::formed(opts).unwrap();
+    for round in 0..5 {
+        let specs: Vec<ChildSpec> = (0..80)
+            .map(|k| ChildSpec::new(format!("r{round}-c{k}"), "counter"))
+            .collect();
+        let out = c.start(2, specs.clone(), StartOptions::awaited()).unwrap();
+        assert!(out.is_ok());
+        // No settling: right after the reply.
+        let node = c.node(2).unwrap();
+        for s in &specs {
+            let seen: Vec<_> = node.child_lookup(s.id.as_str());
+            let started: Vec<_> = out.started[&s.id].clone();
+            assert_eq!(seen, started, "{} not visible on the caller", s.id);
+        }
+    }
+}

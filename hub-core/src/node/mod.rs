@@ -827,7 +827,16 @@ impl Node {
         if let Some(since) = self.outbox.dirty_since.take() {
             let delta = self.registry.delta_since(&me, since);
             let peers = self.membership.ring_peers();
-            let targets = self.strategies.sync.change_targets(&peers, &mut self.rng);
+            let mut targets = self.strategies.sync.change_targets(&peers, &mut self.rng);
+            // Read-your-writes: the node that asked for a start gets the
+            // rows before the result (same connection, in order), so its
+            // lookups see the child as soon as the awaited start returns,
+            // whatever subset the sync strategy picked.
+            for op in self.outbox.start_results.keys() {
+                if op.origin != me && !targets.contains(&op.origin) {
+                    targets.push(op.origin.clone());
+                }
+            }
             for to in targets {
                 self.send(to, Message::Delta(delta.clone()));
             }
