@@ -417,6 +417,26 @@ impl Hub {
         self.query(|n| n.is_partitioned()).await
     }
 
+    /// The node whose replica of `id` is active: with ActivePassive
+    /// redundancy, the first node of the child's placement that runs it
+    /// (a pure function of the ring and the registry, so every node that
+    /// has converged answers the same), else any holder; `None` when the
+    /// child is not registered. Calls go there.
+    pub async fn active_replica(&self, id: impl Into<ChildId>) -> Result<Option<NodeId>, HubError> {
+        let id = id.into();
+        self.query(move |n| n.active_holder(id.as_str())).await
+    }
+
+    /// The role of this node's replica of `id`, if it runs one under a
+    /// redundancy strategy that assigns roles.
+    pub async fn local_role(
+        &self,
+        id: impl Into<ChildId>,
+    ) -> Result<Option<hub_core::Role>, HubError> {
+        let id = id.into();
+        self.query(move |n| n.local_role(id.as_str())).await
+    }
+
     /// Sends `msg` to child `id` wherever it runs (fire and forget once
     /// handed to the transport).
     pub async fn send<P: Process>(

@@ -249,6 +249,25 @@ async fn active_passive_calls_reach_the_active_replica_and_a_kill_promotes_the_p
             .await
             .unwrap();
         assert_eq!(role, "active", "p{i}");
+        // Every node names the same active replica, and that replica (and
+        // only it) holds the active role.
+        let id = format!("p{i}");
+        let active = n0.active_replica(id.as_str()).await.unwrap().unwrap();
+        for n in [&n1, &n2] {
+            assert_eq!(
+                n.active_replica(id.as_str()).await.unwrap(),
+                Some(active.clone())
+            );
+        }
+        let mut actives = 0;
+        for n in [&n0, &n1, &n2] {
+            let role = n.local_role(id.as_str()).await.unwrap();
+            if role == Some(hub_core::Role::Active) {
+                actives += 1;
+                assert_eq!(n.node_id(), &active, "{id}");
+            }
+        }
+        assert_eq!(actives, 1, "{id}");
     }
     // Kill n2 without a goodbye: the children it was active for are
     // served by their promoted passive replica.
