@@ -326,6 +326,115 @@ async fn hot_swap_handover_keeps_every_acknowledged_add_through_joins_and_leaves
     assert!(acked > 200, "only {acked} adds acknowledged");
 }
 
+fn active_passive() -> hub_core::Strategies {
+    use hub_strategies::{RedundancySignal, Replication, ReplicationModel};
+    let mut s = hub_strategies::defaults();
+    s.redundancy = Box::new(Replication {
+        replication_factor: 2,
+        model: ReplicationModel::ActivePassive,
+        signal: RedundancySignal::All,
+    });
+    s
+}
+
+/// Whether the replicas are as ActivePassive promises: every live node up,
+/// equal rings and registries, two holders per child, every node names the
+/// same active replica, and exactly that replica holds the active role.
+async fn replica_roles(c: &SimCluster) -> Result<(), String> {
+    let alive = c.alive();
+    let hubs: Vec<_> = alive.iter().filter_map(|&i| c.hub(i)).collect();
+    if hubs.len() != alive.len() || hubs.is_empty() {
+        return Err("a live node has no hub yet".into());
+    }
+    let e = |e: hub_net::HubError| e.to_string();
+    let first = &hubs[0];
+    let registry = first.registry_dump().await.map_err(e)?;
+    let ring = first.nodes().await.map_err(e)?;
+    for h in &hubs[1..] {
+        if h.nodes().await.map_err(e)? != ring {
+            return Err(format!("{} sees another ring", h.node_id()));
+        }
+        if h.registry_dump().await.map_err(e)? != registry {
+            return Err(format!("{} has another registry", h.node_id()));
+        }
+    }
+    let want = ring.len().min(2);
+    for (id, holders) in &registry {
+        if holders.len() != want {
+            return Err(format!("{id} has {} replicas: {holders:?}", holders.len()));
+        }
+        let active = first.active_replica(id.clone()).await.map_err(e)?;
+        let mut actives = Vec::new();
+        for h in &hubs {
+            if h.active_replica(id.clone()).await.map_err(e)? != active {
+                return Err(format!(
+                    "{} names another active replica of {id}",
+                    h.node_id()
+                ));
+            }
+            if h.local_role(id.clone()).await.map_err(e)? == Some(hub_core::Role::Active) {
+                actives.push(h.node_id().clone());
+            }
+        }
+        if actives.len() != 1 || Some(&actives[0]) != active.as_ref() {
+            return Err(format!(
+                "{id}: active role on {actives:?}, active replica {active:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[madsim::test]
+async fn active_passive_keeps_exactly_one_active_replica_through_churn() {
+    let mut c = formed_with(SimOptions::new(4).customize(|b| b.strategies(active_passive()))).await;
+    let mut w = Workload::default();
+    let mut rng = rand::rng();
+    for _ in 0..10 {
+        load(&c, &mut w, 6).await;
+        let alive = c.alive();
+        match rng.random_range(0..5) {
+            0 if alive.len() > 2 => {
+                c.kill(alive[rng.random_range(0..alive.len())]);
+                w.forget_unknown(&c).await;
+            }
+            1 => {
+                let dead: Vec<usize> = (0..c.len()).filter(|i| !alive.contains(i)).collect();
+                if let Some(&i) = dead.first() {
+                    c.restart(i);
+                }
+            }
+            2 if c.len() < 6 => {
+                c.add_node();
+            }
+            3 if alive.len() > 2 => {
+                let i = alive[rng.random_range(1..alive.len())];
+                let _ = c.shutdown(i).await;
+                w.forget_unknown(&c).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(rng.random_range(10..2000))).await,
+        }
+    }
+    // Quiet: the roles must settle to exactly one active replica each.
+    let deadline = tokio::time::Instant::now() + QUIET;
+    let mut verdict = replica_roles(&c).await;
+    while let Err(reason) = &verdict {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "roles did not settle: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        verdict = replica_roles(&c).await;
+    }
+    let alive = c.alive();
+    let hub = c.hub(alive[0]).expect("a live node");
+    let registered = hub.registry_dump().await.expect("registry");
+    assert!(!registered.is_empty(), "the workload started nothing");
+    w.check_none_lost(&c)
+        .await
+        .expect("no acknowledged child lost");
+}
+
 /// Same seed, same run: the event traces of two runs are identical.
 #[test]
 fn a_seed_replays_bit_for_bit() {
