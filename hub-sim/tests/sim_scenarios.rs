@@ -95,18 +95,23 @@ async fn asymmetric_clog_then_heal() {
     verify(&c, &mut w).await;
 }
 
-#[madsim::test]
-async fn churn_with_kills_restarts_joins_and_leaves() {
-    let mut c = formed(4).await;
-    let mut w = Workload::default();
+/// Rounds of `steps` workload operations, each followed by a random kill,
+/// restart, join (up to `max_nodes`), graceful leave or wait.
+async fn churn(
+    c: &mut SimCluster,
+    w: &mut Workload,
+    rounds: usize,
+    steps: usize,
+    max_nodes: usize,
+) {
     let mut rng = rand::rng();
-    for _ in 0..12 {
-        load(&c, &mut w, 8).await;
+    for _ in 0..rounds {
+        load(c, w, steps).await;
         let alive = c.alive();
         match rng.random_range(0..5) {
             0 if alive.len() > 2 => {
                 c.kill(alive[rng.random_range(0..alive.len())]);
-                w.forget_unknown(&c).await;
+                w.forget_unknown(c).await;
             }
             1 => {
                 let dead: Vec<usize> = (0..c.len()).filter(|i| !alive.contains(i)).collect();
@@ -114,17 +119,24 @@ async fn churn_with_kills_restarts_joins_and_leaves() {
                     c.restart(i);
                 }
             }
-            2 if c.len() < 7 => {
+            2 if c.len() < max_nodes => {
                 c.add_node();
             }
             3 if alive.len() > 2 => {
                 let i = alive[rng.random_range(1..alive.len())];
                 let _ = c.shutdown(i).await;
-                w.forget_unknown(&c).await;
+                w.forget_unknown(c).await;
             }
             _ => tokio::time::sleep(Duration::from_millis(rng.random_range(10..2000))).await,
         }
     }
+}
+
+#[madsim::test]
+async fn churn_with_kills_restarts_joins_and_leaves() {
+    let mut c = formed(4).await;
+    let mut w = Workload::default();
+    churn(&mut c, &mut w, 12, 8, 7).await;
     verify(&c, &mut w).await;
 }
 
@@ -389,32 +401,7 @@ async fn replica_roles(c: &SimCluster) -> Result<(), String> {
 async fn active_passive_keeps_exactly_one_active_replica_through_churn() {
     let mut c = formed_with(SimOptions::new(4).customize(|b| b.strategies(active_passive()))).await;
     let mut w = Workload::default();
-    let mut rng = rand::rng();
-    for _ in 0..10 {
-        load(&c, &mut w, 6).await;
-        let alive = c.alive();
-        match rng.random_range(0..5) {
-            0 if alive.len() > 2 => {
-                c.kill(alive[rng.random_range(0..alive.len())]);
-                w.forget_unknown(&c).await;
-            }
-            1 => {
-                let dead: Vec<usize> = (0..c.len()).filter(|i| !alive.contains(i)).collect();
-                if let Some(&i) = dead.first() {
-                    c.restart(i);
-                }
-            }
-            2 if c.len() < 6 => {
-                c.add_node();
-            }
-            3 if alive.len() > 2 => {
-                let i = alive[rng.random_range(1..alive.len())];
-                let _ = c.shutdown(i).await;
-                w.forget_unknown(&c).await;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(rng.random_range(10..2000))).await,
-        }
-    }
+    churn(&mut c, &mut w, 10, 6, 6).await;
     // Quiet: the roles must settle to exactly one active replica each.
     let deadline = tokio::time::Instant::now() + QUIET;
     let mut verdict = replica_roles(&c).await;
