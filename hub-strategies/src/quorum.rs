@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hub_core::membership::Change;
-use hub_core::{NodeId, PartitionStrategy, QuorumView};
+use hub_core::{NodeId, PartitionStrategy, QuorumView, Time};
 
 /// Partitioned while fewer than `quorum_size` members (self included) are
 /// visible. With `startup_confirm`, a node also starts partitioned and
@@ -55,16 +55,38 @@ impl PartitionStrategy for StaticQuorum {
     }
 }
 
-/// Partitioned while fewer than a majority of the largest cluster seen are
-/// visible: `visible < max_seen / 2 + 1`. Shrinking never lowers
-/// `max_seen` by itself; [`MajorityQuorum::reset_cluster_size`] does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Partitioned while fewer than a majority of the expected cluster are
+/// visible: `visible < max_seen / 2 + 1`, where `max_seen` is the largest
+/// cluster seen minus the members that left **gracefully** since (a
+/// deliberate scale-down, e.g. `hub` nodes shut down one by one or all at
+/// once, lowers the expectation; a crash or a partition does not).
+/// [`MajorityQuorum::reset_cluster_size`] sets it outright.
+///
+/// Why this stays safe: a graceful leave is announced by the leaver itself
+/// (its own `leaving` status), which a partition cannot fake, so the two
+/// sides of a split still count each other as expected members.
+///
+/// ```
+/// use hub_strategies::MajorityQuorum;
+/// let q = MajorityQuorum::new(5);
+/// assert_eq!(q.max_seen(), 5);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MajorityQuorum {
     /// Expected size at start (default 1).
     pub initial_cluster_size: usize,
     /// Raise `max_seen` when the cluster grows (default true).
     pub track_max_size: bool,
     max_seen: usize,
+    /// Members whose graceful leave already lowered `max_seen` (a leaver
+    /// shows up as `Leaving` and then `Left`; it counts once, until it
+    /// joins again).
+    departed: BTreeSet<NodeId>,
+    /// History entries already applied: those before `applied_until`, and
+    /// the first `applied_at_edge` at that instant (history is appended in
+    /// time order, and older entries fall off its front).
+    applied_until: Time,
+    applied_at_edge: usize,
 }
 
 impl MajorityQuorum {
@@ -74,10 +96,13 @@ impl MajorityQuorum {
             initial_cluster_size,
             track_max_size: true,
             max_seen: initial_cluster_size.max(1),
+            departed: BTreeSet::new(),
+            applied_until: Time::ZERO,
+            applied_at_edge: 0,
         }
     }
 
-    /// The largest cluster size this node counts a majority of.
+    /// The cluster size this node counts a majority of.
     pub fn max_seen(&self) -> usize {
         self.max_seen
     }
@@ -85,6 +110,36 @@ impl MajorityQuorum {
     /// Sets the expected cluster size (e.g. after a deliberate scale-down).
     pub fn reset_cluster_size(&mut self, n: usize) {
         self.max_seen = n.max(1);
+    }
+
+    /// Applies the history entries not applied yet: graceful departures
+    /// lower the expectation once each.
+    fn apply_history(&mut self, view: &QuorumView<'_>) {
+        let mut at_edge = 0;
+        for h in view.history.iter() {
+            if h.at < self.applied_until {
+                continue;
+            }
+            if h.at == self.applied_until {
+                at_edge += 1;
+                if at_edge <= self.applied_at_edge {
+                    continue;
+                }
+            } else {
+                self.applied_until = h.at;
+                at_edge = 1;
+            }
+            self.applied_at_edge = at_edge;
+            match &h.change {
+                Change::Leaving(n) | Change::Left(n) if self.departed.insert(n.clone()) => {
+                    self.max_seen = self.max_seen.saturating_sub(1).max(1);
+                }
+                Change::Joined(n) => {
+                    self.departed.remove(n);
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -100,6 +155,7 @@ impl PartitionStrategy for MajorityQuorum {
     }
 
     fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
+        self.apply_history(view);
         if self.track_max_size {
             self.max_seen = self.max_seen.max(view.visible);
         }

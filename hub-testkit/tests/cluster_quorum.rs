@@ -194,3 +194,55 @@ fn startup_confirm_keeps_a_new_node_partitioned_until_it_sees_a_quorum() {
             .is_ok());
     }
 }
+
+/// Scale-down on purpose: graceful leaves lower MajorityQuorum's expected
+/// cluster size, so 10 -> 3 never trips partition mode, one by one or all
+/// at once, and every child keeps running.
+#[test]
+fn majority_quorum_survives_a_graceful_scale_down_from_ten_to_three() {
+    for all_at_once in [false, true] {
+        let opts = ClusterOptions::new(10)
+            .seed(44)
+            .strategies(with(|| Box::new(MajorityQuorum::new(10))));
+        let mut c = Cluster::formed(opts).unwrap();
+        assert!(c
+            .start(0, specs(300), StartOptions::awaited())
+            .unwrap()
+            .is_ok());
+        assert!(c.settle());
+        // Nodes start partitioned until they see a majority of 10; only
+        // what happens from here on counts.
+        let formed_at = c.events().len();
+        let leavers: Vec<usize> = (3..10).rev().collect();
+        if all_at_once {
+            let replies: Vec<_> = leavers
+                .iter()
+                .map(|&i| c.command(i, hub_core::Command::Leave).unwrap())
+                .collect();
+            for r in replies {
+                c.wait_reply(r, Duration::from_secs(300)).unwrap();
+            }
+        } else {
+            for &i in &leavers {
+                c.leave(i).unwrap();
+                assert!(c.settle(), "{:?}", c.unquiet_reason());
+                for k in 0..i {
+                    assert!(
+                        !c.node(k).unwrap().is_partitioned(),
+                        "node {k} after {i} left"
+                    );
+                }
+            }
+        }
+        assert!(c.settle(), "{:?}", c.unquiet_reason());
+        let partitioned = c.events()[formed_at..].iter().any(|(_, n, e)| {
+            matches!(e, Event::Partitioned) && [c.id(0), c.id(1), c.id(2)].contains(n)
+        });
+        assert!(
+            !partitioned,
+            "a remaining node entered partition mode (all at once: {all_at_once})"
+        );
+        let running: usize = (0..3).map(|i| c.runtime(i).running().count()).sum();
+        assert_eq!(running, 300, "all at once: {all_at_once}");
+    }
+}
