@@ -244,6 +244,56 @@ async fn a_minority_outside_majority_quorum_runs_nothing_then_rejoins() {
 }
 
 #[madsim::test]
+async fn a_graceful_scale_down_from_seven_to_three_keeps_majority_quorum() {
+    let majority = || {
+        let mut s = hub_strategies::defaults();
+        s.partition = Box::new(hub_strategies::MajorityQuorum::new(7));
+        s
+    };
+    let mut c = formed_with(SimOptions::new(7).customize(move |b| b.strategies(majority()))).await;
+    let mut w = Workload::default();
+    load(&c, &mut w, 30).await;
+    let mut rng = rand::rng();
+    // Four leave: one by one or in overlapping pairs, under load; checked
+    // every 100 ms meanwhile that no remaining node lost quorum.
+    let mut leavers: Vec<usize> = (3..7).collect();
+    while !leavers.is_empty() {
+        let take = rng.random_range(1..=leavers.len().min(2));
+        let now: Vec<usize> = leavers.drain(..take).collect();
+        let mut going = Vec::new();
+        for &i in &now {
+            let hub = c.hub(i).unwrap();
+            going.push(tokio::spawn(async move { hub.shutdown().await }));
+        }
+        load(&c, &mut w, 5).await;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for i in 0..3 {
+                assert!(
+                    !c.hub(i).unwrap().is_partitioned().await.unwrap(),
+                    "node {i} lost quorum while {now:?} left"
+                );
+            }
+        }
+        for g in going {
+            g.await.unwrap().expect("graceful leave");
+        }
+        for i in now {
+            let _ = c.shutdown(i).await;
+        }
+        w.forget_unknown(&c).await;
+    }
+    load(&c, &mut w, 10).await;
+    verify(&c, &mut w).await;
+    for i in 0..3 {
+        assert!(
+            !c.hub(i).unwrap().is_partitioned().await.unwrap(),
+            "node {i}"
+        );
+    }
+}
+
+#[madsim::test]
 async fn skewed_clocks_with_churn_keep_every_child() {
     // One clock 25% fast, one 20% slow: heartbeats, failure detection and
     // rounds drift apart. Protocol messages carry no absolute time.
