@@ -13,6 +13,17 @@ fn with(partition: fn() -> Box<dyn hub_core::PartitionStrategy>) -> impl Fn() ->
     }
 }
 
+/// A formed cluster running `n` children started (awaited) from node 0.
+fn formed_running(opts: ClusterOptions, n: usize) -> Cluster {
+    let mut c = Cluster::formed(opts).unwrap();
+    assert!(c
+        .start(0, specs(n), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    c
+}
+
 /// Crashes `victims` and waits until `observer` enters partition mode.
 fn crash_until_partitioned(c: &mut Cluster, victims: &[usize], observer: usize) {
     for &v in victims {
@@ -86,12 +97,7 @@ fn static_quorum_of_three_on_a_two_node_remainder() {
     let opts = ClusterOptions::new(4)
         .seed(41)
         .strategies(with(|| Box::new(StaticQuorum::new(3))));
-    let mut c = Cluster::formed(opts).unwrap();
-    assert!(c
-        .start(0, specs(200), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle());
+    let mut c = formed_running(opts, 200);
     // Two crash: the 2-node remainder is below quorum 3 and stops.
     crash_until_partitioned(&mut c, &[2, 3], 0);
     assert!(c.settle());
@@ -119,12 +125,7 @@ fn dynamic_quorum_tolerates_a_slow_scale_down_but_not_a_mass_crash() {
             threshold_time: Duration::from_secs(30),
         })
     }));
-    let mut c = Cluster::formed(opts).unwrap();
-    assert!(c
-        .start(0, specs(300), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle());
+    let mut c = formed_running(opts, 300);
     // Graceful leaves, one by one: never partitioned.
     for i in [5, 4, 3] {
         c.leave(i).unwrap();
@@ -145,12 +146,7 @@ fn a_joiner_adopts_the_loss_log_and_does_not_act_outside_quorum() {
         .seed(71)
         .seeds(usize::MAX)
         .strategies(with(|| Box::new(DynamicQuorum::new(80))));
-    let mut c = Cluster::formed(opts).unwrap();
-    assert!(c
-        .start(0, specs(100), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle());
+    let mut c = formed_running(opts, 100);
     // Two of five lost at once: 60% remain, below 80%.
     crash_until_partitioned(&mut c, &[3, 4], 0);
     // A fresh node joins within threshold_time. Alone in its log it would
@@ -204,12 +200,7 @@ fn majority_quorum_survives_a_graceful_scale_down_from_ten_to_three() {
         let opts = ClusterOptions::new(10)
             .seed(44)
             .strategies(with(|| Box::new(MajorityQuorum::new(10))));
-        let mut c = Cluster::formed(opts).unwrap();
-        assert!(c
-            .start(0, specs(300), StartOptions::awaited())
-            .unwrap()
-            .is_ok());
-        assert!(c.settle());
+        let mut c = formed_running(opts, 300);
         // Nodes start partitioned until they see a majority of 10; only
         // what happens from here on counts.
         let formed_at = c.events().len();
