@@ -109,6 +109,16 @@ pub enum Event {
         /// knows was already on the path).
         next: Option<NodeId>,
     },
+    /// Copies of one child ran on several nodes (started on both sides of
+    /// a partition, or across a membership change) and this node's copy
+    /// lost: the ring owners' copy wins, this one is stopped with
+    /// [`crate::StopReason::Conflict`].
+    DuplicateResolved {
+        /// Child.
+        id: ChildId,
+        /// The owners that keep running it.
+        kept_on: Vec<NodeId>,
+    },
     /// A child failed for good and was removed.
     ChildFailed {
         /// Child.

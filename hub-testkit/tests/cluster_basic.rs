@@ -175,6 +175,28 @@ fn divergence_partition_then_heal_leaves_one_instance_per_child() {
     invariants::none_lost(&c, &acked).unwrap();
     let total: usize = (0..3).map(|i| c.runtime(i).running().count()).sum();
     assert_eq!(total, 900);
+    // Every copy that lost says so, names the owner that kept the child,
+    // and that owner is the one running it now.
+    let resolved: Vec<_> = c
+        .events()
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::DuplicateResolved { id, kept_on } => Some((n.clone(), id.clone(), kept_on)),
+            _ => None,
+        })
+        .collect();
+    assert!(!resolved.is_empty(), "no duplicate was resolved");
+    for (loser, id, kept_on) in resolved {
+        assert!(!kept_on.contains(&loser), "{id}: the loser {loser} kept it");
+        let holders: Vec<NodeId> = c
+            .node(0)
+            .unwrap()
+            .child_lookup(id.as_str())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(&holders, kept_on, "{id}: runs elsewhere than the winner");
+    }
 }
 
 #[test]

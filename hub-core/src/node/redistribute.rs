@@ -224,6 +224,10 @@ impl Node {
             }
             None => {
                 debug!(child = %id, "not an owner and the owners run it: stopping");
+                self.emit(Event::DuplicateResolved {
+                    id: id.clone(),
+                    kept_on: owners,
+                });
                 self.begin_stop(id, StopPurpose::Conflict, None);
             }
         }
