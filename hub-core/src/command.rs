@@ -100,6 +100,13 @@ pub enum Command {
     },
     /// Leave the cluster gracefully: hand children over, then go.
     Leave,
+    /// Drain another node on purpose: it leaves gracefully as if it had
+    /// been given [`Command::Leave`] (children move with handover per the
+    /// migration strategy), and, having left rather than failed, it drops
+    /// out of quorum expectations everywhere. The reply
+    /// ([`Reply::Decommissioned`]) comes once this node sees it gone.
+    /// Naming this node itself is a [`Command::Leave`].
+    Decommission(NodeId),
 }
 
 impl Command {
@@ -108,7 +115,7 @@ impl Command {
         match self {
             Command::StartChildren { opts, .. } => opts.timeout,
             Command::StopChildren { opts, .. } => opts.timeout,
-            Command::Leave => Duration::MAX,
+            Command::Leave | Command::Decommission(_) => Duration::MAX,
         }
     }
 }
@@ -171,6 +178,8 @@ pub enum Reply {
     Stopped(StopOutcome),
     /// The node has left the cluster; the driver may close everything.
     Left,
+    /// The decommissioned node has handed its children over and left.
+    Decommissioned(NodeId),
     /// The command was refused as a whole.
     Error(CommandError),
 }

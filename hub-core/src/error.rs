@@ -116,6 +116,18 @@ pub enum CommandError {
     /// The command waited in the redistribution queue past its timeout.
     #[error("timed out waiting for the redistribution lock")]
     LockTimeout,
+    /// No such member, or it is not in the ring (down, or never joined).
+    #[error("node {0} is not a live member of the cluster")]
+    UnknownNode(NodeId),
+    /// The node being decommissioned failed (went down or restarted)
+    /// before it finished leaving; its children are restarted as after any
+    /// crash.
+    #[error("node {0} failed before it finished leaving")]
+    NodeFailed(NodeId),
+    /// The node being decommissioned did not finish leaving within its
+    /// shutdown timeout plus failure detection.
+    #[error("node {0} did not finish leaving in time")]
+    DecommissionTimeout(NodeId),
 }
 
 /// A [`crate::Config`] the node cannot run with.

@@ -24,7 +24,7 @@ use crate::registry::{SliceDelta, Version};
 use crate::spec::ChildSpec;
 
 /// Version written in every frame; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Default maximum frame size: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
@@ -144,6 +144,8 @@ pub enum Message {
     /// The receiver of a handoff could not start these children, and why.
     /// A start-then-stop sender keeps its old copy running.
     HandoffRefused(Vec<(ChildId, String)>),
+    /// Leave gracefully now (an operator's decommission from the sender).
+    Decommission,
 }
 
 #[derive(Serialize)]

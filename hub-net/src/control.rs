@@ -45,6 +45,11 @@ pub enum CtlRequest {
         /// Milliseconds to wait.
         timeout_ms: u64,
     },
+    /// Drain a node and take it out of the cluster (answered once it left).
+    Decommission {
+        /// The node.
+        node: NodeId,
+    },
 }
 
 /// One member as a node sees it.
@@ -108,6 +113,8 @@ pub enum CtlReply {
     Which(BTreeMap<NodeId, Vec<(ChildId, Handle)>>),
     /// For [`CtlRequest::Call`]: the encoded reply.
     Called(Result<Bytes, CallError>),
+    /// For [`CtlRequest::Decommission`]: the node has left.
+    Decommissioned(NodeId),
     /// The request was refused.
     Error(String),
 }

@@ -577,6 +577,9 @@ impl Driver {
                 let opts = hub_core::StopOptions::awaited();
                 return self.ctl_command(conn, req, Command::StopChildren { ids, opts });
             }
+            CtlRequest::Decommission { node } => {
+                return self.ctl_command(conn, req, Command::Decommission(node));
+            }
             CtlRequest::Call {
                 id,
                 payload,
@@ -647,6 +650,7 @@ fn ctl_reply_of(reply: Reply) -> CtlReply {
                 .map(|(id, _, e)| (id, e.to_string()))
                 .collect(),
         },
+        Reply::Decommissioned(n) => CtlReply::Decommissioned(n),
         Reply::Error(e) => CtlReply::Error(e.to_string()),
         other => CtlReply::Error(format!("unexpected reply {other:?}")),
     }

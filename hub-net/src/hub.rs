@@ -524,6 +524,35 @@ impl Hub {
         }
     }
 
+    /// Drains `node` on purpose: it hands its children over per the
+    /// migration strategy and leaves, and having left (not failed) it no
+    /// longer counts towards any quorum, so scaling down one node at a time
+    /// or many at once never puts the survivors in partition mode. Returns
+    /// once this node has seen it leave. Naming this node itself is
+    /// [`Hub::shutdown`].
+    ///
+    /// ```no_run
+    /// # async fn f(hub: hub_net::Hub) -> Result<(), hub_net::HubError> {
+    /// hub.decommission("n3".into()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn decommission(&self, node: NodeId) -> Result<(), HubError> {
+        if node == self.node_id {
+            return self.shutdown().await;
+        }
+        match self.command(Command::Decommission(node)).await? {
+            Reply::Decommissioned(_) => Ok(()),
+            Reply::Error(e) => Err(HubError::Command(e)),
+            other => Err(HubError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Resolves once the node has stopped: it left (on [`Hub::shutdown`],
+    /// or because a peer decommissioned it) or was aborted.
+    pub async fn closed(&self) {
+        self.cancel.cancelled().await;
+    }
+
     /// Stops the node at once without a goodbye (what a crash looks like to
     /// its peers). For tests and emergencies.
     pub fn abort(&self) {

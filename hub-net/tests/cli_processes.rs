@@ -23,8 +23,9 @@ fn free_addr() -> String {
     format!("127.0.0.1:{}", l.local_addr().unwrap().port())
 }
 
-fn cookie_file() -> PathBuf {
-    let p = std::env::temp_dir().join(format!("hub-cli-test-{}", std::process::id()));
+/// A cookie file per test: tests run in parallel threads of one process.
+fn cookie_file(test: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("hub-cli-{test}-{}", std::process::id()));
     std::fs::write(&p, "cli-test-cookie\n").unwrap();
     p
 }
@@ -81,22 +82,45 @@ fn status(addr: &str, cookie: &PathBuf) -> Option<serde_json::Value> {
         .flatten()
 }
 
-#[test]
-fn three_node_processes_survive_a_kill_9() {
-    let cookie = cookie_file();
-    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let mut procs = Procs(vec![node("p0", &addrs[0], None, &cookie)]);
+/// Node processes p0..p{n-1}, all seeded with p0, once each sees all.
+fn processes(n: usize, cookie: &PathBuf) -> (Procs, Vec<String>) {
+    let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
+    let mut procs = Procs(vec![node("p0", &addrs[0], None, cookie)]);
     for (i, a) in addrs.iter().enumerate().skip(1) {
         procs
             .0
-            .push(node(&format!("p{i}"), a, Some(&addrs[0]), &cookie));
+            .push(node(&format!("p{i}"), a, Some(&addrs[0]), cookie));
     }
     for a in &addrs {
         let formed = eventually(Duration::from_secs(20), || {
-            status(a, &cookie).is_some_and(|s| s["ring"].as_array().map(Vec::len) == Some(3))
+            status(a, cookie).is_some_and(|s| s["ring"].as_array().map(Vec::len) == Some(n))
         });
-        assert!(formed, "node at {a} did not see 3 nodes");
+        assert!(formed, "node at {a} did not see {n} nodes");
     }
+    (procs, addrs)
+}
+
+/// Waits for a node process to exit.
+fn exits(p: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = p.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "the node process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Children per node, as `node`'s `hub ctl which` reports them.
+fn which(addr: &str, cookie: &PathBuf) -> serde_json::Value {
+    json(&hub(&["ctl", "--node", addr, "--json", "which"], cookie))
+}
+
+#[test]
+fn three_node_processes_survive_a_kill_9() {
+    let cookie = cookie_file("kill");
+    let (mut procs, addrs) = processes(3, &cookie);
 
     let ids: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
     let mut args = vec!["ctl", "--node", &addrs[1], "--json", "start"];
@@ -123,12 +147,9 @@ fn three_node_processes_survive_a_kill_9() {
     ));
     assert_eq!(call["reply"], 7);
 
-    let which = json(&hub(
-        &["ctl", "--node", &addrs[0], "--json", "which"],
-        &cookie,
-    ));
-    let on_p2 = which["p2"].as_array().map_or(0, Vec::len);
-    assert!(on_p2 > 0, "{which}");
+    let w = which(&addrs[0], &cookie);
+    let on_p2 = w["p2"].as_array().map_or(0, Vec::len);
+    assert!(on_p2 > 0, "{w}");
 
     // kill -9 p2.
     let mut p2 = procs.0.remove(2);
@@ -136,10 +157,7 @@ fn three_node_processes_survive_a_kill_9() {
     p2.wait().unwrap();
     let t0 = Instant::now();
     let recovered = eventually(Duration::from_secs(20), || {
-        let views: Vec<_> = addrs[..2]
-            .iter()
-            .map(|a| json(&hub(&["ctl", "--node", a, "--json", "which"], &cookie)))
-            .collect();
+        let views: Vec<_> = addrs[..2].iter().map(|a| which(a, &cookie)).collect();
         let total: usize = views[0]
             .as_object()
             .unwrap()
@@ -171,20 +189,10 @@ fn three_node_processes_survive_a_kill_9() {
         .status()
         .unwrap();
     assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(st) = p1.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "p1 did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = exits(&mut p1, Duration::from_secs(20));
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     let all_on_p0 = eventually(Duration::from_secs(10), || {
-        let w = json(&hub(
-            &["ctl", "--node", &addrs[0], "--json", "which"],
-            &cookie,
-        ));
+        let w = which(&addrs[0], &cookie);
         w.as_object().unwrap().len() == 1 && w["p0"].as_array().map(Vec::len) == Some(60)
     });
     assert!(all_on_p0, "children were not handed to p0");
@@ -208,4 +216,57 @@ fn three_node_processes_survive_a_kill_9() {
     );
     let _ = std::fs::remove_file(bad);
     let _ = std::fs::remove_file(cookie);
+}
+
+/// `hub ctl decommission` asked of one node drains another: the target
+/// hands its children over, leaves and its process exits 0; the survivors
+/// run every child and stay out of partition mode.
+#[test]
+fn ctl_decommission_drains_a_node_process_which_then_exits() {
+    let cookie = cookie_file("decommission");
+    let (mut procs, addrs) = processes(3, &cookie);
+    let ids: Vec<String> = (0..30).map(|i| format!("d{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    let started = json(&hub(&args, &cookie));
+    assert_eq!(started["started"].as_object().unwrap().len(), 30);
+    let on_p2 = which(&addrs[0], &cookie)["p2"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(on_p2 > 0, "nothing to drain on p2");
+
+    let out = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "decommission", "p2"],
+        &cookie,
+    ));
+    assert_eq!(out["decommissioned"], "p2");
+    let exit = exits(&mut procs.0[2], Duration::from_secs(20));
+    assert!(exit.success(), "a decommissioned node exits 0: {exit:?}");
+    let drained = eventually(Duration::from_secs(10), || {
+        let views: Vec<_> = addrs[..2].iter().map(|a| which(a, &cookie)).collect();
+        let total: usize = views[0]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_array().unwrap().len())
+            .sum();
+        views[0] == views[1] && total == 30 && views[0].get("p2").is_none()
+    });
+    assert!(drained, "p2's children were not handed to the survivors");
+    for a in &addrs[..2] {
+        let s = status(a, &cookie).unwrap();
+        assert_eq!(s["partitioned"], false);
+        assert_eq!(s["ring"].as_array().map(Vec::len), Some(2));
+    }
+    // An unknown node is refused with a clear error.
+    let bad = hub(
+        &["ctl", "--node", &addrs[0], "decommission", "nobody"],
+        &cookie,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a live member"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -244,7 +244,7 @@ async fn a_minority_outside_majority_quorum_runs_nothing_then_rejoins() {
 }
 
 #[madsim::test]
-async fn a_graceful_scale_down_from_seven_to_three_keeps_majority_quorum() {
+async fn a_scale_down_from_seven_to_three_by_leave_or_decommission_keeps_majority_quorum() {
     let majority = || {
         let mut s = hub_strategies::defaults();
         s.partition = Box::new(hub_strategies::MajorityQuorum::new(7));
@@ -254,8 +254,9 @@ async fn a_graceful_scale_down_from_seven_to_three_keeps_majority_quorum() {
     let mut w = Workload::default();
     load(&c, &mut w, 30).await;
     let mut rng = rand::rng();
-    // Four leave: one by one or in overlapping pairs, under load; checked
-    // every 100 ms meanwhile that no remaining node lost quorum.
+    // Four go: one by one or in overlapping pairs, under load, each by its
+    // own graceful shutdown or decommissioned by a survivor; checked every
+    // 100 ms meanwhile that no remaining node lost quorum.
     let mut leavers: Vec<usize> = (3..7).collect();
     while !leavers.is_empty() {
         let take = rng.random_range(1..=leavers.len().min(2));
@@ -263,7 +264,16 @@ async fn a_graceful_scale_down_from_seven_to_three_keeps_majority_quorum() {
         let mut going = Vec::new();
         for &i in &now {
             let hub = c.hub(i).unwrap();
-            going.push(tokio::spawn(async move { hub.shutdown().await }));
+            if rng.random_bool(0.5) {
+                going.push(tokio::spawn(async move { hub.shutdown().await }));
+            } else {
+                let by = c.hub(rng.random_range(0..3)).unwrap();
+                going.push(tokio::spawn(async move {
+                    by.decommission(hub.node_id().clone()).await?;
+                    hub.closed().await;
+                    Ok(())
+                }));
+            }
         }
         load(&c, &mut w, 5).await;
         for _ in 0..10 {
@@ -276,7 +286,7 @@ async fn a_graceful_scale_down_from_seven_to_three_keeps_majority_quorum() {
             }
         }
         for g in going {
-            g.await.unwrap().expect("graceful leave");
+            g.await.unwrap().expect("graceful leave or decommission");
         }
         for i in now {
             let _ = c.shutdown(i).await;

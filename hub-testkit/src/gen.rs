@@ -191,6 +191,7 @@ pub fn message() -> impl Strategy<Value = Message> {
         vec((child_id(), "[a-z ]{0,20}"), 0..4).prop_map(Message::HandoffRefused),
         any::<u32>().prop_map(Message::Load),
         vec((node_id(), any::<u32>()), 0..4).prop_map(Message::Scoreboard),
+        Just(Message::Decommission),
     ]
 }
 

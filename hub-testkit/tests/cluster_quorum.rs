@@ -191,49 +191,133 @@ fn startup_confirm_keeps_a_new_node_partitioned_until_it_sees_a_quorum() {
     }
 }
 
-/// Scale-down on purpose: graceful leaves lower MajorityQuorum's expected
-/// cluster size, so 10 -> 3 never trips partition mode, one by one or all
-/// at once, and every child keeps running.
+/// Graceful leaves (a node's own `Leave`, or a decommission sent from a
+/// survivor) lower MajorityQuorum's expected cluster size, so 10 -> 3
+/// never trips partition mode, one by one or all at once, and every child
+/// keeps running.
 #[test]
 fn majority_quorum_survives_a_graceful_scale_down_from_ten_to_three() {
-    for all_at_once in [false, true] {
-        let opts = ClusterOptions::new(10)
-            .seed(44)
-            .strategies(with(|| Box::new(MajorityQuorum::new(10))));
-        let mut c = formed_running(opts, 300);
-        // Nodes start partitioned until they see a majority of 10; only
-        // what happens from here on counts.
-        let formed_at = c.events().len();
-        let leavers: Vec<usize> = (3..10).rev().collect();
-        if all_at_once {
-            let replies: Vec<_> = leavers
-                .iter()
-                .map(|&i| c.command(i, hub_core::Command::Leave).unwrap())
-                .collect();
-            for r in replies {
-                c.wait_reply(r, Duration::from_secs(300)).unwrap();
-            }
+    for decommission in [false, true] {
+        for all_at_once in [false, true] {
+            let opts = ClusterOptions::new(10)
+                .seed(44)
+                .strategies(with(|| Box::new(MajorityQuorum::new(10))));
+            let c = formed_running(opts, 300);
+            scale_down_to_three(c, decommission, all_at_once);
+        }
+    }
+}
+
+/// DynamicQuorum forgets nodes that left gracefully: a decommission of 5
+/// of 8 at once, inside `threshold_time`, keeps the three survivors out of
+/// partition mode (a crash of 5 would not: 3 of 8 is below 60%).
+#[test]
+fn dynamic_quorum_survives_decommissioning_most_of_the_cluster_at_once() {
+    let opts = ClusterOptions::new(8).seed(45).strategies(with(|| {
+        Box::new(DynamicQuorum {
+            quorum_size: 60,
+            threshold_time: Duration::from_secs(300),
+        })
+    }));
+    let c = formed_running(opts, 300);
+    scale_down_to_three(c, true, true);
+}
+
+/// Takes nodes 3.. out (by their own leave or a decommission from node 0)
+/// and checks that nodes 0..3 never entered partition mode and run all 300
+/// children.
+fn scale_down_to_three(mut c: Cluster, decommission: bool, all_at_once: bool) {
+    let case = format!("decommission: {decommission}, all at once: {all_at_once}");
+    // Nodes may start partitioned until they see a quorum; only what
+    // happens from here on counts.
+    let formed_at = c.events().len();
+    let leavers: Vec<usize> = (3..c.len()).rev().collect();
+    let command = |c: &mut Cluster, i: usize| {
+        if decommission {
+            let target = c.id(i);
+            c.command(0, hub_core::Command::Decommission(target))
+                .unwrap()
         } else {
-            for &i in &leavers {
-                c.leave(i).unwrap();
-                assert!(c.settle(), "{:?}", c.unquiet_reason());
-                for k in 0..i {
-                    assert!(
-                        !c.node(k).unwrap().is_partitioned(),
-                        "node {k} after {i} left"
-                    );
-                }
+            c.command(i, hub_core::Command::Leave).unwrap()
+        }
+    };
+    let expect = |c: &Cluster, i: usize| {
+        if decommission {
+            hub_core::Reply::Decommissioned(c.id(i))
+        } else {
+            hub_core::Reply::Left
+        }
+    };
+    if all_at_once {
+        let replies: Vec<_> = leavers.iter().map(|&i| (i, command(&mut c, i))).collect();
+        for (i, r) in replies {
+            let reply = c.wait_reply(r, Duration::from_secs(300)).unwrap();
+            assert_eq!(reply, expect(&c, i), "{case}");
+        }
+    } else {
+        for &i in &leavers {
+            let r = command(&mut c, i);
+            let reply = c.wait_reply(r, Duration::from_secs(300)).unwrap();
+            assert_eq!(reply, expect(&c, i), "{case}");
+            assert!(c.settle(), "{case}: {:?}", c.unquiet_reason());
+            for k in 0..i {
+                assert!(
+                    !c.node(k).unwrap().is_partitioned(),
+                    "{case}: node {k} after {i} left"
+                );
             }
         }
-        assert!(c.settle(), "{:?}", c.unquiet_reason());
-        let partitioned = c.events()[formed_at..].iter().any(|(_, n, e)| {
-            matches!(e, Event::Partitioned) && [c.id(0), c.id(1), c.id(2)].contains(n)
-        });
-        assert!(
-            !partitioned,
-            "a remaining node entered partition mode (all at once: {all_at_once})"
-        );
-        let running: usize = (0..3).map(|i| c.runtime(i).running().count()).sum();
-        assert_eq!(running, 300, "all at once: {all_at_once}");
     }
+    assert!(c.settle(), "{case}: {:?}", c.unquiet_reason());
+    for &i in &leavers {
+        assert!(!c.node(i).unwrap().is_alive(), "{case}: node {i} still up");
+    }
+    let partitioned = c.events()[formed_at..].iter().any(|(_, n, e)| {
+        matches!(e, Event::Partitioned) && [c.id(0), c.id(1), c.id(2)].contains(n)
+    });
+    assert!(
+        !partitioned,
+        "{case}: a remaining node entered partition mode"
+    );
+    let running: usize = (0..3).map(|i| c.runtime(i).running().count()).sum();
+    assert_eq!(running, 300, "{case}");
+}
+
+/// A decommission names a live member; a node that is gone or unknown is
+/// refused with a clear error, and decommissioning a node twice answers
+/// both.
+#[test]
+fn decommission_refuses_unknown_nodes_and_answers_repeats() {
+    let mut c = formed_running(ClusterOptions::new(3).seed(46), 30);
+    let r = c
+        .command(0, hub_core::Command::Decommission("nobody".into()))
+        .unwrap();
+    assert_eq!(
+        c.wait_reply(r, Duration::from_secs(1)).unwrap(),
+        hub_core::Reply::Error(hub_core::CommandError::UnknownNode("nobody".into()))
+    );
+    let target = c.id(2);
+    let first = c
+        .command(0, hub_core::Command::Decommission(target.clone()))
+        .unwrap();
+    let second = c
+        .command(1, hub_core::Command::Decommission(target.clone()))
+        .unwrap();
+    for r in [first, second] {
+        assert_eq!(
+            c.wait_reply(r, Duration::from_secs(60)).unwrap(),
+            hub_core::Reply::Decommissioned(target.clone())
+        );
+    }
+    assert!(c.settle());
+    // Once it has left, asking again is answered at once.
+    let again = c
+        .command(0, hub_core::Command::Decommission(target.clone()))
+        .unwrap();
+    assert_eq!(
+        c.wait_reply(again, Duration::from_millis(1)).unwrap(),
+        hub_core::Reply::Decommissioned(target)
+    );
+    let running: usize = (0..2).map(|i| c.runtime(i).running().count()).sum();
+    assert_eq!(running, 30);
 }

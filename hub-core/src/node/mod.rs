@@ -13,6 +13,7 @@
 //! randomness only from its seeded RNG, so a run is a pure function of its
 //! inputs.
 
+mod decommission;
 mod handing;
 mod load;
 mod ops;
@@ -159,7 +160,8 @@ enum Queued {
 
 #[derive(Clone, Debug)]
 struct Leaving {
-    request: RequestId,
+    /// The local `Leave` to answer; `None` when a peer decommissioned us.
+    request: Option<RequestId>,
     deadline: Time,
 }
 
@@ -225,6 +227,8 @@ pub struct Node {
     /// offers for them are refused for two sync intervals, so that a stop
     /// racing a repair does not bring the child back.
     recently_stopped: BTreeMap<ChildId, Time>,
+    /// Decommissions of other nodes this node waits on.
+    decommissions: Vec<decommission::Pending>,
 }
 
 impl Node {
@@ -277,6 +281,7 @@ impl Node {
             now,
             ring_epoch: 0,
             recently_stopped: BTreeMap::new(),
+            decommissions: Vec::new(),
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -543,6 +548,7 @@ impl Node {
             Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
             Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
             Message::Load(permille) => self.strategies.distribution.record_load(from, permille),
+            Message::Decommission => self.on_decommission(now, from),
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {
@@ -570,7 +576,8 @@ impl Node {
             return self.reply(request, Reply::Error(e));
         }
         match command {
-            Command::Leave => self.begin_leave(now, request),
+            Command::Leave => self.begin_leave(now, Some(request)),
+            Command::Decommission(node) => self.begin_decommission(now, request, node),
             _ if self.partitioned => self.reply(request, Reply::Error(CommandError::Partitioned)),
             command if self.lock.is_some() => {
                 let deadline = now + command.timeout();
@@ -684,6 +691,7 @@ impl Node {
         }
         self.expire_ops(now);
         self.expire_queue(now);
+        self.expire_decommissions(now);
         self.expire_handing(now);
         if self.lock.as_ref().is_some_and(|l| now >= l.until) {
             debug!("redistribution lock timed out");
@@ -720,6 +728,11 @@ impl Node {
             .chain(self.lock.as_ref().map(|l| l.until))
             .chain(self.handing.values().map(|h| h.deadline))
             .chain(self.leaving.as_ref().map(|l| l.deadline))
+            .chain(
+                self.decommissions
+                    .iter()
+                    .map(decommission::Pending::deadline),
+            )
             .chain(self.queue.iter().filter_map(|q| match q {
                 Queued::Command { deadline, .. } => Some(*deadline),
                 Queued::Remote { .. } => None,

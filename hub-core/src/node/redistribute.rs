@@ -29,6 +29,7 @@ impl Node {
         self.ring_epoch += 1;
         for change in changes {
             info!(?change, "membership");
+            self.decommission_progress(&change);
             match change {
                 Change::Joined(n) => {
                     self.ring.insert(n.clone());
@@ -424,7 +425,17 @@ impl Node {
 
     /// Graceful leave: announce, hand every child to its owner in the ring
     /// without this node, then say `Left`.
-    pub(super) fn begin_leave(&mut self, now: Time, request: RequestId) {
+    pub(super) fn begin_leave(&mut self, now: Time, request: Option<RequestId>) {
+        if let Some(leaving) = &mut self.leaving {
+            // Already draining (asked by a peer, or twice): the drain goes
+            // on; the first local request gets the answer.
+            match (leaving.request, request) {
+                (None, r) => leaving.request = r,
+                (Some(_), Some(r)) => self.reply(r, Reply::Error(CommandError::ShuttingDown)),
+                (Some(_), None) => {}
+            }
+            return;
+        }
         self.leaving = Some(super::Leaving {
             request,
             deadline: now + self.cfg.shutdown_timeout,
@@ -466,7 +477,9 @@ impl Node {
         self.emit(Event::Shutdown {
             reason: "left the cluster".into(),
         });
-        self.reply(leaving.request, Reply::Left);
+        if let Some(request) = leaving.request {
+            self.reply(request, Reply::Left);
+        }
     }
 
     /// A handoff unacknowledged for `suspect_after` is sent again (it may

@@ -136,6 +136,12 @@ enum CtlOp {
         #[arg(long)]
         local: bool,
     },
+    /// Drain a node on purpose: it hands its children over and leaves, and
+    /// no longer counts towards quorum. Returns once it has left.
+    Decommission {
+        /// The node's id.
+        node: String,
+    },
     /// Call a child with a JSON message of its kind, e.g. '{"Add":5}' or
     /// '"Get"' for counter, '"hello"' for echo.
     Call {
@@ -344,9 +350,13 @@ async fn run_node(
         hub.node_id(),
         hub.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
-    wait_for_signal().await;
-    eprintln!("shutting down: handing children over");
-    hub.shutdown().await?;
+    tokio::select! {
+        _ = wait_for_signal() => {
+            eprintln!("shutting down: handing children over");
+            hub.shutdown().await?;
+        }
+        _ = hub.closed() => eprintln!("decommissioned: children handed over, left the cluster"),
+    }
     Ok(())
 }
 
@@ -461,6 +471,18 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             )?,
             other => return Err(reply_error(other)),
         },
+        CtlOp::Decommission { node } => {
+            let req = CtlRequest::Decommission {
+                node: node.as_str().into(),
+            };
+            // The drain may take up to the node's shutdown timeout.
+            match c.request(req, Duration::from_secs(120)).await? {
+                CtlReply::Decommissioned(n) => {
+                    serde_json::json!({ "decommissioned": n.to_string() })
+                }
+                other => return Err(reply_error(other)),
+            }
+        }
         CtlOp::Call { id, message, kind } => {
             let payload = encode_message(&kind, &message)?;
             let req = CtlRequest::Call {
