@@ -18,6 +18,23 @@ pub enum OnFailure {
     Rollback,
 }
 
+/// How many registries must hold a started child before an awaited start
+/// returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ack {
+    /// The calling node's (read-your-writes): owners send it the new rows
+    /// before their results, so this costs nothing extra.
+    #[default]
+    Local,
+    /// A majority of the ring members the calling node sees, itself
+    /// included: a lookup on most nodes, and on every node of any majority
+    /// partition, finds the child.
+    Quorum,
+    /// Every ring member the calling node sees (members found down leave
+    /// the ring and stop counting).
+    All,
+}
+
 /// Options of a start (SPEC defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StartOptions {
@@ -30,6 +47,10 @@ pub struct StartOptions {
     pub check_existing: bool,
     /// Rollback policy (default `Continue`).
     pub on_failure: OnFailure,
+    /// With `await_result`: how many registries must hold the started
+    /// children before the reply (default [`Ack::Local`]). Ignored for a
+    /// start that is not awaited.
+    pub ack: Ack,
 }
 
 impl Default for StartOptions {
@@ -39,6 +60,7 @@ impl Default for StartOptions {
             timeout: Duration::from_secs(10),
             check_existing: true,
             on_failure: OnFailure::Continue,
+            ack: Ack::Local,
         }
     }
 }
@@ -49,6 +71,21 @@ impl StartOptions {
         StartOptions {
             await_result: true,
             ..Self::default()
+        }
+    }
+
+    /// Awaited options that also wait for `ack`.
+    ///
+    /// ```
+    /// use hub_core::{Ack, StartOptions};
+    /// let opts = StartOptions::acked(Ack::Quorum);
+    /// assert!(opts.await_result);
+    /// assert_eq!(opts.ack, Ack::Quorum);
+    /// ```
+    pub fn acked(ack: Ack) -> Self {
+        StartOptions {
+            ack,
+            ..Self::awaited()
         }
     }
 }
@@ -140,12 +177,20 @@ pub struct StartOutcome {
     pub failed: Vec<StartFailure>,
     /// Whether a rollback stopped the children that had started.
     pub rolled_back: bool,
+    /// Nodes whose registries were confirmed to hold every started child
+    /// when the reply was sent, sorted (filled for [`Ack::Quorum`] and
+    /// [`Ack::All`]; empty for [`Ack::Local`]).
+    pub acknowledged: Vec<NodeId>,
+    /// The requested [`Ack`] level was not reached within the timeout: the
+    /// children run, but fewer registries than asked were confirmed.
+    pub ack_timed_out: bool,
 }
 
 impl StartOutcome {
-    /// True when every child started.
+    /// True when every child started (and, with an ack level, enough
+    /// registries were confirmed to hold them).
     pub fn is_ok(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && !self.ack_timed_out
     }
 }
 

@@ -77,7 +77,8 @@ pub mod strategy;
 pub mod time;
 
 pub use command::{
-    Command, OnFailure, Reply, StartFailure, StartOptions, StartOutcome, StopOptions, StopOutcome,
+    Ack, Command, OnFailure, Reply, StartFailure, StartOptions, StartOutcome, StopOptions,
+    StopOutcome,
 };
 pub use config::Config;
 pub use error::{

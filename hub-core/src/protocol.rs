@@ -146,6 +146,21 @@ pub enum Message {
     HandoffRefused(Vec<(ChildId, String)>),
     /// Leave gracefully now (an operator's decommission from the sender).
     Decommission,
+    /// Does your registry hold all of these children? (An acknowledged
+    /// start of the sender's, numbered `seq`.)
+    HoldQuery {
+        /// The sender's query number (random, so never reused).
+        seq: u64,
+        /// The children.
+        ids: Vec<ChildId>,
+    },
+    /// Answer to [`Message::HoldQuery`].
+    Holds {
+        /// The operation number asked about.
+        seq: u64,
+        /// Whether every child of the query is in the registry.
+        all: bool,
+    },
 }
 
 #[derive(Serialize)]

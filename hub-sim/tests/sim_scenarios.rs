@@ -524,3 +524,121 @@ fn a_seed_replays_bit_for_bit() {
     );
     assert_eq!(a, b, "seed {seed} did not replay identically");
 }
+
+/// Acknowledged starts under slow, narrow gossip, between kills, restarts,
+/// partitions and heals: right after an acked start returns, every
+/// acknowledged node finds each child in its registry (a lookup there
+/// would not miss), and once the network is whole an `All` start is
+/// acknowledged by every live node. Each start waits until views are
+/// stable again: a membership change right after the reply may move a
+/// child, and a row in transit is not what an ack promises.
+#[madsim::test]
+async fn acknowledged_starts_are_in_the_acknowledged_registries() {
+    use hub_core::Ack;
+    let gossip = || {
+        let mut s = hub_strategies::defaults();
+        s.sync = Box::new(hub_strategies::Gossip {
+            sync_interval: Duration::from_secs(30),
+            recipients: 1,
+            restricted_init: true,
+        });
+        s
+    };
+    let mut c = formed_with(SimOptions::new(5).customize(move |b| b.strategies(gossip()))).await;
+    let mut rng = rand::rng();
+    let mut acked_rounds = 0;
+    for round in 0..12 {
+        let alive = c.alive();
+        match rng.random_range(0..4) {
+            0 => {
+                let cut = rng.random_range(1..c.len());
+                let (a, b): (Vec<usize>, Vec<usize>) = (0..c.len()).partition(|&i| i < cut);
+                c.partition(&[&a, &b]);
+            }
+            1 if alive.len() > 3 => c.kill(alive[rng.random_range(1..alive.len())]),
+            2 => {
+                if let Some(i) = (0..c.len()).find(|i| !alive.contains(i)) {
+                    c.restart(i);
+                }
+            }
+            _ => c.heal(),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let alive = c.alive();
+        let from = alive[rng.random_range(0..alive.len())];
+        let ack = if rng.random_bool(0.5) {
+            Ack::Quorum
+        } else {
+            Ack::All
+        };
+        let specs: Vec<ChildSpec> = (0..3)
+            .map(|k| ChildSpec::new(format!("a{round}-{k}"), "counter"))
+            .collect();
+        let opts = StartOptions {
+            timeout: Duration::from_secs(3),
+            ..StartOptions::acked(ack)
+        };
+        let Ok(out) = c
+            .hub(from)
+            .unwrap()
+            .start_children(specs.clone(), opts)
+            .await
+        else {
+            continue;
+        };
+        if out.started.len() < specs.len() {
+            continue;
+        }
+        assert!(!out.acknowledged.is_empty(), "{ack:?}: {out:?}");
+        if !out.ack_timed_out {
+            acked_rounds += 1;
+        }
+        for n in &out.acknowledged {
+            let Some(hub) = c
+                .alive()
+                .into_iter()
+                .filter_map(|i| c.hub(i))
+                .find(|h| h.node_id() == n)
+            else {
+                continue;
+            };
+            for s in &specs {
+                let at = hub.child_lookup(s.id.clone()).await.unwrap_or_default();
+                assert!(
+                    !at.is_empty(),
+                    "{ack:?}: {n} acknowledged {} but misses it",
+                    s.id
+                );
+            }
+        }
+    }
+    // Whole again: `All` means every live node. (Slow gossip takes many
+    // rounds to make registries equal; views merge within seconds.)
+    c.heal();
+    let alive = c.alive();
+    let whole = async {
+        loop {
+            let s = c.hub(alive[0]).unwrap().status().await.unwrap();
+            if s.ring.len() == alive.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(QUIET, whole)
+        .await
+        .expect("views merge after the heal");
+    let specs = vec![ChildSpec::new("after-heal", "counter")];
+    let out = c
+        .hub(alive[0])
+        .unwrap()
+        .start_children(specs, StartOptions::acked(Ack::All))
+        .await
+        .expect("start after heal");
+    assert!(out.is_ok(), "{out:?}");
+    let live: Vec<_> = alive
+        .iter()
+        .filter_map(|&i| c.hub(i).map(|h| h.node_id().clone()))
+        .collect();
+    assert_eq!(out.acknowledged, live, "after {acked_rounds} acked rounds");
+}

@@ -192,6 +192,9 @@ pub fn message() -> impl Strategy<Value = Message> {
         any::<u32>().prop_map(Message::Load),
         vec((node_id(), any::<u32>()), 0..4).prop_map(Message::Scoreboard),
         Just(Message::Decommission),
+        (any::<u64>(), vec(child_id(), 0..4))
+            .prop_map(|(seq, ids)| Message::HoldQuery { seq, ids }),
+        (any::<u64>(), any::<bool>()).prop_map(|(seq, all)| Message::Holds { seq, all }),
     ]
 }
 

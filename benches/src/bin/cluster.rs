@@ -10,7 +10,9 @@
 //! Rows: cluster start (awaited starts until every registry holds all),
 //! RSS per node, join convergence of a 4th node with ColdSwap and with
 //! HotSwap + handover, and remote `call` latency/throughput (two hubs in
-//! this process) against a bare tokio TCP ping-pong of 64-byte frames.
+//! this process) against a bare tokio TCP ping-pong of 64-byte frames, and
+//! the latency of acknowledged starts (`Ack::Local`, `Quorum`, `All`) on
+//! three hubs in this process. `--only cluster|calls|acks` runs one group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use hub_core::{ChildSpec, StartOptions};
+use hub_core::{Ack, ChildSpec, StartOptions};
 use hub_net::control::{CtlReply, CtlRequest, Status};
 use hub_net::examples::{Counter, CounterMsg};
 use hub_net::{Client, Hub};
@@ -50,6 +52,9 @@ struct Cli {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Run only this group of rows: cluster, calls or acks.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -235,13 +240,89 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
         cli.batch,
         cli.in_flight
     );
-    for hot in [false, true] {
-        let label = if hot { "HotSwap+handover" } else { "ColdSwap" };
-        println!("== {label}: 3 node processes");
-        cluster_rows(cli, hot).await?;
+    let run = |group: &str| cli.only.as_deref().is_none_or(|o| o == group);
+    if run("cluster") {
+        for hot in [false, true] {
+            let label = if hot { "HotSwap+handover" } else { "ColdSwap" };
+            println!("== {label}: 3 node processes");
+            cluster_rows(cli, hot).await?;
+        }
     }
-    println!("== remote call (2 hubs in this process) vs bare TCP ping-pong");
-    call_rows(cli).await?;
+    if run("calls") {
+        println!("== remote call (2 hubs in this process) vs bare TCP ping-pong");
+        call_rows(cli).await?;
+    }
+    if run("acks") {
+        println!("== acknowledged starts (3 hubs in this process)");
+        ack_rows().await?;
+    }
+    Ok(())
+}
+
+/// Awaited starts from one hub of three, one child per start, and batches
+/// of 1,000, at each ack level.
+async fn ack_rows() -> Result<(), AnyError> {
+    let mut hubs: Vec<Hub> = Vec::new();
+    for id in ["a", "b", "c"] {
+        let mut b = Hub::builder(HUB)
+            .node_id(id)
+            .listen("127.0.0.1:0")
+            .cookie(COOKIE)
+            .register::<Counter>("counter");
+        if let Some(first) = hubs.first() {
+            b = b.seed(first.local_addr().ok_or("no address")?.to_string());
+        }
+        hubs.push(b.start().await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for h in &hubs {
+        while h.nodes().await?.len() < 3 {
+            if Instant::now() > deadline {
+                return Err("the three hubs did not form".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let rounds = 2_000;
+    for (name, ack) in [
+        ("Local", Ack::Local),
+        ("Quorum", Ack::Quorum),
+        ("All", Ack::All),
+    ] {
+        let mut lat = Vec::with_capacity(rounds);
+        for i in 0..rounds {
+            let spec = ChildSpec::new(format!("{name}-{i}"), "counter");
+            let t = Instant::now();
+            let out = hubs[0].start_child(spec, StartOptions::acked(ack)).await?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            if !out.is_ok() {
+                return Err(format!("acked start failed: {out:?}").into());
+            }
+        }
+        lat.sort_by(f64::total_cmp);
+        let t = Instant::now();
+        let batches = 10;
+        for k in 0..batches {
+            let specs: Vec<ChildSpec> = (0..1_000)
+                .map(|i| ChildSpec::new(format!("{name}-b{k}-{i}"), "counter"))
+                .collect();
+            let out = hubs[0]
+                .start_children(specs, StartOptions::acked(ack))
+                .await?;
+            if !out.is_ok() {
+                return Err("acked batch failed".into());
+            }
+        }
+        let rate = (batches * 1_000) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "ack {name}: 1 child per start p50 {:.0} µs, p99 {:.0} µs; batches of 1,000: {rate:.0} children/s",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+    for h in &hubs {
+        h.shutdown().await?;
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 //! randomness only from its seeded RNG, so a run is a pure function of its
 //! inputs.
 
+mod acks;
 mod decommission;
 mod handing;
 mod load;
@@ -229,6 +230,10 @@ pub struct Node {
     recently_stopped: BTreeMap<ChildId, Time>,
     /// Decommissions of other nodes this node waits on.
     decommissions: Vec<decommission::Pending>,
+    /// Finished starts waiting for registry acknowledgements, by query.
+    ack_waits: BTreeMap<u64, acks::AckWait>,
+    /// Peers' acknowledgement queries this registry cannot answer yet.
+    hold_watches: BTreeMap<(NodeId, u64), acks::HoldWatch>,
 }
 
 impl Node {
@@ -282,6 +287,8 @@ impl Node {
             ring_epoch: 0,
             recently_stopped: BTreeMap::new(),
             decommissions: Vec::new(),
+            ack_waits: BTreeMap::new(),
+            hold_watches: BTreeMap::new(),
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -549,6 +556,8 @@ impl Node {
             Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
             Message::Load(permille) => self.strategies.distribution.record_load(from, permille),
             Message::Decommission => self.on_decommission(now, from),
+            Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
+            Message::Holds { seq, all } => self.on_holds(from, seq, all),
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {
@@ -665,6 +674,8 @@ impl Node {
             self.request_gaps();
             self.resend_stale_handoffs();
             self.resend_unanswered_starts();
+            self.reask_holders();
+            self.check_hold_watches();
         }
         let changes = self.membership.tick(now);
         self.on_membership(now, changes);
@@ -692,6 +703,7 @@ impl Node {
         self.expire_ops(now);
         self.expire_queue(now);
         self.expire_decommissions(now);
+        self.expire_acks(now);
         self.expire_handing(now);
         if self.lock.as_ref().is_some_and(|l| now >= l.until) {
             debug!("redistribution lock timed out");
@@ -733,6 +745,7 @@ impl Node {
                     .iter()
                     .map(decommission::Pending::deadline),
             )
+            .chain(self.ack_waits.values().map(acks::AckWait::deadline))
             .chain(self.queue.iter().filter_map(|q| match q {
                 Queued::Command { deadline, .. } => Some(*deadline),
                 Queued::Remote { .. } => None,

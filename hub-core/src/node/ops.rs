@@ -6,7 +6,7 @@ use tracing::{debug, warn};
 
 use super::{dedup_ids, Node};
 use crate::command::{
-    OnFailure, Reply, StartFailure, StartOptions, StartOutcome, StopOptions, StopOutcome,
+    Ack, OnFailure, Reply, StartFailure, StartOptions, StartOutcome, StopOptions, StopOutcome,
 };
 use crate::error::{StartError, StopError};
 use crate::id::{ChildId, Handle, NodeId, RequestId};
@@ -37,6 +37,7 @@ impl Op {
 pub(super) struct StartOp {
     request: RequestId,
     on_failure: OnFailure,
+    ack: Ack,
     deadline: Time,
     /// Results still expected per child (one per owner it was sent to).
     pending: BTreeMap<ChildId, usize>,
@@ -121,6 +122,7 @@ impl Node {
                 Op::Start(StartOp {
                     request,
                     on_failure: opts.on_failure,
+                    ack: opts.ack,
                     deadline: now + opts.timeout,
                     pending,
                     answered: BTreeSet::new(),
@@ -469,7 +471,7 @@ impl Node {
                 }
             }
         }
-        self.reply(op.request, Reply::Started(op.outcome));
+        self.reply_started(op.request, op.ack, op.deadline, op.outcome);
     }
 }
 

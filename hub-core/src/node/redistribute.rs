@@ -65,6 +65,7 @@ impl Node {
                 }
             }
         }
+        self.recheck_acks();
         // Quorum first: a minority node must not start orphans.
         self.check_quorum(now);
         if triggers.is_empty() {

@@ -32,6 +32,9 @@ impl Node {
         let changes = self.registry.apply(&delta);
         let news = !changes.is_empty();
         self.registry_events(changes);
+        if news {
+            self.check_hold_watches();
+        }
         if replaced {
             self.reconcile();
         }
