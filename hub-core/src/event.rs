@@ -119,6 +119,14 @@ pub enum Event {
         /// The owners that keep running it.
         kept_on: Vec<NodeId>,
     },
+    /// A child whose node died was restarted here from the latest
+    /// snapshot its ring successor held, not from scratch.
+    Recovered {
+        /// Child.
+        id: ChildId,
+        /// The snapshot's sequence number (the recovery point).
+        seq: u64,
+    },
     /// A child failed for good and was removed.
     ChildFailed {
         /// Child.

@@ -30,6 +30,9 @@ pub enum StopReason {
     Partitioned,
     /// The node is leaving and nobody can take the child.
     Shutdown,
+    /// It restarts here at once from a newer crash-recovery snapshot than
+    /// the one it was recovered from (another survivor held it).
+    Recovering,
 }
 
 /// An action for the driver.
@@ -136,6 +139,17 @@ pub enum LocalReport {
         id: ChildId,
         /// Why.
         reason: ExitReason,
+    },
+    /// A periodic snapshot of a running child's state, taken by the
+    /// driver per the kind's snapshot policy (every N messages and/or
+    /// every interval) for crash recovery: the node replicates it to the
+    /// child's ring successor, which restarts the child from the latest
+    /// one if this node dies.
+    Snapshot {
+        /// Child.
+        id: ChildId,
+        /// Serialized state, as a handover would carry it.
+        state: Bytes,
     },
     /// The state asked for by [`Output::RequestState`] (`None` if the
     /// process could not produce one).

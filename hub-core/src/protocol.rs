@@ -58,6 +58,9 @@ pub struct Handoff {
     /// An offer of a missing replica, not a move: refused by a node that
     /// just stopped the child on request (it may be a stop in progress).
     pub repair: bool,
+    /// `state` is a crash-recovery snapshot with this sequence number (the
+    /// child's holder died), not a handover.
+    pub recovered: Option<u64>,
 }
 
 /// Per-child results of a start on one node.
@@ -153,6 +156,16 @@ pub enum Message {
         seq: u64,
         /// The children.
         ids: Vec<ChildId>,
+    },
+    /// The latest snapshot of a child the sender runs, for the receiver to
+    /// keep in case the sender dies (the receiver is its ring successor).
+    Snapshot {
+        /// The child.
+        id: ChildId,
+        /// Snapshots of this instance so far (recovery point).
+        seq: u64,
+        /// Serialized state.
+        state: Bytes,
     },
     /// Answer to [`Message::HoldQuery`].
     Holds {

@@ -1,7 +1,7 @@
 //! The node task: owns the `hub_core::Node` and drives it from TCP frames,
 //! API calls, supervisor reports and its timer, performing its outputs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,16 +66,16 @@ pub(crate) struct Driver {
     pub(crate) cancel: CancellationToken,
     pub(crate) net_tx: mpsc::Sender<NetEvent>,
     pub(crate) local_tx: mpsc::UnboundedSender<LocalReport>,
-    conns: HashMap<NodeId, Conn>,
+    conns: BTreeMap<NodeId, Conn>,
     /// conn id -> peer node (None: a control client).
-    conn_peer: HashMap<u64, (Option<NodeId>, Conn)>,
-    pending: HashMap<NodeId, VecDeque<Bytes>>,
-    dialing: HashSet<NodeId>,
-    attempts: HashMap<NodeId, u32>,
-    replies: HashMap<RequestId, oneshot::Sender<Reply>>,
-    ctl_waiting: HashMap<RequestId, (u64, u64)>,
+    conn_peer: BTreeMap<u64, (Option<NodeId>, Conn)>,
+    pending: BTreeMap<NodeId, VecDeque<Bytes>>,
+    dialing: BTreeSet<NodeId>,
+    attempts: BTreeMap<NodeId, u32>,
+    replies: BTreeMap<RequestId, oneshot::Sender<Reply>>,
+    ctl_waiting: BTreeMap<RequestId, (u64, u64)>,
     next_request: u64,
-    calls: HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
+    calls: BTreeMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
     next_call: u64,
     next_conn: u64,
     jitter: StdRng,
@@ -101,15 +101,15 @@ impl Driver {
             cancel,
             net_tx,
             local_tx,
-            conns: HashMap::new(),
-            conn_peer: HashMap::new(),
-            pending: HashMap::new(),
-            dialing: HashSet::new(),
-            attempts: HashMap::new(),
-            replies: HashMap::new(),
-            ctl_waiting: HashMap::new(),
+            conns: BTreeMap::new(),
+            conn_peer: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            ctl_waiting: BTreeMap::new(),
             next_request: 0,
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             next_call: 0,
             next_conn: 0,
             jitter: StdRng::seed_from_u64(node.config().rng_seed ^ 0x6a17),

@@ -50,6 +50,14 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// A process kind's snapshot policy is unusable.
+    #[error("snapshot policy of kind {kind:?}: {reason}")]
+    SnapshotPolicy {
+        /// The kind.
+        kind: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A static child failed to start.
     #[error("static children failed to start: {0}")]
     StaticChildren(String),

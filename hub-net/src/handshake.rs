@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -148,10 +148,14 @@ fn check(local: &Local, peer: &Hello) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-fn fresh(local: &Local) -> Hello {
+fn fresh(local: &Local) -> Result<Hello, HandshakeError> {
     let mut hello = local.hello.clone();
-    rand::rng().fill_bytes(&mut hello.nonce);
-    hello
+    // Straight from the OS (per call, no thread-local generator): under the
+    // simulator that is the seed's stream, so a seed replays alone too.
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut hello.nonce)
+        .map_err(|e| HandshakeError::Io(format!("no randomness for the nonce: {e}")))?;
+    Ok(hello)
 }
 
 /// Runs the handshake as the side that connected. Returns the peer's hello.
@@ -160,7 +164,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     local: &Local,
 ) -> Result<Hello, HandshakeError> {
     tokio::time::timeout(local.timeout, async {
-        let me = fresh(local);
+        let me = fresh(local)?;
         send(f, &Step::Hello(me.clone())).await?;
         let Step::Hello(peer) = recv(f).await? else {
             return Err(HandshakeError::Malformed("expected hello".into()));
@@ -194,7 +198,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(HandshakeError::Malformed("expected hello".into()));
         };
         check(local, &peer)?;
-        let me = fresh(local);
+        let me = fresh(local)?;
         send(f, &Step::Hello(me.clone())).await?;
         let hub = &local.hello.hub_id;
         let Step::Proof(p) = recv(f).await? else {

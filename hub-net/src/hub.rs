@@ -23,6 +23,7 @@ use crate::driver::{self, Api, Driver, NetSettings};
 use crate::error::{CallError, HubError, StartupError};
 use crate::handshake::{Hello, Local, Role};
 use crate::process::{Kinds, Process};
+use crate::snapshot::SnapshotPolicy;
 use crate::supervisor::{Limits, Supervisor};
 
 /// Configures a hub node. See [`Hub::builder`].
@@ -89,6 +90,31 @@ impl HubBuilder {
         self
     }
 
+    /// Registers a process kind whose children's state is snapshotted
+    /// per `policy` and replicated to their ring successor, so that a
+    /// crash of this node loses at most the work since the last snapshot
+    /// (see [`SnapshotPolicy`]).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use hub_net::{examples::Counter, Hub, SnapshotPolicy};
+    /// let hub = Hub::builder("my-hub")
+    ///     .node_id("a")
+    ///     .register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(10))
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register_with_snapshots<P: Process>(
+        mut self,
+        name: impl Into<String>,
+        policy: SnapshotPolicy,
+    ) -> Self {
+        self.kinds.register_with_snapshots::<P>(name, policy);
+        self
+    }
+
     /// Supervision limits (restart intensity, `max_children`).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -140,6 +166,9 @@ impl HubBuilder {
             handshake_timeout,
             clock_rate,
         } = self;
+        kinds
+            .validate()
+            .map_err(|(kind, reason)| StartupError::SnapshotPolicy { kind, reason })?;
         let listener = match &listen {
             Some(addr) => Some(TcpListener::bind(addr.as_str()).await.map_err(|source| {
                 StartupError::Bind {
@@ -435,6 +464,17 @@ impl Hub {
     ) -> Result<Option<hub_core::Role>, HubError> {
         let id = id.into();
         self.query(move |n| n.local_role(id.as_str())).await
+    }
+
+    /// The crash-recovery snapshot this node keeps for `id` (a child its
+    /// ring predecessor runs): the node it came from and its sequence
+    /// number, the point `id` restarts from if that node dies.
+    pub async fn stored_snapshot(
+        &self,
+        id: impl Into<ChildId>,
+    ) -> Result<Option<(NodeId, u64)>, HubError> {
+        let id = id.into();
+        self.query(move |n| n.stored_snapshot(id.as_str())).await
     }
 
     /// Sends `msg` to child `id` wherever it runs (fire and forget once

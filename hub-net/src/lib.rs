@@ -49,6 +49,7 @@ pub mod examples;
 pub mod handshake;
 mod hub;
 pub mod process;
+mod snapshot;
 mod supervisor;
 pub mod wire;
 
@@ -56,4 +57,5 @@ pub use client::{Client, ClientError};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hub::{Hub, HubBuilder};
 pub use process::{Kinds, Process, Terminate};
+pub use snapshot::SnapshotPolicy;
 pub use supervisor::Limits;

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use hub_core::{ChildId, Role};
 
+use crate::snapshot::SnapshotPolicy;
+
 /// Why a process instance is being terminated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Terminate {
@@ -162,6 +164,7 @@ pub(crate) type Factory = dyn Fn(ChildId, Bytes, Option<Bytes>) -> BoxFuture<'st
 #[derive(Clone, Default)]
 pub struct Kinds {
     map: BTreeMap<String, Arc<Factory>>,
+    snapshots: BTreeMap<String, SnapshotPolicy>,
 }
 
 impl std::fmt::Debug for Kinds {
@@ -191,7 +194,35 @@ impl Kinds {
                 Ok(Box::new(Typed(p)) as Box<dyn Instance>)
             })
         });
-        self.map.insert(name.into(), factory);
+        let name = name.into();
+        self.snapshots.remove(&name);
+        self.map.insert(name, factory);
+    }
+
+    /// Registers `P` under `name` with crash-recovery snapshots taken per
+    /// `policy` (see [`SnapshotPolicy`]). `P` must return a state from
+    /// [`Process::snapshot_state`], else nothing is replicated.
+    pub fn register_with_snapshots<P: Process>(
+        &mut self,
+        name: impl Into<String>,
+        policy: SnapshotPolicy,
+    ) {
+        let name = name.into();
+        self.register::<P>(name.clone());
+        self.snapshots.insert(name, policy);
+    }
+
+    /// The snapshot policy of kind `name`, if it has one.
+    pub fn snapshot_policy(&self, name: &str) -> Option<SnapshotPolicy> {
+        self.snapshots.get(name).copied()
+    }
+
+    /// Checks every snapshot policy: the first bad one's kind and why.
+    pub fn validate(&self) -> Result<(), (String, &'static str)> {
+        for (kind, p) in &self.snapshots {
+            p.validate().map_err(|why| (kind.clone(), why))?;
+        }
+        Ok(())
     }
 
     /// Whether a kind of that name is registered.

@@ -2,7 +2,7 @@
 //! process per the restart policy, within `max_restarts` in `max_seconds`
 //! (OTP intensity), and reports to the node task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use hub_core::{ChildId, ChildSpec, ExitReason, Handle, LocalReport, RestartPolic
 
 use crate::error::CallError;
 use crate::process::{Instance, Kinds, Terminate};
+use crate::snapshot::SnapshotPolicy;
 
 /// Restart intensity and limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +57,7 @@ const MAILBOX: usize = 1024;
 pub(crate) struct Supervisor {
     kinds: Kinds,
     limits: Limits,
-    children: HashMap<ChildId, mpsc::Sender<Envelope>>,
+    children: BTreeMap<ChildId, mpsc::Sender<Envelope>>,
     reports: mpsc::UnboundedSender<LocalReport>,
     next_handle: Arc<std::sync::atomic::AtomicU64>,
     node: String,
@@ -72,7 +73,7 @@ impl Supervisor {
         Supervisor {
             kinds,
             limits,
-            children: HashMap::new(),
+            children: BTreeMap::new(),
             reports,
             next_handle: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             node,
@@ -110,6 +111,7 @@ impl Supervisor {
         self.children.insert(id.clone(), tx);
         let run = ChildRun {
             spec: spec.clone(),
+            snapshots: self.kinds.snapshot_policy(&spec.kind),
             factory,
             limits: self.limits,
             reports: self.reports.clone(),
@@ -164,6 +166,7 @@ impl Supervisor {
 
 struct ChildRun {
     spec: Arc<ChildSpec>,
+    snapshots: Option<SnapshotPolicy>,
     factory: Arc<crate::process::Factory>,
     limits: Limits,
     reports: mpsc::UnboundedSender<LocalReport>,
@@ -226,7 +229,7 @@ impl ChildRun {
                         }
                     });
                     first = false;
-                    serve(inst.as_mut(), &mut rx).await
+                    self.serve(inst.as_mut(), &mut rx).await
                 }
                 None => Exit::Crashed("init failed on restart".into()),
             };
@@ -260,14 +263,58 @@ impl ChildRun {
     }
 }
 
-/// Runs one instance until it stops or crashes.
-async fn serve(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Exit {
-    while let Some(env) = rx.recv().await {
-        if let Some(exit) = handle(inst, env, rx).await {
-            return exit;
+impl ChildRun {
+    /// Runs one instance until it stops or crashes, snapshotting it for
+    /// crash recovery per its kind's policy.
+    async fn serve(&self, inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Exit {
+        let Some(policy) = self.snapshots else {
+            while let Some(env) = rx.recv().await {
+                if let Some(exit) = handle(inst, env, rx).await {
+                    return exit;
+                }
+            }
+            return Exit::Stopped;
+        };
+        // Messages handled since the last snapshot.
+        let mut since: u32 = 0;
+        let period = policy.interval.unwrap_or(Duration::from_secs(3600));
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                env = rx.recv() => {
+                    let Some(env) = env else { return Exit::Stopped };
+                    let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..));
+                    if let Some(exit) = handle(inst, env, rx).await {
+                        return exit;
+                    }
+                    if counts {
+                        since = since.saturating_add(1);
+                        if policy.every_messages.is_some_and(|n| since >= n) {
+                            self.take_snapshot(inst);
+                            since = 0;
+                        }
+                    }
+                }
+                _ = tick.tick(), if policy.interval.is_some() => {
+                    if since > 0 {
+                        self.take_snapshot(inst);
+                        since = 0;
+                    }
+                }
+            }
         }
     }
-    Exit::Stopped
+
+    fn take_snapshot(&self, inst: &mut dyn Instance) {
+        match inst.snapshot() {
+            Some(state) => self.report(LocalReport::Snapshot {
+                id: self.spec.id.clone(),
+                state,
+            }),
+            None => debug!("kind has a snapshot policy but returned no state"),
+        }
+    }
 }
 
 /// Handles one envelope; `Some` when the instance ended.

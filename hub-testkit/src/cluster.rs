@@ -422,6 +422,15 @@ impl Cluster {
         }
     }
 
+    /// Has node `i`'s runtime snapshot child `id` for crash recovery (what
+    /// a driver does per the kind's snapshot policy) and reports it.
+    /// Returns the counter it captured, `None` if `id` does not run there.
+    pub fn snapshot_child(&mut self, i: usize, id: &ChildId) -> Option<u64> {
+        let (counter, report) = self.nodes[i].runtime.checkpoint(id)?;
+        self.local(i, report);
+        Some(counter)
+    }
+
     fn local(&mut self, i: usize, report: LocalReport) {
         let now = self.now;
         if let Some(n) = self.nodes[i].node.as_mut() {

@@ -175,12 +175,14 @@ pub fn message() -> impl Strategy<Value = Message> {
                 (
                     child_spec(),
                     proptest::option::of(vec(any::<u8>(), 0..8)),
-                    any::<bool>()
+                    any::<bool>(),
+                    proptest::option::of(any::<u64>())
                 )
-                    .prop_map(|(spec, state, repair)| Handoff {
+                    .prop_map(|(spec, state, repair, recovered)| Handoff {
                         spec,
                         state: state.map(Bytes::from),
                         repair,
+                        recovered,
                     }),
                 0..3
             ),
@@ -195,6 +197,13 @@ pub fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), vec(child_id(), 0..4))
             .prop_map(|(seq, ids)| Message::HoldQuery { seq, ids }),
         (any::<u64>(), any::<bool>()).prop_map(|(seq, all)| Message::Holds { seq, all }),
+        (child_id(), any::<u64>(), vec(any::<u8>(), 0..16)).prop_map(|(id, seq, state)| {
+            Message::Snapshot {
+                id,
+                seq,
+                state: Bytes::from(state),
+            }
+        }),
     ]
 }
 

@@ -106,6 +106,18 @@ impl FakeRuntime {
         }
     }
 
+    /// A crash-recovery snapshot of a running process (it keeps working):
+    /// its counter and the report for the node.
+    pub fn checkpoint(&self, id: &ChildId) -> Option<(u64, LocalReport)> {
+        let p = self.running.get(id)?;
+        let state = Bytes::copy_from_slice(&p.counter.to_le_bytes());
+        let report = LocalReport::Snapshot {
+            id: id.clone(),
+            state,
+        };
+        Some((p.counter, report))
+    }
+
     /// Lets a paused process work again.
     pub fn resume(&mut self, id: &ChildId) {
         if let Some(p) = self.running.get_mut(id) {

@@ -131,7 +131,7 @@ impl Node {
             }
         }
         self.mark_moving(id, to.clone());
-        self.queue_handoff(to.clone(), &spec, state.clone());
+        self.queue_handoff(to.clone(), &spec, state.clone(), None);
         self.outbound.insert(
             id.clone(),
             Outbound {

@@ -21,6 +21,7 @@ mod ops;
 mod owner;
 mod redistribute;
 mod replicas;
+mod snapshots;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -76,6 +77,8 @@ enum StopPurpose {
     Shutdown,
     /// The old copy of a start-then-stop move: the new owner runs it.
     Retire(NodeId),
+    /// Restart here from a newer crash-recovery snapshot.
+    Recover(Bytes, u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +103,10 @@ struct Local {
     role: Option<Role>,
     /// `Node::ring_epoch` when it began starting here.
     epoch: u64,
+    /// Its crash-recovery snapshots taken here.
+    snapshot: snapshots::Own,
+    /// Restarted from a snapshot with this number: reported once running.
+    recovered: Option<u64>,
 }
 
 /// A child with no live holder: its node died or left without handing it
@@ -115,6 +122,8 @@ struct Orphan {
     /// another holder in the registry may be a stale row, so the orphan is
     /// not dropped for it; a duplicate, if any, is resolved like any other.
     responsible: bool,
+    /// `state` is the crash-recovery snapshot with this number.
+    recovered: Option<u64>,
 }
 
 impl Orphan {
@@ -124,6 +133,7 @@ impl Orphan {
             state,
             sent_to: None,
             responsible,
+            recovered: None,
         }
     }
 }
@@ -234,6 +244,8 @@ pub struct Node {
     ack_waits: BTreeMap<u64, acks::AckWait>,
     /// Peers' acknowledgement queries this registry cannot answer yet.
     hold_watches: BTreeMap<(NodeId, u64), acks::HoldWatch>,
+    /// Latest crash-recovery snapshots of children run elsewhere.
+    snapshots: BTreeMap<ChildId, snapshots::Stored>,
 }
 
 impl Node {
@@ -289,6 +301,7 @@ impl Node {
             decommissions: Vec::new(),
             ack_waits: BTreeMap::new(),
             hold_watches: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -558,6 +571,7 @@ impl Node {
             Message::Decommission => self.on_decommission(now, from),
             Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
             Message::Holds { seq, all } => self.on_holds(from, seq, all),
+            Message::Snapshot { id, seq, state } => self.on_snapshot(from, id, seq, state),
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {
@@ -651,6 +665,7 @@ impl Node {
             LocalReport::Restarted { id, handle } => self.on_restarted(id, handle),
             LocalReport::Exited { id, reason } => self.on_exited(now, id, reason),
             LocalReport::State { id, state } => self.on_state(id, state),
+            LocalReport::Snapshot { id, state } => self.on_snapshot_taken(id, state),
         }
     }
 
@@ -839,11 +854,19 @@ impl Node {
     }
 
     /// Queues `spec` (with `state`) for `to`; sent when the input ends.
-    fn queue_handoff(&mut self, to: NodeId, spec: &ChildSpec, state: Option<Bytes>) {
+    /// `recovered`: `state` is a crash-recovery snapshot with that number.
+    fn queue_handoff(
+        &mut self,
+        to: NodeId,
+        spec: &ChildSpec,
+        state: Option<Bytes>,
+        recovered: Option<u64>,
+    ) {
         self.outbox.handoffs.entry(to).or_default().push(Handoff {
             spec: spec.clone(),
             state,
             repair: false,
+            recovered,
         });
     }
 

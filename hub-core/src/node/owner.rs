@@ -177,6 +177,8 @@ impl Node {
                 started_by,
                 role: None,
                 epoch: self.ring_epoch,
+                snapshot: Default::default(),
+                recovered: None,
             },
         );
         self.out.push_back(Output::Spawn { spec, restore });
@@ -204,6 +206,7 @@ impl Node {
                     StopPurpose::Conflict => StopReason::Conflict,
                     StopPurpose::Partition => StopReason::Partitioned,
                     StopPurpose::Shutdown => StopReason::Shutdown,
+                    StopPurpose::Recover(..) => StopReason::Recovering,
                 };
                 local.state = LocalState::Stopping {
                     handle: *handle,
@@ -246,6 +249,7 @@ impl Node {
             id: id.clone(),
             handle,
         });
+        self.recovered(&id);
         match purpose {
             StartPurpose::Request(waiters) => {
                 for w in waiters {
@@ -346,6 +350,13 @@ impl Node {
                         }
                     }
                     StopPurpose::Shutdown => self.migrate_stopped(local.spec, None),
+                    StopPurpose::Recover(state, seq) => {
+                        // Its row stays: the new instance replaces it.
+                        self.spawn(local.spec, Some(state), StartPurpose::Orphan);
+                        if let Some(l) = self.local.get_mut(&id) {
+                            l.recovered = Some(seq);
+                        }
+                    }
                     StopPurpose::Partition => {
                         self.write_own(None, &id);
                         self.suspended.insert(id, local.spec);
@@ -399,6 +410,8 @@ impl Node {
                         started_by: local.started_by,
                         role: None,
                         epoch: local.epoch,
+                        snapshot: local.snapshot,
+                        recovered: local.recovered,
                     },
                 );
                 self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));
@@ -435,7 +448,7 @@ impl Node {
     /// acknowledged.
     pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId, state: Option<Bytes>) {
         let id = spec.id.clone();
-        self.queue_handoff(to.clone(), &spec, state.clone());
+        self.queue_handoff(to.clone(), &spec, state.clone(), None);
         let outbound = super::Outbound {
             spec,
             state,
@@ -490,6 +503,7 @@ impl Node {
                     self.emit(Event::RegistryInserted { id, owners });
                 }
                 RegistryChange::Removed { id, node } => {
+                    self.forget_snapshot_of(&id, &node);
                     if node != self.me {
                         self.update_role(&id);
                     }

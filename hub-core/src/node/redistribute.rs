@@ -66,6 +66,7 @@ impl Node {
             }
         }
         self.recheck_acks();
+        self.resend_snapshots();
         // Quorum first: a minority node must not start orphans.
         self.check_quorum(now);
         if triggers.is_empty() {
@@ -108,8 +109,33 @@ impl Node {
                 id: id.clone(),
                 nodes: vec![node.clone()],
             });
+            let snapshot = self.take_snapshot_of(&id, node);
+            if let Some((state, seq)) = &snapshot {
+                // Someone runs it already (restarted before this node saw
+                // the death): offer it the snapshot, in case it is newer
+                // than what that copy started from.
+                if self.offer_newer(&id, state, *seq) {
+                    continue;
+                }
+                let other = self
+                    .registry
+                    .lookup_ref(id.as_str())
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .find(|n| *n != self.me);
+                if let Some(holder) = other {
+                    self.queue_handoff(holder, &row.spec, Some(state.clone()), Some(*seq));
+                    continue;
+                }
+            }
             if self.registry.lookup_ref(id.as_str()).is_empty() && !self.local.contains_key(&id) {
-                self.orphans.insert(id, Orphan::new(row.spec, None, false));
+                let mut orphan = Orphan::new(row.spec, None, false);
+                if let Some((state, seq)) = snapshot {
+                    debug!(child = %id, seq, "orphan keeps its latest snapshot");
+                    orphan.state = Some(state);
+                    orphan.recovered = Some(seq);
+                }
+                self.orphans.insert(id, orphan);
             }
         }
     }
@@ -165,6 +191,7 @@ impl Node {
             };
             let spec = orphan.spec.clone();
             let state = orphan.state.clone();
+            let recovered = orphan.recovered;
             let owners = self.owners(&self.ring, &spec);
             if owners.contains(&self.me) {
                 if let Some(named) = spec.nodes() {
@@ -175,13 +202,17 @@ impl Node {
                         });
                     }
                 }
+                let (state, recovered) = self.restore_point(&id, state, recovered);
                 self.spawn(spec, state, StartPurpose::Orphan);
+                if let Some(local) = self.local.get_mut(&id) {
+                    local.recovered = recovered;
+                }
             } else if let Some(first) = owners.first() {
                 // The owner may not know the child (e.g. it restarted and
                 // lost its registry): tell it once per sync round.
                 if orphan.sent_to.as_ref() != Some(first) {
                     let to = first.clone();
-                    self.queue_handoff(to.clone(), &spec, state);
+                    self.queue_handoff(to.clone(), &spec, state, recovered);
                     if let Some(o) = self.orphans.get_mut(&id) {
                         o.sent_to = Some(to);
                     }
@@ -247,6 +278,12 @@ impl Node {
                 debug!(child = %id, "repair offer for a child stopped here on request; refused");
                 continue;
             }
+            if let (Some(state), Some(seq), false) = (&h.state, h.recovered, h.repair) {
+                if self.offer_newer(&id, state, seq) {
+                    self.outbox.acks.entry(from.clone()).or_default().push(id);
+                    continue;
+                }
+            }
             if let Some(local) = self.local.get(&id) {
                 // Acknowledge only a copy that runs: one that is stopping
                 // (e.g. the old copy of a move coming back) or may still
@@ -265,7 +302,7 @@ impl Node {
                 // Pass it on to where it goes without this node.
                 match self.successor(&spec) {
                     Some(to) if to != *from => {
-                        self.queue_handoff(to, &spec, h.state);
+                        self.queue_handoff(to, &spec, h.state, h.recovered);
                         self.outbox.acks.entry(from.clone()).or_default().push(id);
                     }
                     // Not acknowledged: the sender keeps it and re-offers it
@@ -273,7 +310,15 @@ impl Node {
                     _ => debug!(child = %id, "leaving node cannot take a handoff"),
                 }
             } else {
-                self.spawn(spec, h.state, StartPurpose::Handoff(from.clone()));
+                let (state, recovered) = if h.repair {
+                    (h.state, None)
+                } else {
+                    self.restore_point(&id, h.state, h.recovered)
+                };
+                self.spawn(spec, state, StartPurpose::Handoff(from.clone()));
+                if let Some(local) = self.local.get_mut(&id) {
+                    local.recovered = recovered;
+                }
             }
         }
     }
@@ -460,7 +505,7 @@ impl Node {
         // Orphans this node knew about go to their owners too.
         for (_, o) in std::mem::take(&mut self.orphans) {
             if let Some(to) = self.successor(&o.spec) {
-                self.queue_handoff(to, &o.spec, o.state);
+                self.queue_handoff(to, &o.spec, o.state, o.recovered);
             }
         }
         self.after_local_change(now);
@@ -495,7 +540,7 @@ impl Node {
             }
         }
         for (to, spec, state) in again {
-            self.queue_handoff(to, &spec, state);
+            self.queue_handoff(to, &spec, state, None);
         }
     }
 

@@ -66,6 +66,7 @@ impl Node {
             if usable {
                 debug!(child = %id, %to, "offering a missing replica");
                 self.outbox.handoffs.entry(to).or_default().push(Handoff {
+                    recovered: None,
                     spec: (*spec).clone(),
                     state: None,
                     repair: true,
