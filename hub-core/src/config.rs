@@ -44,6 +44,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Most nodes a start may be forwarded through (default 3).
     pub forward_hop_limit: usize,
+    /// This node's tags (e.g. `zone=a`), matched by children's placement
+    /// constraints (default none).
+    pub tags: crate::ring::Tags,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             lock_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(60),
             forward_hop_limit: 3,
+            tags: Default::default(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Config {
             id: self.node_id.clone(),
             addr: self.addr.clone(),
             incarnation: self.incarnation,
+            tags: self.tags.clone(),
         }
     }
 

@@ -24,6 +24,9 @@ pub enum SpecError {
     /// More than [`crate::spec::MAX_METADATA_ENTRIES`] metadata entries.
     #[error("{0} metadata entries, at most {max} allowed", max = crate::spec::MAX_METADATA_ENTRIES)]
     TooManyTags(usize),
+    /// A placement constraint is not a list of `key=value` pairs.
+    #[error("malformed placement constraint {0:?} (want key=value,key2=value2)")]
+    BadConstraint(String),
 }
 
 /// Why one child did not start (reported per child; other children of the

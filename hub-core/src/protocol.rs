@@ -37,6 +37,8 @@ pub struct NodeInfo {
     pub addr: String,
     /// Incarnation of this run of the node.
     pub incarnation: Incarnation,
+    /// Node tags (e.g. `zone=a`) for placement constraints.
+    pub tags: crate::ring::Tags,
 }
 
 /// Names one in-flight start or stop operation cluster-wide.

@@ -8,11 +8,12 @@
 //! clockwise from that point. Points are kept sorted by `(hash, node id)`, so
 //! the same membership gives the same owners whatever the insertion order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::id::NodeId;
+use crate::spec::ChildSpec;
 
 /// Fixed seed of the ring hash; changing it would move every child.
 pub const RING_SEED: u64 = 0x7072_6f63_6875_6221; // "prochub!"
@@ -49,7 +50,13 @@ pub struct Ring {
     nodes: Vec<NodeId>,
     /// (point, index into `nodes`), sorted.
     points: Vec<(u64, u32)>,
+    /// Node tags (e.g. `zone=a`) for placement constraints; a member
+    /// without an entry has none.
+    tags: BTreeMap<NodeId, Tags>,
 }
+
+/// A node's tags: key to value.
+pub type Tags = BTreeMap<String, String>;
 
 impl Ring {
     /// A ring over `members` (duplicates ignored) with `vnodes` points each
@@ -60,6 +67,7 @@ impl Ring {
             vnodes: vnodes.max(1),
             nodes: set.into_iter().collect(),
             points: Vec::new(),
+            tags: BTreeMap::new(),
         };
         ring.rebuild();
         ring
@@ -135,11 +143,28 @@ impl Ring {
         true
     }
 
+    /// Sets a member's tags; returns true if they changed.
+    pub fn set_tags(&mut self, node: &NodeId, tags: Tags) -> bool {
+        if !self.contains(node) {
+            return false;
+        }
+        if tags.is_empty() {
+            return self.tags.remove(node).is_some();
+        }
+        self.tags.insert(node.clone(), tags.clone()) != Some(tags)
+    }
+
+    /// A member's tags (empty if it has none).
+    pub fn tags(&self, node: &NodeId) -> Option<&Tags> {
+        self.tags.get(node)
+    }
+
     /// Removes a member; returns false if it was not there. O(points).
     pub fn remove(&mut self, node: &NodeId) -> bool {
         let Ok(pos) = self.nodes.binary_search(node) else {
             return false;
         };
+        self.tags.remove(node);
         self.nodes.remove(pos);
         let idx = pos as u32;
         self.points.retain(|&(_, i)| i != idx);
@@ -196,6 +221,44 @@ impl Ring {
             }
         }
         out
+    }
+
+    /// The first `n` owners of `spec` honouring its placement constraints
+    /// ([`ChildSpec::with_requirement`], [`ChildSpec::with_preference`]):
+    /// the ring walk from the child's point keeps only members whose tags
+    /// hold every requirement, and puts those that also hold every
+    /// preference first (each group in walk order). Without constraints
+    /// this is [`Ring::owners`]. When a tagged member leaves, the walk
+    /// moves on to the next matching one (failover); when none matches a
+    /// requirement, the answer is empty and the child waits.
+    ///
+    /// ```
+    /// use hub_core::{ChildSpec, NodeId, Ring};
+    /// let mut ring = Ring::new(64, ["a", "b", "c"].map(NodeId::new));
+    /// ring.set_tags(&NodeId::new("b"), [("zone".into(), "x".into())].into());
+    /// let spec = ChildSpec::new("job", "k").with_requirement("zone", "x");
+    /// assert_eq!(ring.owners_for(&spec, 2), vec![NodeId::new("b")]);
+    /// let soft = ChildSpec::new("job", "k").with_preference("zone", "x");
+    /// assert_eq!(ring.owners_for(&soft, 2)[0], NodeId::new("b"));
+    /// ```
+    pub fn owners_for(&self, spec: &ChildSpec, n: usize) -> Vec<NodeId> {
+        let require = spec.requirements();
+        let prefer = spec.preferences();
+        if require.is_empty() && prefer.is_empty() {
+            return self.owners(spec.id.as_str(), n);
+        }
+        let holds = |node: &NodeId, wanted: &[(String, String)]| {
+            let tags = self.tags.get(node);
+            wanted
+                .iter()
+                .all(|(k, v)| tags.and_then(|t| t.get(k)) == Some(v))
+        };
+        let walk = self.owners(spec.id.as_str(), self.nodes.len());
+        let (preferred, rest): (Vec<NodeId>, Vec<NodeId>) = walk
+            .into_iter()
+            .filter(|node| holds(node, &require))
+            .partition(|node| holds(node, &prefer));
+        preferred.into_iter().chain(rest).take(n).collect()
     }
 
     /// The ring positions whose first `n` owners differ between `self` and

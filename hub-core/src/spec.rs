@@ -12,6 +12,10 @@ use crate::id::{ChildId, NodeId};
 pub const MAX_NAME_LEN: usize = 1024;
 /// Metadata tag holding the nodes a Guided child must run on.
 pub const NODES_TAG: &str = "hub.nodes";
+/// Metadata tag holding the node tags a child requires, `k=v,k2=v2`.
+pub const REQUIRE_TAG: &str = "hub.require";
+/// Metadata tag holding the node tags a child prefers, `k=v,k2=v2`.
+pub const PREFER_TAG: &str = "hub.prefer";
 /// Most metadata entries a spec may carry (metadata is meant for tags).
 pub const MAX_METADATA_ENTRIES: usize = 64;
 
@@ -94,6 +98,50 @@ impl ChildSpec {
         self.with_metadata(NODES_TAG, list.join(","))
     }
 
+    /// Requires a node tag: the child runs only on nodes tagged `key=value`
+    /// (see [`crate::Ring::owners_for`]); with no such node it waits.
+    /// Stored in the metadata tag [`REQUIRE_TAG`].
+    ///
+    /// ```
+    /// use hub_core::ChildSpec;
+    /// let spec = ChildSpec::new("db-1", "db").with_requirement("zone", "a");
+    /// assert_eq!(spec.requirements(), vec![("zone".into(), "a".into())]);
+    /// ```
+    pub fn with_requirement(self, key: &str, value: &str) -> Self {
+        self.with_constraint(REQUIRE_TAG, key, value)
+    }
+
+    /// Prefers a node tag: nodes tagged `key=value` come first, others
+    /// take the child when none is left. Stored in [`PREFER_TAG`].
+    pub fn with_preference(self, key: &str, value: &str) -> Self {
+        self.with_constraint(PREFER_TAG, key, value)
+    }
+
+    fn with_constraint(mut self, tag: &str, key: &str, value: &str) -> Self {
+        let entry = format!("{key}={value}");
+        let list = match self.metadata.get(tag) {
+            Some(old) if !old.is_empty() => format!("{old},{entry}"),
+            _ => entry,
+        };
+        self.metadata.insert(tag.to_owned(), list);
+        self
+    }
+
+    /// The node tags this child requires, `(key, value)` pairs.
+    pub fn requirements(&self) -> Vec<(String, String)> {
+        constraints(self.metadata.get(REQUIRE_TAG))
+    }
+
+    /// The node tags this child prefers.
+    pub fn preferences(&self) -> Vec<(String, String)> {
+        constraints(self.metadata.get(PREFER_TAG))
+    }
+
+    /// Whether the spec carries placement constraints.
+    pub fn is_constrained(&self) -> bool {
+        self.metadata.contains_key(REQUIRE_TAG) || self.metadata.contains_key(PREFER_TAG)
+    }
+
     /// The nodes named with [`ChildSpec::with_nodes`], if any.
     pub fn nodes(&self) -> Option<Vec<NodeId>> {
         let list = self.metadata.get(NODES_TAG)?;
@@ -129,6 +177,30 @@ impl ChildSpec {
                 field: "metadata".into(),
             });
         }
+        for tag in [REQUIRE_TAG, PREFER_TAG] {
+            if let Some(list) = self.metadata.get(tag) {
+                let bad = list.split(',').any(|e| match e.split_once('=') {
+                    Some((k, _)) => k.trim().is_empty(),
+                    None => true,
+                });
+                if bad {
+                    return Err(SpecError::BadConstraint(list.clone()));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Parses `k=v,k2=v2`; malformed entries (refused by
+/// [`ChildSpec::validate`]) are skipped.
+fn constraints(list: Option<&String>) -> Vec<(String, String)> {
+    list.map(|l| {
+        l.split(',')
+            .filter_map(|e| e.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(k, _)| !k.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
 }

@@ -16,6 +16,7 @@ fn info(id: &str, incarnation: u64) -> NodeInfo {
         id: NodeId::new(id),
         addr: format!("{id}:1"),
         incarnation,
+        tags: Default::default(),
     }
 }
 

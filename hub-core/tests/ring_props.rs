@@ -11,6 +11,47 @@ fn nodes(names: &[String]) -> Vec<NodeId> {
 }
 
 proptest! {
+    /// The filtered walk: every owner holds every requirement, owners that
+    /// also hold every preference come first, both groups keep ring order,
+    /// nothing matching is skipped, and no constraint means plain owners.
+    #[test]
+    fn constrained_owners_are_the_filtered_ring_walk(
+        zones in proptest::collection::vec(0u8..3, 1..10),
+        ids in proptest::collection::vec("[a-z0-9]{1,12}", 1..30),
+        require in proptest::option::of(0u8..3),
+        prefer in proptest::option::of(0u8..3),
+        n in 1usize..5,
+    ) {
+        let names: Vec<NodeId> = (0..zones.len()).map(|i| NodeId::new(format!("n{i}"))).collect();
+        let mut ring = Ring::new(16, names.clone());
+        for (node, z) in names.iter().zip(&zones) {
+            ring.set_tags(node, [("zone".to_string(), format!("z{z}"))].into());
+        }
+        let zone = |node: &NodeId| ring.tags(node).and_then(|t| t.get("zone")).cloned();
+        for id in &ids {
+            let mut spec = hub_core::ChildSpec::new(id.as_str(), "k");
+            if let Some(r) = require {
+                spec = spec.with_requirement("zone", &format!("z{r}"));
+            }
+            if let Some(p) = prefer {
+                spec = spec.with_preference("zone", &format!("z{p}"));
+            }
+            let got = ring.owners_for(&spec, n);
+            let walk = ring.owners(id, names.len());
+            let ok = |node: &NodeId, want: Option<u8>| want.is_none_or(|w| zone(node) == Some(format!("z{w}")));
+            let matching: Vec<NodeId> = walk.iter().filter(|x| ok(x, require)).cloned().collect();
+            prop_assert!(got.iter().all(|x| ok(x, require)));
+            prop_assert_eq!(got.len(), n.min(matching.len()));
+            let mut expected: Vec<NodeId> = matching.iter().filter(|x| ok(x, prefer)).cloned().collect();
+            expected.extend(matching.iter().filter(|x| !ok(x, prefer)).cloned());
+            expected.truncate(n);
+            prop_assert_eq!(&got, &expected);
+            if require.is_none() && prefer.is_none() {
+                prop_assert_eq!(got, ring.owners(id, n));
+            }
+        }
+    }
+
     #[test]
     fn same_members_in_any_order_give_the_same_owners(
         names in proptest::collection::btree_set("[a-z]{1,8}", 1..12),

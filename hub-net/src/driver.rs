@@ -388,6 +388,8 @@ impl Driver {
                 id,
                 addr: peer.addr,
                 incarnation: peer.incarnation,
+                // Its tags arrive with its first hello.
+                tags: Default::default(),
             },
         );
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
-use rand::TryRngCore;
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -150,11 +150,9 @@ fn check(local: &Local, peer: &Hello) -> Result<(), HandshakeError> {
 
 fn fresh(local: &Local) -> Result<Hello, HandshakeError> {
     let mut hello = local.hello.clone();
-    // Straight from the OS (per call, no thread-local generator): under the
-    // simulator that is the seed's stream, so a seed replays alone too.
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut hello.nonce)
-        .map_err(|e| HandshakeError::Io(format!("no randomness for the nonce: {e}")))?;
+    // The thread generator (seeded once from the OS): drawing from the OS
+    // per call made simulated runs of one seed diverge.
+    rand::rng().fill_bytes(&mut hello.nonce);
     Ok(hello)
 }
 

@@ -84,6 +84,14 @@ impl HubBuilder {
         self
     }
 
+    /// Adds a node tag (e.g. `zone`, `a`) that children's placement
+    /// constraints match ([`ChildSpec::with_requirement`],
+    /// [`ChildSpec::with_preference`]).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.tags.insert(key.into(), value.into());
+        self
+    }
+
     /// Registers a process kind under `name`.
     pub fn register<P: Process>(mut self, name: impl Into<String>) -> Self {
         self.kinds.register::<P>(name);
@@ -408,6 +416,22 @@ impl Hub {
         &self,
     ) -> Result<BTreeMap<ChildId, Vec<(NodeId, Handle)>>, HubError> {
         self.query(|n| n.registry().view()).await
+    }
+
+    /// Where this node's strategies place every registered child now
+    /// (its first owner): what a settled cluster must agree on and run.
+    pub async fn placements(&self) -> Result<BTreeMap<ChildId, NodeId>, HubError> {
+        self.query(|n| {
+            n.registry()
+                .iter()
+                .filter_map(|(id, _)| {
+                    let spec = n.registry().spec(id.as_str())?;
+                    let owner = n.placement(spec).into_iter().next()?;
+                    Some((id.clone(), owner))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Children whose metadata has `key == value`.

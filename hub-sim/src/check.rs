@@ -18,6 +18,9 @@ pub struct NodeView {
     pub local: Vec<ChildId>,
     /// No migration in flight on it.
     pub settled: bool,
+    /// Its placement of each registered child (first owner, by its
+    /// strategies and the ring's node tags).
+    pub owners: BTreeMap<ChildId, NodeId>,
 }
 
 /// Equal rings and registries on every node, each child registered exactly
@@ -34,6 +37,12 @@ pub fn quiet_invariants(
             return Err(format!(
                 "{} sees ring {:?}, {} sees {:?}",
                 v.id, v.ring, first.id, first.ring
+            ));
+        }
+        if v.owners != first.owners {
+            return Err(format!(
+                "{} and {} place children differently",
+                v.id, first.id
             ));
         }
         if v.registry != first.registry {
@@ -56,7 +65,9 @@ pub fn quiet_invariants(
         }
     }
     for (id, holders) in &first.registry {
-        let owner = ring.owner(id.as_str());
+        // The nodes' own answer when they gave one (constraints need the
+        // spec and the node tags); else the bare ring's.
+        let owner = first.owners.get(id).or_else(|| ring.owner(id.as_str()));
         let at: Vec<&NodeId> = holders.iter().map(|(n, _)| n).collect();
         if at.len() != 1 || Some(at[0]) != owner {
             return Err(format!("{id} registered on {at:?}, its owner is {owner:?}"));

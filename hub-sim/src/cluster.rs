@@ -29,6 +29,8 @@ pub struct SimOptions {
     /// Clock rate per machine index (default 1.0 for all): a skewed clock
     /// runs its node's timers fast or slow against everyone else's.
     pub clock_rates: Vec<f64>,
+    /// Node tags per machine index (placement affinity).
+    pub tags: Vec<Vec<(String, String)>>,
     customize: Customize,
 }
 
@@ -52,6 +54,7 @@ impl SimOptions {
             hub_id: "sim".into(),
             heartbeat: Duration::from_millis(100),
             clock_rates: Vec::new(),
+            tags: Vec::new(),
             customize: Arc::new(|b| b.register::<Counter>("counter").register::<Echo>("echo")),
         }
     }
@@ -62,6 +65,15 @@ impl SimOptions {
             self.clock_rates.resize(i + 1, 1.0);
         }
         self.clock_rates[i] = rate;
+        self
+    }
+
+    /// Tags machine `i`'s node with `key=value` (also after a restart).
+    pub fn tag(mut self, i: usize, key: &str, value: &str) -> Self {
+        if self.tags.len() <= i {
+            self.tags.resize(i + 1, Vec::new());
+        }
+        self.tags[i].push((key.into(), value.into()));
         self
     }
 
@@ -155,6 +167,10 @@ impl SimCluster {
                         .listen(SocketAddr::new(ip(i), PORT).to_string())
                         .cookie("sim-cookie")
                         .clock_rate(rate);
+                    let mut b = b;
+                    for (k, v) in opts.tags.get(i).into_iter().flatten() {
+                        b = b.tag(k.as_str(), v.as_str());
+                    }
                     let mut b = (opts.customize)(b).configure(move |c| {
                         c.heartbeat_interval = hb;
                         c.suspect_after = hb * 4;
@@ -329,9 +345,10 @@ impl SimCluster {
                     h.registry_dump().await,
                     h.which_children(false).await,
                     h.status().await,
+                    h.placements().await,
                 )
             };
-            let Ok((Ok(ring), Ok(registry), Ok(local), Ok(status))) =
+            let Ok((Ok(ring), Ok(registry), Ok(local), Ok(status), Ok(owners))) =
                 tokio::time::timeout(API_TIMEOUT, ask).await
             else {
                 continue;
@@ -343,6 +360,7 @@ impl SimCluster {
                 registry,
                 local,
                 settled: status.settled,
+                owners,
             });
         }
         out

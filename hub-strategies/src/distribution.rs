@@ -36,11 +36,11 @@ impl DistributionStrategy for ConsistentHashing {
     }
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
-        ring.owners(spec.id.as_str(), replicas)
+        ring.owners_for(spec, replicas)
     }
 
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        Some(child_point(spec.id.as_str()))
+        (!spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 }
 
@@ -74,9 +74,7 @@ impl DistributionStrategy for Guided {
     }
 
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        spec.nodes()
-            .is_none()
-            .then(|| child_point(spec.id.as_str()))
+        (spec.nodes().is_none() && !spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
@@ -115,7 +113,7 @@ fn named_or_hashed(ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId
         .take(replicas)
         .collect();
     if owners.len() < replicas {
-        for n in ring.owners(spec.id.as_str(), replicas) {
+        for n in ring.owners_for(spec, replicas) {
             if owners.len() == replicas {
                 break;
             }
@@ -209,9 +207,7 @@ impl DistributionStrategy for CentralizedLoadBalancer {
     }
 
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        spec.nodes()
-            .is_none()
-            .then(|| child_point(spec.id.as_str()))
+        (spec.nodes().is_none() && !spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
     fn assign(&mut self, ring: &Ring, _spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {

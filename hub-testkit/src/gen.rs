@@ -48,11 +48,18 @@ pub fn child_spec() -> impl Strategy<Value = ChildSpec> {
 }
 
 fn node_info() -> impl Strategy<Value = NodeInfo> {
-    (node_id(), "[a-z0-9.:]{0,20}", any::<u64>()).prop_map(|(id, addr, incarnation)| NodeInfo {
-        id,
-        addr,
-        incarnation,
-    })
+    (
+        node_id(),
+        "[a-z0-9.:]{0,20}",
+        any::<u64>(),
+        btree_map("[a-z]{1,4}", "[a-z0-9]{0,4}", 0..3),
+    )
+        .prop_map(|(id, addr, incarnation, tags)| NodeInfo {
+            id,
+            addr,
+            incarnation,
+            tags,
+        })
 }
 
 fn op_ref() -> impl Strategy<Value = OpRef> {

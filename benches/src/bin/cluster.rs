@@ -12,7 +12,9 @@
 //! HotSwap + handover, and remote `call` latency/throughput (two hubs in
 //! this process) against a bare tokio TCP ping-pong of 64-byte frames, and
 //! the latency of acknowledged starts (`Ack::Local`, `Quorum`, `All`) on
-//! three hubs in this process. `--only cluster|calls|acks` runs one group.
+//! three hubs in this process, and call latency/throughput with crash
+//! snapshots (`SnapshotPolicy::every(1)`, `every(100)`) against none.
+//! `--only cluster|calls|acks|snapshots` runs one group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ use clap::{Parser, Subcommand};
 use hub_core::{Ack, ChildSpec, StartOptions};
 use hub_net::control::{CtlReply, CtlRequest, Status};
 use hub_net::examples::{Counter, CounterMsg};
-use hub_net::{Client, Hub};
+use hub_net::{Client, Hub, SnapshotPolicy};
 use hub_strategies::{MigrationConfig, StrategyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -256,6 +258,98 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
         println!("== acknowledged starts (3 hubs in this process)");
         ack_rows().await?;
     }
+    if run("snapshots") {
+        println!("== calls with crash snapshots (2 hubs in this process)");
+        for policy in [None, Some(100), Some(1)] {
+            snapshot_rows(policy, cli.seconds).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Two hubs whose counters are snapshotted every `every` messages (or
+/// never); calls from a to counters on b: 1 caller's p50/p99, then 64
+/// callers' throughput.
+async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError> {
+    let build = |id: &str| {
+        let b = Hub::builder(HUB)
+            .node_id(id)
+            .listen("127.0.0.1:0")
+            .cookie(COOKIE);
+        match every {
+            Some(n) => b.register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(n)),
+            None => b.register::<Counter>("counter"),
+        }
+    };
+    let a = build("a").start().await?;
+    let b = build("b")
+        .seed(a.local_addr().ok_or("no address")?.to_string())
+        .start()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.nodes().await?.len() < 2 || b.nodes().await?.len() < 2 {
+        if Instant::now() > deadline {
+            return Err("the two hubs did not form".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let specs: Vec<ChildSpec> = (0..400)
+        .map(|i| ChildSpec::new(format!("s{i}"), "counter"))
+        .collect();
+    let out = a.start_children(specs, StartOptions::awaited()).await?;
+    let on_b: Vec<String> = out
+        .started
+        .iter()
+        .filter(|(_, at)| at.iter().any(|(n, _)| n.as_str() == "b"))
+        .map(|(id, _)| id.to_string())
+        .take(64)
+        .collect();
+    if on_b.len() < 64 {
+        return Err("fewer than 64 children landed on b".into());
+    }
+    let timeout = Duration::from_secs(5);
+    let mut lat = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let t = Instant::now();
+        a.call::<Counter>(on_b[0].as_str(), &CounterMsg::Add(1), timeout)
+            .await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    let a = Arc::new(a);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for id in on_b {
+        let (a, stop, count) = (a.clone(), stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                a.call::<Counter>(id.as_str(), &CounterMsg::Add(1), timeout)
+                    .await?;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), hub_net::CallError>(())
+        }));
+    }
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let calls = count.load(Ordering::Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await??;
+    }
+    let label = every.map_or("no snapshots".to_string(), |n| {
+        format!("snapshot every {n}")
+    });
+    println!(
+        "{label}: call p50 {:.1} µs, p99 {:.1} µs; 64 callers {:.0} calls/s",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        calls as f64 / secs
+    );
+    a.shutdown().await?;
+    b.shutdown().await?;
     Ok(())
 }
 

@@ -265,7 +265,8 @@ impl Node {
             }
         }
         let me = cfg.node_id.clone();
-        let ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
+        let mut ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
+        ring.set_tags(&me, cfg.tags.clone());
         let sync_interval = strategies.sync.sync_interval();
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
@@ -516,8 +517,15 @@ impl Node {
         }
         match message {
             Message::Hello {
-                members, losses, ..
+                info,
+                members,
+                losses,
             } => {
+                // Tags come with the node's own hello (a transport's first
+                // notice of a peer may lack them): placement follows them.
+                if self.ring.set_tags(from, info.tags) {
+                    self.reconcile();
+                }
                 if self.membership.adopt_losses(now, &losses) {
                     self.check_quorum(now);
                 }

@@ -108,6 +108,12 @@ impl Node {
                 continue;
             }
             let owners = self.owners(&self.ring, &spec);
+            if owners.is_empty() {
+                let why = format!("no node satisfies the placement constraints of {id}");
+                pending.insert(id.clone(), 1);
+                unplaced.push((id, why));
+                continue;
+            }
             pending.insert(id.clone(), owners.len());
             for o in owners {
                 by_node.entry(o).or_default().push(spec.clone());

@@ -33,6 +33,9 @@ impl Node {
             match change {
                 Change::Joined(n) => {
                     self.ring.insert(n.clone());
+                    if let Some(m) = self.membership.get(&n) {
+                        self.ring.set_tags(&n, m.info.tags.clone());
+                    }
                     self.emit(Event::ClusterJoin(n.clone()));
                     // Pull what the newcomer has; it pulls ours likewise.
                     let digest = self.registry.digest();
@@ -237,7 +240,9 @@ impl Node {
         // carry different specs, and so different placements (a stamped
         // node list): every node judges by the same one, the registry's.
         let owners = self.owners(&self.ring, self.agreed_spec(id, &local.spec));
-        if owners.contains(&self.me) {
+        // No node satisfies its constraints any more: it stays where it is
+        // rather than stop.
+        if owners.is_empty() || owners.contains(&self.me) {
             return;
         }
         // Never act on a suspect owner: it may be dead, its rows stale. The

@@ -67,6 +67,10 @@ enum Cmd {
         /// (centralized load balancer).
         #[arg(long, value_parser = parse_distribution)]
         distribution: Option<DistributionConfig>,
+        /// Node tag `key=value` for placement constraints (repeatable),
+        /// e.g. `--tag zone=a`.
+        #[arg(long, value_parser = parse_tag)]
+        tag: Vec<(String, String)>,
     },
     /// Start a local cluster of separate processes and show what it does.
     Demo {
@@ -209,6 +213,15 @@ fn parse_migration(s: &str) -> Result<MigrationConfig, String> {
     }
 }
 
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !k.contains(',') && !v.contains(',') => {
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        }
+        _ => Err(format!("tag {s:?}: want key=value (no commas)")),
+    }
+}
+
 fn parse_distribution(s: &str) -> Result<DistributionConfig, String> {
     match s {
         "hashing" => Ok(DistributionConfig::default()),
@@ -301,9 +314,10 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             partition,
             migration,
             distribution,
+            tag,
         } => {
             let s = node_strategies(strategies.as_ref(), partition, migration, distribution)?;
-            run_node(auth, node_id, listen, seed, s).await
+            run_node(auth, node_id, listen, seed, tag, s).await
         }
         Cmd::Demo { nodes, children } => demo(nodes, children).await,
         Cmd::Status { target } => {
@@ -332,6 +346,7 @@ async fn run_node(
     node_id: String,
     listen: String,
     seeds: Vec<String>,
+    tags: Vec<(String, String)>,
     strategies: hub_core::Strategies,
 ) -> Result<(), AnyError> {
     let mut b = Hub::builder(auth.hub_id.clone())
@@ -343,6 +358,9 @@ async fn run_node(
         .register::<Echo>("echo");
     for s in seeds {
         b = b.seed(s);
+    }
+    for (k, v) in tags {
+        b = b.tag(k, v);
     }
     let hub = b.start().await?;
     println!(
