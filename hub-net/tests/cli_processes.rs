@@ -117,6 +117,19 @@ fn which(addr: &str, cookie: &PathBuf) -> serde_json::Value {
     json(&hub(&["ctl", "--node", addr, "--json", "which"], cookie))
 }
 
+/// The nodes at `addrs` agree on where children run, `total` of them, and
+/// none on `gone`.
+fn survivors_run(addrs: &[String], cookie: &PathBuf, total: usize, gone: &str) -> bool {
+    let views: Vec<_> = addrs.iter().map(|a| which(a, cookie)).collect();
+    let count: usize = views[0]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_array().unwrap().len())
+        .sum();
+    views.windows(2).all(|w| w[0] == w[1]) && count == total && views[0].get(gone).is_none()
+}
+
 #[test]
 fn three_node_processes_survive_a_kill_9() {
     let cookie = cookie_file("kill");
@@ -157,14 +170,7 @@ fn three_node_processes_survive_a_kill_9() {
     p2.wait().unwrap();
     let t0 = Instant::now();
     let recovered = eventually(Duration::from_secs(20), || {
-        let views: Vec<_> = addrs[..2].iter().map(|a| which(a, &cookie)).collect();
-        let total: usize = views[0]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_array().unwrap().len())
-            .sum();
-        views[0] == views[1] && total == 60 && views[0].get("p2").is_none()
+        survivors_run(&addrs[..2], &cookie, 60, "p2")
     });
     assert!(
         recovered,
@@ -243,14 +249,7 @@ fn ctl_decommission_drains_a_node_process_which_then_exits() {
     let exit = exits(&mut procs.0[2], Duration::from_secs(20));
     assert!(exit.success(), "a decommissioned node exits 0: {exit:?}");
     let drained = eventually(Duration::from_secs(10), || {
-        let views: Vec<_> = addrs[..2].iter().map(|a| which(a, &cookie)).collect();
-        let total: usize = views[0]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_array().unwrap().len())
-            .sum();
-        views[0] == views[1] && total == 30 && views[0].get("p2").is_none()
+        survivors_run(&addrs[..2], &cookie, 30, "p2")
     });
     assert!(drained, "p2's children were not handed to the survivors");
     for a in &addrs[..2] {

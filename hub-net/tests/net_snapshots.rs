@@ -9,25 +9,15 @@ use hub_core::{ChildSpec, Event, StartOptions};
 use hub_net::examples::{Counter, CounterMsg};
 use hub_net::{Hub, SnapshotPolicy, StartupError};
 
-use common::{eventually, wait_formed, COOKIE, HUB};
+use common::{eventually, node_built, wait_formed, COOKIE, HUB};
 
 const CALL: Duration = Duration::from_secs(10);
 
 async fn node(id: &str, seed: Option<&Hub>) -> Hub {
-    let mut b = Hub::builder(HUB)
-        .node_id(id)
-        .listen("127.0.0.1:0")
-        .cookie(COOKIE)
-        .register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(1))
-        .configure(|c| {
-            c.heartbeat_interval = Duration::from_millis(100);
-            c.suspect_after = Duration::from_millis(400);
-            c.down_after = Duration::from_millis(800);
-        });
-    if let Some(s) = seed {
-        b = b.seed(s.local_addr().unwrap().to_string());
-    }
-    b.start().await.unwrap()
+    node_built(id, seed, |b| {
+        b.register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(1))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,15 +271,48 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
 /// never); calls from a to counters on b: 1 caller's p50/p99, then 64
 /// callers' throughput.
 async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError> {
+    let (a, b, on_b) = two_hubs(|b| match every {
+        Some(n) => b.register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(n)),
+        None => b.register::<Counter>("counter"),
+    })
+    .await?;
+    let timeout = Duration::from_secs(5);
+    let mut lat = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let t = Instant::now();
+        a.call::<Counter>(on_b[0].as_str(), &CounterMsg::Add(1), timeout)
+            .await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    let a = Arc::new(a);
+    let rate = calls_per_second(&a, on_b, seconds).await?;
+    let label = every.map_or("no snapshots".to_string(), |n| {
+        format!("snapshot every {n}")
+    });
+    println!(
+        "{label}: call p50 {:.1} µs, p99 {:.1} µs; 64 callers {rate:.0} calls/s",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+    );
+    a.shutdown().await?;
+    b.shutdown().await?;
+    Ok(())
+}
+
+/// Hubs `a` and `b` in this process (each builder passed through
+/// `kinds`), formed, with 400 counters started from `a`: returns them and
+/// the ids of 64 counters that landed on `b`.
+async fn two_hubs(
+    kinds: impl Fn(hub_net::HubBuilder) -> hub_net::HubBuilder,
+) -> Result<(Hub, Hub, Vec<String>), AnyError> {
     let build = |id: &str| {
-        let b = Hub::builder(HUB)
-            .node_id(id)
-            .listen("127.0.0.1:0")
-            .cookie(COOKIE);
-        match every {
-            Some(n) => b.register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(n)),
-            None => b.register::<Counter>("counter"),
-        }
+        kinds(
+            Hub::builder(HUB)
+                .node_id(id)
+                .listen("127.0.0.1:0")
+                .cookie(COOKIE),
+        )
     };
     let a = build("a").start().await?;
     let b = build("b")
@@ -294,7 +327,7 @@ async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError>
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let specs: Vec<ChildSpec> = (0..400)
-        .map(|i| ChildSpec::new(format!("s{i}"), "counter"))
+        .map(|i| ChildSpec::new(format!("c{i}"), "counter"))
         .collect();
     let out = a.start_children(specs, StartOptions::awaited()).await?;
     let on_b: Vec<String> = out
@@ -307,20 +340,17 @@ async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError>
     if on_b.len() < 64 {
         return Err("fewer than 64 children landed on b".into());
     }
+    Ok((a, b, on_b))
+}
+
+/// One task per id calling `Add(1)` on it through `a` for `seconds`:
+/// calls per second.
+async fn calls_per_second(a: &Arc<Hub>, ids: Vec<String>, seconds: u64) -> Result<f64, AnyError> {
     let timeout = Duration::from_secs(5);
-    let mut lat = Vec::with_capacity(10_000);
-    for _ in 0..10_000 {
-        let t = Instant::now();
-        a.call::<Counter>(on_b[0].as_str(), &CounterMsg::Add(1), timeout)
-            .await?;
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    lat.sort_by(f64::total_cmp);
-    let a = Arc::new(a);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for id in on_b {
+    for id in ids {
         let (a, stop, count) = (a.clone(), stop.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -339,18 +369,7 @@ async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError>
     for t in tasks {
         t.await??;
     }
-    let label = every.map_or("no snapshots".to_string(), |n| {
-        format!("snapshot every {n}")
-    });
-    println!(
-        "{label}: call p50 {:.1} µs, p99 {:.1} µs; 64 callers {:.0} calls/s",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        calls as f64 / secs
-    );
-    a.shutdown().await?;
-    b.shutdown().await?;
-    Ok(())
+    Ok(calls as f64 / secs)
 }
 
 /// Awaited starts from one hub of three, one child per start, and batches
@@ -541,44 +560,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn call_rows(cli: &Cli) -> Result<(), AnyError> {
-    let a = Hub::builder(HUB)
-        .node_id("a")
-        .listen("127.0.0.1:0")
-        .cookie(COOKIE)
-        .register::<Counter>("counter")
-        .start()
-        .await?;
-    let a_addr = a.local_addr().ok_or("no address")?.to_string();
-    let b = Hub::builder(HUB)
-        .node_id("b")
-        .listen("127.0.0.1:0")
-        .seed(a_addr)
-        .cookie(COOKIE)
-        .register::<Counter>("counter")
-        .start()
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while a.nodes().await?.len() < 2 || b.nodes().await?.len() < 2 {
-        if Instant::now() > deadline {
-            return Err("the two hubs did not form".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     // 64 counters that run on b, called from a.
-    let specs: Vec<ChildSpec> = (0..400)
-        .map(|i| ChildSpec::new(format!("c{i}"), "counter"))
-        .collect();
-    let out = a.start_children(specs, StartOptions::awaited()).await?;
-    let on_b: Vec<String> = out
-        .started
-        .iter()
-        .filter(|(_, at)| at.iter().any(|(n, _)| n.as_str() == "b"))
-        .map(|(id, _)| id.to_string())
-        .take(64)
-        .collect();
-    if on_b.len() < 64 {
-        return Err("fewer than 64 children landed on b".into());
-    }
+    let (a, b, on_b) = two_hubs(|b| b.register::<Counter>("counter")).await?;
     let timeout = Duration::from_secs(5);
     let rounds = 20_000;
 
@@ -602,29 +585,7 @@ async fn call_rows(cli: &Cli) -> Result<(), AnyError> {
 
     // 64 callers, one child each.
     let a = Arc::new(a);
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for id in on_b {
-        let (a, stop, count) = (a.clone(), stop.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                a.call::<Counter>(id.as_str(), &CounterMsg::Add(1), timeout)
-                    .await?;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<(), hub_net::CallError>(())
-        }));
-    }
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(cli.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let calls = count.load(Ordering::Relaxed);
-    let secs = t0.elapsed().as_secs_f64();
-    for t in tasks {
-        t.await??;
-    }
-    let ours_rate = calls as f64 / secs;
+    let ours_rate = calls_per_second(&a, on_b, cli.seconds).await?;
     let floor_rate = ping_pong_throughput(64, cli.seconds).await?;
     println!(
         "call, 64 callers: {ours_rate:.0} calls/s; bare ping-pong 64 connections: {floor_rate:.0} round trips/s; ratio {:.2}",

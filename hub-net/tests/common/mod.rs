@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hub_core::Strategies;
 use hub_net::examples::{Counter, Echo, RoleProbe};
-use hub_net::Hub;
+use hub_net::{Hub, HubBuilder};
 
 pub const HUB: &str = "net-test";
 pub const COOKIE: &str = "test-cookie";
@@ -34,19 +34,31 @@ where
 /// A hub node on 127.0.0.1 with the example kinds, fast heartbeats and the
 /// given strategies, joined through `seed` if any.
 pub async fn node_with(id: &str, seed: Option<&Hub>, strategies: Strategies) -> Hub {
-    let mut b = Hub::builder(HUB)
+    node_built(id, seed, |b| {
+        b.strategies(strategies)
+            .register::<Counter>("counter")
+            .register::<Echo>("echo")
+            .register::<RoleProbe>("role-probe")
+    })
+    .await
+}
+
+/// A hub node on 127.0.0.1 with fast heartbeats, its kinds and options set
+/// by `f`, joined through `seed` if any.
+pub async fn node_built(
+    id: &str,
+    seed: Option<&Hub>,
+    f: impl FnOnce(HubBuilder) -> HubBuilder,
+) -> Hub {
+    let b = Hub::builder(HUB)
         .node_id(id)
         .listen("127.0.0.1:0")
-        .cookie(COOKIE)
-        .strategies(strategies)
-        .register::<Counter>("counter")
-        .register::<Echo>("echo")
-        .register::<RoleProbe>("role-probe")
-        .configure(|c| {
-            c.heartbeat_interval = Duration::from_millis(100);
-            c.suspect_after = Duration::from_millis(400);
-            c.down_after = Duration::from_millis(800);
-        });
+        .cookie(COOKIE);
+    let mut b = f(b).configure(|c| {
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.suspect_after = Duration::from_millis(400);
+        c.down_after = Duration::from_millis(800);
+    });
     if let Some(s) = seed {
         b = b.seed(s.local_addr().unwrap().to_string());
     }
