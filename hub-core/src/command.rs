@@ -27,8 +27,8 @@ pub enum Ack {
     #[default]
     Local,
     /// A majority of the ring members the calling node sees, itself
-    /// included: a lookup on most nodes, and on every node of any majority
-    /// partition, finds the child.
+    /// included: any other majority of those members includes a node
+    /// whose lookup finds the child.
     Quorum,
     /// Every ring member the calling node sees (members found down leave
     /// the ring and stop counting).

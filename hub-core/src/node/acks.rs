@@ -89,14 +89,14 @@ impl Node {
     /// Asks the ring peers that have not confirmed `seq` yet, and checks
     /// this node's own registry.
     fn ask_holders(&mut self, seq: u64) {
+        let Some(ids) = self.ack_waits.get(&seq).map(|w| w.ids.clone()) else {
+            return;
+        };
+        let here = self.holds_all(&ids);
         let Some(wait) = self.ack_waits.get_mut(&seq) else {
             return;
         };
-        let ids = wait.ids.clone();
-        if ids
-            .iter()
-            .all(|id| !self.registry.lookup_ref(id.as_str()).is_empty())
-        {
+        if here {
             wait.confirmed.insert(self.me.clone());
         }
         let ask: Vec<NodeId> = self
