@@ -108,3 +108,75 @@ async fn an_unusable_snapshot_policy_is_refused_at_start() {
         "{r:?}"
     );
 }
+
+/// An interval policy snapshots a counter that handled messages; once a
+/// snapshot taken after the last add reached a survivor, a kill loses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_policy_snapshots_after_traffic() {
+    let interval = || SnapshotPolicy::interval(Duration::from_millis(50));
+    let n0 = node_built("i0", None, |b| {
+        b.register_with_snapshots::<Counter>("counter", interval())
+    })
+    .await;
+    let n1 = node_built("i1", Some(&n0), |b| {
+        b.register_with_snapshots::<Counter>("counter", interval())
+    })
+    .await;
+    wait_formed(&[&n0, &n1], 2).await;
+    // A child that runs on i1, watched from i0.
+    let specs: Vec<ChildSpec> = (0..20)
+        .map(|i| ChildSpec::new(format!("t{i}"), "counter"))
+        .collect();
+    let out = n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap();
+    let id = out
+        .started
+        .iter()
+        .find(|(_, at)| at[0].0.as_str() == "i1")
+        .map(|(id, _)| id.clone())
+        .expect("a child on i1");
+    for _ in 0..5 {
+        n0.call::<Counter>(id.as_str(), &CounterMsg::Add(1), CALL)
+            .await
+            .unwrap();
+    }
+    // Every snapshot taken after a `Get` was handled holds all five adds.
+    let seen = |h: &Hub| {
+        let h = h.clone();
+        let id = id.clone();
+        async move {
+            h.stored_snapshot(id.as_str())
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |(_, seq)| seq)
+        }
+    };
+    assert_eq!(
+        n0.call::<Counter>(id.as_str(), &CounterMsg::Get, CALL)
+            .await
+            .unwrap(),
+        5
+    );
+    let before = seen(&n0).await;
+    let fresh = eventually(Duration::from_secs(10), || async {
+        let _ = n0
+            .call::<Counter>(id.as_str(), &CounterMsg::Get, CALL)
+            .await;
+        seen(&n0).await > before
+    })
+    .await;
+    assert!(fresh, "no interval snapshot reached i0");
+    n1.abort();
+    let back = eventually(Duration::from_secs(10), || async {
+        n0.call::<Counter>(id.as_str(), &CounterMsg::Get, Duration::from_millis(300))
+            .await
+            .is_ok_and(|n| n == 5)
+    })
+    .await;
+    assert!(back, "{id} did not come back with its 5 adds");
+    n0.shutdown().await.unwrap();
+}
