@@ -149,3 +149,26 @@ fn a_stopped_child_leaves_no_snapshot_behind_and_stale_senders_are_ignored() {
     assert!(c.settle());
     assert_eq!(counter(&c, &id).map(|(_, n)| n), Some(0));
 }
+
+#[test]
+fn snapshots_of_unknown_children_are_bounded() {
+    let mut c = formed(2, 94, 10);
+    for k in 0..2000 {
+        let forged = Message::Snapshot {
+            id: format!("ghost-{k}").into(),
+            seq: 1,
+            state: bytes::Bytes::from_static(&[0; 8]),
+        };
+        c.deliver(1, 0, forged);
+    }
+    let kept = (0..2000)
+        .filter(|k| {
+            c.node(0)
+                .unwrap()
+                .stored_snapshot(&format!("ghost-{k}"))
+                .is_some()
+        })
+        .count();
+    // The registry's 10 children plus the margin of 1,024.
+    assert!(kept > 0 && kept <= 10 + 1024, "{kept} kept");
+}

@@ -30,6 +30,10 @@ use crate::event::Event;
 use crate::id::{ChildId, NodeId};
 use crate::protocol::Message;
 
+/// Most snapshots kept beyond one per registered child (for snapshots that
+/// arrive before their child's row).
+const MAX_UNREGISTERED: usize = 1024;
+
 /// The latest snapshot of a child another node runs.
 #[derive(Clone, Debug)]
 pub(super) struct Stored {
@@ -79,6 +83,15 @@ impl Node {
         let holders = self.registry.lookup_ref(id.as_str());
         if !holders.is_empty() && !holders.iter().any(|(n, _)| n == from) {
             debug!(child = %id, %from, "snapshot from a node that does not hold it; ignored");
+            return;
+        }
+        // Snapshots of ids not registered (yet) are bounded: a peer cannot
+        // grow this table past the registry plus a margin.
+        if holders.is_empty()
+            && !self.snapshots.contains_key(&id)
+            && self.snapshots.len() >= self.registry.len() + MAX_UNREGISTERED
+        {
+            debug!(child = %id, %from, "snapshot of an unknown child over the bound; ignored");
             return;
         }
         let stale = self
