@@ -31,6 +31,10 @@ fn cookie_file(test: &str) -> PathBuf {
 }
 
 fn node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf) -> Child {
+    tagged_node(id, addr, seed, cookie, &[])
+}
+
+fn tagged_node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf, tags: &[&str]) -> Child {
     let mut c = Command::new(HUB);
     c.args(["node", "--hub-id", "cli", "--node-id", id, "--listen", addr])
         .arg("--cookie-file")
@@ -39,6 +43,9 @@ fn node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf) -> Child {
         .stderr(Stdio::null());
     if let Some(s) = seed {
         c.args(["--seed", s]);
+    }
+    for t in tags {
+        c.args(["--tag", t]);
     }
     c.spawn().unwrap()
 }
@@ -268,4 +275,45 @@ fn ctl_decommission_drains_a_node_process_which_then_exits() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// `hub node --tag` and `hub ctl start --require`: required children land
+/// only on the tagged node process.
+#[test]
+fn ctl_start_with_a_requirement_places_children_on_tagged_nodes() {
+    let cookie = cookie_file("tags");
+    let addrs: Vec<String> = (0..2).map(|_| free_addr()).collect();
+    let _procs = Procs(vec![
+        tagged_node("p0", &addrs[0], None, &cookie, &["zone=a"]),
+        tagged_node("p1", &addrs[1], Some(&addrs[0]), &cookie, &["zone=b"]),
+    ]);
+    for a in &addrs {
+        let formed = eventually(Duration::from_secs(20), || {
+            status(a, &cookie).is_some_and(|s| s["ring"].as_array().map(Vec::len) == Some(2))
+        });
+        assert!(formed, "node at {a} did not see 2 nodes");
+    }
+    let ids: Vec<String> = (0..12).map(|i| format!("z{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    args.extend(["--require", "zone=b"]);
+    let started = json(&hub(&args, &cookie));
+    let placed = started["started"].as_object().unwrap();
+    assert_eq!(placed.len(), 12, "{started}");
+    for (id, at) in placed {
+        assert_eq!(at[0], "p1", "{id} runs outside zone b: {started}");
+    }
+    let bad = hub(
+        &[
+            "ctl",
+            "--node",
+            &addrs[0],
+            "start",
+            "q",
+            "--require",
+            "zone",
+        ],
+        &cookie,
+    );
+    assert!(!bad.status.success(), "a malformed tag is refused");
 }

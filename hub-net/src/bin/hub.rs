@@ -123,6 +123,12 @@ enum CtlOp {
         /// Process kind: counter or echo.
         #[arg(long, default_value = "counter")]
         kind: String,
+        /// Run only on nodes tagged `key=value` (repeatable).
+        #[arg(long, value_parser = parse_tag)]
+        require: Vec<(String, String)>,
+        /// Prefer nodes tagged `key=value` (repeatable).
+        #[arg(long, value_parser = parse_tag)]
+        prefer: Vec<(String, String)>,
     },
     /// Stop children (awaited).
     Stop {
@@ -438,10 +444,24 @@ fn decode_reply(kind: &str, bytes: &[u8]) -> Result<serde_json::Value, AnyError>
 async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
     let t = Duration::from_secs(30);
     let out: serde_json::Value = match op {
-        CtlOp::Start { ids, kind } => {
+        CtlOp::Start {
+            ids,
+            kind,
+            require,
+            prefer,
+        } => {
             let specs = ids
                 .iter()
-                .map(|id| ChildSpec::new(id.as_str(), kind.as_str()))
+                .map(|id| {
+                    let mut spec = ChildSpec::new(id.as_str(), kind.as_str());
+                    for (k, v) in &require {
+                        spec = spec.with_requirement(k, v);
+                    }
+                    for (k, v) in &prefer {
+                        spec = spec.with_preference(k, v);
+                    }
+                    spec
+                })
                 .collect();
             match c.request(CtlRequest::Start { specs }, t).await? {
                 CtlReply::Started { started, failed } => serde_json::json!({
