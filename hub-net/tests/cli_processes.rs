@@ -98,13 +98,18 @@ fn processes(n: usize, cookie: &PathBuf) -> (Procs, Vec<String>) {
             .0
             .push(node(&format!("p{i}"), a, Some(&addrs[0]), cookie));
     }
-    for a in &addrs {
+    wait_ring(&addrs, cookie, n);
+    (procs, addrs)
+}
+
+/// Waits until every node at `addrs` has `n` nodes in its ring.
+fn wait_ring(addrs: &[String], cookie: &PathBuf, n: usize) {
+    for a in addrs {
         let formed = eventually(Duration::from_secs(20), || {
             status(a, cookie).is_some_and(|s| s["ring"].as_array().map(Vec::len) == Some(n))
         });
         assert!(formed, "node at {a} did not see {n} nodes");
     }
-    (procs, addrs)
 }
 
 /// Waits for a node process to exit.
@@ -287,12 +292,7 @@ fn ctl_start_with_a_requirement_places_children_on_tagged_nodes() {
         tagged_node("p0", &addrs[0], None, &cookie, &["zone=a"]),
         tagged_node("p1", &addrs[1], Some(&addrs[0]), &cookie, &["zone=b"]),
     ]);
-    for a in &addrs {
-        let formed = eventually(Duration::from_secs(20), || {
-            status(a, &cookie).is_some_and(|s| s["ring"].as_array().map(Vec::len) == Some(2))
-        });
-        assert!(formed, "node at {a} did not see 2 nodes");
-    }
+    wait_ring(&addrs, &cookie, 2);
     let ids: Vec<String> = (0..12).map(|i| format!("z{i}")).collect();
     let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
     args.extend(ids.iter().map(String::as_str));
