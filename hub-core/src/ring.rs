@@ -242,11 +242,11 @@ impl Ring {
     /// assert_eq!(ring.owners_for(&soft, 2)[0], NodeId::new("b"));
     /// ```
     pub fn owners_for(&self, spec: &ChildSpec, n: usize) -> Vec<NodeId> {
-        let require = spec.requirements();
-        let prefer = spec.preferences();
-        if require.is_empty() && prefer.is_empty() {
+        if !spec.is_constrained() {
             return self.owners(spec.id.as_str(), n);
         }
+        let require = spec.requirements();
+        let prefer = spec.preferences();
         let holds = |node: &NodeId, wanted: &[(String, String)]| {
             let tags = self.tags.get(node);
             wanted

@@ -524,6 +524,8 @@ impl Node {
                 // Tags come with the node's own hello (a transport's first
                 // notice of a peer may lack them): placement follows them.
                 if self.ring.set_tags(from, info.tags) {
+                    // Successors may differ too: snapshots follow.
+                    self.resend_snapshots();
                     self.reconcile();
                 }
                 if self.membership.adopt_losses(now, &losses) {
@@ -837,11 +839,22 @@ impl Node {
     /// ring minus self (a leaving node's target, recomputed as members
     /// come and go).
     fn successor(&self, spec: &ChildSpec) -> Option<NodeId> {
+        self.successor_in(&self.ring_without_me(), spec)
+    }
+
+    /// The current ring minus self: build it once when asking
+    /// [`Node::successor_in`] for many children.
+    fn ring_without_me(&self) -> Ring {
         let mut ring = self.ring.clone();
         ring.remove(&self.me);
+        ring
+    }
+
+    /// [`Node::successor`] against a ring from [`Node::ring_without_me`].
+    fn successor_in(&self, without_me: &Ring, spec: &ChildSpec) -> Option<NodeId> {
         self.strategies
             .distribution
-            .owners(&ring, spec, 1)
+            .owners(without_me, spec, 1)
             .into_iter()
             .next()
     }

@@ -499,17 +499,18 @@ impl Node {
                 self.reply(request, Reply::Error(CommandError::ShuttingDown));
             }
         }
+        let without_me = self.ring_without_me();
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
         for id in ids {
             if self.handing.contains_key(&id) {
                 continue;
             }
-            let to = self.successor(&self.local[&id].spec);
+            let to = self.successor_in(&without_me, &self.local[&id].spec);
             self.move_away(&id, to);
         }
         // Orphans this node knew about go to their owners too.
         for (_, o) in std::mem::take(&mut self.orphans) {
-            if let Some(to) = self.successor(&o.spec) {
+            if let Some(to) = self.successor_in(&without_me, &o.spec) {
                 self.queue_handoff(to, &o.spec, o.state, o.recovered);
             }
         }

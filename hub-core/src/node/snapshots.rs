@@ -50,6 +50,9 @@ pub(super) struct Own {
     pub(super) seq: u64,
     /// The latest one and the successor it went to.
     pub(super) last: Option<(Bytes, Option<NodeId>)>,
+    /// `Node::ring_epoch` when that successor was computed: within one
+    /// ring the next snapshot goes to the same node without asking again.
+    pub(super) epoch: u64,
 }
 
 impl Node {
@@ -63,13 +66,19 @@ impl Node {
         if matches!(local.state, LocalState::Starting(_)) {
             return;
         }
-        let to = self.successor(&local.spec);
+        let known = match &local.snapshot.last {
+            Some((_, to)) if local.snapshot.epoch == self.ring_epoch => Some(to.clone()),
+            _ => None,
+        };
+        let to = known.unwrap_or_else(|| self.successor(&local.spec));
+        let epoch = self.ring_epoch;
         let Some(local) = self.local.get_mut(&id) else {
             return;
         };
         local.snapshot.seq += 1;
         let seq = local.snapshot.seq;
         local.snapshot.last = Some((state.clone(), to.clone()));
+        local.snapshot.epoch = epoch;
         if let Some(to) = to {
             self.send(to, Message::Snapshot { id, seq, state });
         }
@@ -107,23 +116,29 @@ impl Node {
     /// A holder's row went (stopped, or moved on purpose): its snapshot
     /// is not the child's state any more.
     pub(super) fn forget_snapshot_of(&mut self, id: &ChildId, node: &NodeId) {
-        if self.snapshots.get(id).is_some_and(|s| s.from == *node) {
-            self.snapshots.remove(id);
-        }
+        self.take_snapshot_of(id, node);
     }
 
     /// The ring changed: re-send each local child's latest snapshot to
     /// its successor if that is another node now.
     pub(super) fn resend_snapshots(&mut self) {
+        if self.local.values().all(|l| l.snapshot.last.is_none()) {
+            return;
+        }
+        let without_me = self.ring_without_me();
+        let epoch = self.ring_epoch;
         let mut again = Vec::new();
         for (id, local) in &self.local {
             let Some((state, sent_to)) = &local.snapshot.last else {
                 continue;
             };
-            let to = self.successor(&local.spec);
-            if to.is_some() && to != *sent_to {
+            let to = self.successor_in(&without_me, &local.spec);
+            if to != *sent_to {
                 again.push((id.clone(), local.snapshot.seq, state.clone(), to));
             }
+        }
+        for local in self.local.values_mut() {
+            local.snapshot.epoch = epoch;
         }
         for (id, seq, state, to) in again {
             if let Some(local) = self.local.get_mut(&id) {
