@@ -47,6 +47,10 @@ pub struct Config {
     /// This node's tags (e.g. `zone=a`), matched by children's placement
     /// constraints (default none).
     pub tags: crate::ring::Tags,
+    /// Strict single-instance mode (default off: divergence mode, where
+    /// both sides of a partition run the children and the ring owner's
+    /// copy wins on heal). All nodes of a hub must agree on it.
+    pub strict: Option<crate::strict::Strict>,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(60),
             forward_hop_limit: 3,
             tags: Default::default(),
+            strict: None,
         }
     }
 
@@ -87,6 +92,9 @@ impl Config {
         }
         if self.discover_interval.is_zero() {
             return Err(ConfigError::Timing("discover_interval must be positive"));
+        }
+        if let Some(strict) = &self.strict {
+            strict.validate(self.heartbeat_interval)?;
         }
         Ok(())
     }

@@ -77,6 +77,15 @@ pub enum StartError {
     /// The node is shutting down.
     #[error("node shutting down")]
     ShuttingDown,
+    /// Strict mode: fewer than `quorum` nodes granted the child (another
+    /// node may hold it, or a quorum is out of reach). Nothing started.
+    #[error("strict mode: {granted} of {quorum} grants")]
+    NotGranted {
+        /// Grants received, this node's included.
+        granted: usize,
+        /// Grants needed.
+        quorum: usize,
+    },
 }
 
 /// Why one child was not stopped.
@@ -148,6 +157,10 @@ pub enum ConfigError {
     /// A strategy asks for behaviour this version does not implement.
     #[error("unsupported strategy option: {0}")]
     Unsupported(&'static str),
+    /// Strict single-instance mode is misconfigured or combined with a
+    /// strategy that would run two copies.
+    #[error("strict mode: {0}")]
+    Strict(&'static str),
 }
 
 /// A message could not be encoded.

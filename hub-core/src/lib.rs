@@ -74,6 +74,7 @@ pub mod registry;
 pub mod ring;
 pub mod spec;
 pub mod strategy;
+pub mod strict;
 pub mod time;
 
 pub use command::{
@@ -96,4 +97,5 @@ pub use strategy::{
     DistributionStrategy, MigrationMode, MigrationStrategy, PartitionStrategy, QuorumView,
     RedundancyStrategy, Role, Strategies, SyncStrategy,
 };
+pub use strict::Strict;
 pub use time::Time;

@@ -10,8 +10,9 @@
 //!
 //! ```
 //! use hub_core::protocol::{decode, encode, Message, DEFAULT_MAX_FRAME};
-//! let bytes = encode(&Message::Heartbeat { incarnation: 3 }, DEFAULT_MAX_FRAME).unwrap();
-//! assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), Message::Heartbeat { incarnation: 3 });
+//! let beat = Message::Heartbeat { incarnation: 3, lease: None };
+//! let bytes = encode(&beat, DEFAULT_MAX_FRAME).unwrap();
+//! assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), beat);
 //! assert!(decode(&[0xff, 0xff, 0xff], DEFAULT_MAX_FRAME).is_err());
 //! ```
 
@@ -24,7 +25,7 @@ use crate::registry::{SliceDelta, Version};
 use crate::spec::ChildSpec;
 
 /// Version written in every frame; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Default maximum frame size: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
@@ -88,6 +89,8 @@ pub enum Message {
     Heartbeat {
         /// Sender's incarnation (a higher one means it restarted).
         incarnation: Incarnation,
+        /// Strict mode's lease exchange (`None` otherwise).
+        lease: Option<Beat>,
     },
     /// The sender leaves gracefully: take it out of the ring now; it hands
     /// its children over before it sends [`Message::Left`].
@@ -176,6 +179,63 @@ pub enum Message {
         /// Whether every child of the query is in the registry.
         all: bool,
     },
+    /// Strict mode: may the sender run these children? Answered with
+    /// [`Message::Grants`].
+    Claim {
+        /// The sender's claim number (0: a refresh of running children).
+        seq: u64,
+        /// Sender's clock when sent, echoed in the answer (a lease
+        /// renewal, like a heartbeat's).
+        at: u64,
+        /// The children.
+        ids: Vec<ChildId>,
+    },
+    /// Strict mode: answer to [`Message::Claim`].
+    Grants {
+        /// The claim number.
+        seq: u64,
+        /// The claim's `at`, echoed.
+        at: u64,
+        /// The granter's term for the claimant: grants count only while
+        /// the granter's echoes carry the same term.
+        term: Term,
+        /// Granted to the claimant.
+        granted: Vec<ChildId>,
+        /// Held by (or promised to) another node.
+        refused: Vec<ChildId>,
+    },
+    /// Strict mode: the sender no longer runs (nor claims) these children.
+    Release(Vec<ChildId>),
+}
+
+/// Strict mode's part of a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    /// Sender's clock when sent (ms), for the receiver to echo.
+    pub at: u64,
+    /// The latest `at` the sender heard from the receiver, echoed.
+    pub echo: Option<Echo>,
+}
+
+/// An echoed heartbeat: the receiver's own clock reading, returned with the
+/// echoing node's term for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Echo {
+    /// The echoed `at`.
+    pub at: u64,
+    /// The echoing node's term for the receiver.
+    pub term: Term,
+}
+
+/// A granter's term for one holder: it changes when the granter restarts
+/// or gives that holder's children away after its silence, which voids
+/// every earlier grant to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Term {
+    /// The granter's incarnation.
+    pub incarnation: Incarnation,
+    /// How many times the granter revoked the holder.
+    pub revoked: u64,
 }
 
 #[derive(Serialize)]

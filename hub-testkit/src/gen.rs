@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hub_core::protocol::{Handoff, Message, NodeInfo, OpRef};
+use hub_core::protocol::{Beat, Echo, Handoff, Message, NodeInfo, OpRef, Term};
 use hub_core::registry::{Row, SliceDelta, Stamped, Version};
 use hub_core::{
     ChildId, ChildSpec, ExitReason, Handle, NodeId, RestartPolicy, StartError, StartOptions,
@@ -83,7 +83,24 @@ fn start_error() -> impl Strategy<Value = StartError> {
         vec(node_id(), 0..4).prop_map(StartError::HopLimit),
         node_id().prop_map(StartError::OwnerDown),
         Just(StartError::RolledBack),
+        (any::<usize>(), any::<usize>())
+            .prop_map(|(granted, quorum)| StartError::NotGranted { granted, quorum }),
     ]
+}
+
+fn term() -> impl Strategy<Value = Term> {
+    (any::<u64>(), any::<u64>()).prop_map(|(incarnation, revoked)| Term {
+        incarnation,
+        revoked,
+    })
+}
+
+fn beat() -> impl Strategy<Value = Beat> {
+    (
+        any::<u64>(),
+        proptest::option::of((any::<u64>(), term()).prop_map(|(at, term)| Echo { at, term })),
+    )
+        .prop_map(|(at, echo)| Beat { at, echo })
 }
 
 fn stop_error() -> impl Strategy<Value = StopError> {
@@ -134,7 +151,8 @@ pub fn message() -> impl Strategy<Value = Message> {
                 losses,
             }
         }),
-        any::<u64>().prop_map(|incarnation| Message::Heartbeat { incarnation }),
+        (any::<u64>(), proptest::option::of(beat()))
+            .prop_map(|(incarnation, lease)| Message::Heartbeat { incarnation, lease }),
         Just(Message::Leaving),
         Just(Message::Left),
         slice_delta().prop_map(Message::Delta),
@@ -211,6 +229,23 @@ pub fn message() -> impl Strategy<Value = Message> {
                 state: Bytes::from(state),
             }
         }),
+        (any::<u64>(), any::<u64>(), vec(child_id(), 0..4))
+            .prop_map(|(seq, at, ids)| Message::Claim { seq, at, ids }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            term(),
+            vec(child_id(), 0..4),
+            vec(child_id(), 0..4)
+        )
+            .prop_map(|(seq, at, term, granted, refused)| Message::Grants {
+                seq,
+                at,
+                term,
+                granted,
+                refused
+            }),
+        vec(child_id(), 0..4).prop_map(Message::Release),
     ]
 }
 

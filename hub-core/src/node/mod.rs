@@ -22,6 +22,7 @@ mod owner;
 mod redistribute;
 mod replicas;
 mod snapshots;
+mod strict;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -79,6 +80,8 @@ enum StopPurpose {
     Retire(NodeId),
     /// Restart here from a newer crash-recovery snapshot.
     Recover(Bytes, u64),
+    /// Strict mode: its lease ran out.
+    Fence,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +110,8 @@ struct Local {
     snapshot: snapshots::Own,
     /// Restarted from a snapshot with this number: reported once running.
     recovered: Option<u64>,
+    /// Strict mode: its grants.
+    hold: strict::Hold,
 }
 
 /// A child with no live holder: its node died or left without handing it
@@ -124,6 +129,8 @@ struct Orphan {
     responsible: bool,
     /// `state` is the crash-recovery snapshot with this number.
     recovered: Option<u64>,
+    /// Strict mode: a claim of it failed; not tried again before this.
+    retry_at: Option<Time>,
 }
 
 impl Orphan {
@@ -134,6 +141,7 @@ impl Orphan {
             sent_to: None,
             responsible,
             recovered: None,
+            retry_at: None,
         }
     }
 }
@@ -197,6 +205,8 @@ struct Outbox {
     handoffs: BTreeMap<NodeId, Vec<Handoff>>,
     acks: BTreeMap<NodeId, Vec<ChildId>>,
     refusals: BTreeMap<NodeId, Vec<(ChildId, String)>>,
+    /// Strict mode: per claim number, the peers asked and the children.
+    claims: BTreeMap<u64, (Vec<NodeId>, Vec<ChildId>)>,
 }
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
@@ -246,6 +256,8 @@ pub struct Node {
     hold_watches: BTreeMap<(NodeId, u64), acks::HoldWatch>,
     /// Latest crash-recovery snapshots of children run elsewhere.
     snapshots: BTreeMap<ChildId, snapshots::Stored>,
+    /// Strict single-instance mode's grants and leases.
+    strict: Option<strict::StrictState>,
 }
 
 impl Node {
@@ -263,11 +275,22 @@ impl Node {
                     "child_migration_timeout must be positive",
                 ));
             }
+            if cfg.strict.is_some() {
+                return Err(ConfigError::Strict(
+                    "start-then-stop migration runs two copies; use StopThenStart",
+                ));
+            }
+        }
+        if cfg.strict.is_some() && strategies.redundancy.replicas(usize::MAX) > 1 {
+            return Err(ConfigError::Strict(
+                "redundancy runs several copies by design",
+            ));
         }
         let me = cfg.node_id.clone();
         let mut ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
         ring.set_tags(&me, cfg.tags.clone());
         let sync_interval = strategies.sync.sync_interval();
+        let strict = cfg.strict.map(strict::StrictState::new);
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
             membership: Membership::new(cfg.info(), cfg.timings()),
@@ -303,6 +326,7 @@ impl Node {
             ack_waits: BTreeMap::new(),
             hold_watches: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            strict,
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -503,7 +527,7 @@ impl Node {
     fn dispatch_message(&mut self, now: Time, from: &NodeId, message: Message) {
         let (incarnation, info) = match &message {
             Message::Hello { info, .. } => (Some(info.incarnation), Some(info)),
-            Message::Heartbeat { incarnation } => (Some(*incarnation), None),
+            Message::Heartbeat { incarnation, .. } => (Some(*incarnation), None),
             _ => (None, None),
         };
         let changes = self.membership.heard(now, from, incarnation, info);
@@ -540,7 +564,11 @@ impl Node {
                     }
                 }
             }
-            Message::Heartbeat { .. } => {}
+            Message::Heartbeat { lease, .. } => {
+                if let Some(beat) = lease {
+                    self.on_beat(from, beat);
+                }
+            }
             Message::Leaving => {
                 let changes = self.membership.leaving(now, from);
                 self.on_membership(now, changes);
@@ -582,6 +610,15 @@ impl Node {
             Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
             Message::Holds { seq, all } => self.on_holds(from, seq, all),
             Message::Snapshot { id, seq, state } => self.on_snapshot(from, id, seq, state),
+            Message::Claim { seq, at, ids } => self.on_claim(from, seq, at, ids),
+            Message::Grants {
+                seq,
+                at,
+                term,
+                granted,
+                refused,
+            } => self.on_grants(from, seq, at, term, granted, refused),
+            Message::Release(ids) => self.on_release(from, ids),
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {
@@ -690,11 +727,20 @@ impl Node {
         let _g = span.enter();
         if now >= self.timers.heartbeat {
             self.timers.heartbeat = now + self.cfg.heartbeat_interval;
-            let msg = Message::Heartbeat {
-                incarnation: self.cfg.incarnation,
-            };
             for to in self.contactable() {
-                self.send(to, msg.clone());
+                let msg = Message::Heartbeat {
+                    incarnation: self.cfg.incarnation,
+                    lease: self.beat_for(&to),
+                };
+                self.send(to, msg);
+            }
+            self.refresh_grants();
+            if self
+                .orphans
+                .values()
+                .any(|o| o.retry_at.is_some_and(|t| t <= now))
+            {
+                self.reconcile();
             }
             self.request_gaps();
             self.resend_stale_handoffs();
@@ -730,6 +776,8 @@ impl Node {
         self.expire_decommissions(now);
         self.expire_acks(now);
         self.expire_handing(now);
+        self.expire_claims();
+        self.check_leases();
         if self.lock.as_ref().is_some_and(|l| now >= l.until) {
             debug!("redistribution lock timed out");
             self.unlock(now);
@@ -771,6 +819,7 @@ impl Node {
                     .map(decommission::Pending::deadline),
             )
             .chain(self.ack_waits.values().map(acks::AckWait::deadline))
+            .chain(self.strict.as_ref().and_then(strict::StrictState::deadline))
             .chain(self.queue.iter().filter_map(|q| match q {
                 Queued::Command { deadline, .. } => Some(*deadline),
                 Queued::Remote { .. } => None,
@@ -911,6 +960,7 @@ impl Node {
                 self.send(to, Message::Delta(delta.clone()));
             }
         }
+        self.flush_claims();
         for (op, results) in std::mem::take(&mut self.outbox.start_results) {
             let to = op.origin.clone();
             self.send(to, Message::StartResult { op, results });

@@ -161,7 +161,7 @@ impl Node {
         restore: Option<Bytes>,
         purpose: StartPurpose,
     ) {
-        self.orphans.remove(&spec.id);
+        let orphan = self.orphans.remove(&spec.id);
         if matches!(purpose, StartPurpose::Request(_)) {
             self.recently_stopped.remove(&spec.id);
         }
@@ -179,8 +179,12 @@ impl Node {
                 epoch: self.ring_epoch,
                 snapshot: Default::default(),
                 recovered: None,
+                hold: Default::default(),
             },
         );
+        if self.defer_spawn(&spec.id, restore.clone(), orphan) {
+            return;
+        }
         self.out.push_back(Output::Spawn { spec, restore });
     }
 
@@ -207,6 +211,7 @@ impl Node {
                     StopPurpose::Partition => StopReason::Partitioned,
                     StopPurpose::Shutdown => StopReason::Shutdown,
                     StopPurpose::Recover(..) => StopReason::Recovering,
+                    StopPurpose::Fence => StopReason::Partitioned,
                 };
                 local.state = LocalState::Stopping {
                     handle: *handle,
@@ -269,6 +274,7 @@ impl Node {
             }
             StartPurpose::Orphan => {}
         }
+        self.check_lease_of(&id);
         if self.partitioned {
             self.begin_stop(&id, StopPurpose::Partition, None);
         } else if self.leaving.is_none() {
@@ -288,6 +294,7 @@ impl Node {
         let Some(local) = self.local.remove(&id) else {
             return;
         };
+        self.release(&id);
         let LocalState::Starting(purpose) = local.state else {
             self.local.insert(id, local);
             return;
@@ -333,6 +340,9 @@ impl Node {
         let Some(local) = self.local.remove(&id) else {
             return;
         };
+        if !matches!(local.state, LocalState::Starting(_)) {
+            self.release(&id);
+        }
         match local.state {
             LocalState::Stopping {
                 purpose, waiters, ..
@@ -360,6 +370,16 @@ impl Node {
                     StopPurpose::Partition => {
                         self.write_own(None, &id);
                         self.suspended.insert(id, local.spec);
+                    }
+                    StopPurpose::Fence => {
+                        // Its row stays, marked moving to nowhere, so that
+                        // nodes that saw it orphan it if this node dies;
+                        // this node claims it again when it can.
+                        let me = self.me.clone();
+                        self.mark_moving(&id, me);
+                        let mut orphan = Orphan::new(local.spec, None, true);
+                        orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
+                        self.orphans.insert(id, orphan);
                     }
                     StopPurpose::Conflict => {
                         self.write_own(None, &id);
@@ -412,6 +432,7 @@ impl Node {
                         epoch: local.epoch,
                         snapshot: local.snapshot,
                         recovered: local.recovered,
+                        hold: local.hold,
                     },
                 );
                 self.on_start_failed(id, StartError::InitFailed(format!("{reason:?}")));

@@ -189,9 +189,19 @@ impl Node {
                 self.orphans.remove(&id);
                 continue;
             }
+            if self.strict.is_some() && self.strict_held_elsewhere(&id) {
+                // Only a quorum-granted copy gets a row: it is the child.
+                debug!(child = %id, "strict: orphan runs elsewhere; dropped");
+                self.orphans.remove(&id);
+                self.write_own(None, &id);
+                continue;
+            }
             let Some(orphan) = self.orphans.get(&id) else {
                 continue;
             };
+            if orphan.retry_at.is_some_and(|t| t > self.now) {
+                continue;
+            }
             let spec = orphan.spec.clone();
             let state = orphan.state.clone();
             let recovered = orphan.recovered;

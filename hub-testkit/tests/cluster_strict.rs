@@ -1,0 +1,325 @@
+//! Strict single-instance mode: no child id ever runs on two nodes at once,
+//! checked every 10 ms of virtual time through partitions, crashes and
+//! restarts.
+
+use std::time::Duration;
+
+use hub_core::{
+    ChildSpec, Config, ConfigError, Event, MigrationMode, Node, NodeId, StartError, StartOptions,
+    Strategies, Strict, Time,
+};
+use hub_testkit::{invariants, specs, Cluster, ClusterOptions};
+
+const QUORUM: usize = 3;
+
+fn strict_opts(nodes: usize) -> ClusterOptions {
+    ClusterOptions::new(nodes).configure(|c| c.strict = Some(Strict::new(QUORUM)))
+}
+
+/// Runs `d`, failing at the first moment two nodes run one child.
+fn run_checked(c: &mut Cluster, d: Duration) {
+    let mut violation = None;
+    c.run_until(d, |c| {
+        if let Err(v) = invariants::single_instance(c) {
+            violation = Some(format!("at {:?}: {v:?}", c.now()));
+            return true;
+        }
+        false
+    })
+    .unwrap();
+    assert_eq!(violation, None, "two copies ran at once");
+}
+
+/// Children running on the given nodes.
+fn running_on(c: &Cluster, nodes: &[usize]) -> usize {
+    nodes.iter().map(|&i| c.runtime(i).running().count()).sum()
+}
+
+fn takeover_after() -> Duration {
+    Strict::new(QUORUM).takeover_after()
+}
+
+#[test]
+fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_the_lease() {
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    assert!(c
+        .start(0, specs(300), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 300);
+    let on_minority: Vec<String> = [0usize, 1]
+        .iter()
+        .flat_map(|&i| {
+            c.runtime(i)
+                .running()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!on_minority.is_empty());
+
+    let split = c.now();
+    c.partition(&[&[0, 1], &[2, 3, 4]]);
+    run_checked(&mut c, Duration::from_secs(20));
+    assert_eq!(
+        running_on(&c, &[0, 1]),
+        0,
+        "the minority must stop everything"
+    );
+    assert_eq!(
+        running_on(&c, &[2, 3, 4]),
+        300,
+        "the majority runs every child"
+    );
+    // No minority child started on the majority side before the takeover
+    // delay: the minority might still have run it.
+    let first_takeover = c
+        .events()
+        .iter()
+        .filter(|(t, n, e)| {
+            *t > split
+                && [2usize, 3, 4].iter().any(|&i| c.id(i) == *n)
+                && matches!(e, Event::ChildStarted { id, .. } if on_minority.contains(&id.to_string()))
+        })
+        .map(|(t, _, _)| *t)
+        .min()
+        .expect("the majority restarted the minority's children");
+    assert!(
+        first_takeover.since(split) >= takeover_after(),
+        "taken over after {:?}, before the lease provably expired ({:?})",
+        first_takeover.since(split),
+        takeover_after()
+    );
+    // The minority refuses new starts: no quorum grants them.
+    let out = c
+        .start(
+            0,
+            vec![ChildSpec::new("lonely", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(out.started.is_empty(), "{out:?}");
+    assert!(
+        out.failed
+            .iter()
+            .all(|f| matches!(f.error, StartError::NotGranted { .. })),
+        "{out:?}"
+    );
+    assert!(!c.runtime(0).is_running("lonely") && !c.runtime(1).is_running("lonely"));
+
+    c.heal();
+    run_checked(&mut c, Duration::from_secs(20));
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    invariants::single_instance(&c).unwrap();
+    assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 300);
+    for i in 0..5 {
+        assert_eq!(c.node(i).unwrap().count_children(), 300, "node {i}");
+    }
+}
+
+#[test]
+fn divergence_mode_runs_both_sides_of_the_same_partition() {
+    // The control for the test above: without strict mode the minority
+    // keeps its children while the majority restarts them.
+    let mut c = Cluster::formed(ClusterOptions::new(5)).unwrap();
+    assert!(c
+        .start(0, specs(300), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle());
+    c.partition(&[&[0, 1], &[2, 3, 4]]);
+    c.run_for(Duration::from_secs(20)).unwrap();
+    assert!(invariants::single_instance(&c).is_err());
+}
+
+#[test]
+fn a_bridge_node_grants_each_child_to_one_side_only() {
+    // Nodes 0,1 and 3,4 cannot talk; node 2 talks to all. Each side sees
+    // three nodes, a quorum, and believes the other side dead: the bridge's
+    // single promise per child is what keeps one copy.
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    assert!(c
+        .start(0, specs(200), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    for a in [0, 1] {
+        for b in [3, 4] {
+            c.block(a, b);
+            c.block(b, a);
+        }
+    }
+    run_checked(&mut c, Duration::from_secs(20));
+    // Both sides try to start the same new child.
+    let r0 = c.command(
+        0,
+        hub_core::Command::StartChildren {
+            specs: vec![ChildSpec::new("contested", "counter")],
+            opts: StartOptions::awaited(),
+        },
+    );
+    let r3 = c.command(
+        3,
+        hub_core::Command::StartChildren {
+            specs: vec![ChildSpec::new("contested", "counter")],
+            opts: StartOptions::awaited(),
+        },
+    );
+    let (r0, r3) = (r0.unwrap(), r3.unwrap());
+    run_checked(&mut c, Duration::from_secs(10));
+    let _ = c.wait_reply(r0, Duration::from_secs(5));
+    let _ = c.wait_reply(r3, Duration::from_secs(5));
+    let copies = (0..5)
+        .filter(|&i| c.runtime(i).is_running("contested"))
+        .count();
+    assert!(copies <= 1, "contested runs {copies} times");
+    // Every child still runs somewhere, once.
+    assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 200 + copies);
+    c.heal();
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    invariants::single_instance(&c).unwrap();
+}
+
+#[test]
+fn crashes_and_restarts_never_run_two_copies_and_restart_after_the_takeover_delay() {
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    assert!(c
+        .start(0, specs(200), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    for victim in [1usize, 3, 0] {
+        let lost: Vec<String> = c
+            .runtime(victim)
+            .running()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let at = c.now();
+        c.crash(victim);
+        run_checked(&mut c, Duration::from_secs(12));
+        let others: Vec<usize> = (0..5).filter(|&i| i != victim).collect();
+        assert_eq!(running_on(&c, &others), 200, "after crashing {victim}");
+        let restarted = c
+            .events()
+            .iter()
+            .filter(|(t, _, e)| {
+                *t > at
+                    && matches!(e, Event::ChildStarted { id, .. } if lost.contains(&id.to_string()))
+            })
+            .map(|(t, _, _)| *t)
+            .min()
+            .expect("the victim's children restarted");
+        assert!(restarted.since(at) >= takeover_after());
+        c.restart(victim);
+        run_checked(&mut c, Duration::from_secs(12));
+        assert!(c.settle(), "{:?}", c.unquiet_reason());
+        invariants::single_instance(&c).unwrap();
+        assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 200);
+    }
+}
+
+#[test]
+fn running_children_keep_their_lease_through_a_rolling_restart_of_their_granters() {
+    // Node 4's children were granted by nodes 0-3. Restarting those one by
+    // one voids their grants (new incarnations); node 4 asks again, so its
+    // children never lose the lease.
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    assert!(c
+        .start(0, specs(200), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let before: Vec<_> = c
+        .runtime(4)
+        .running()
+        .map(|(id, h)| (id.clone(), h))
+        .collect();
+    assert!(!before.is_empty());
+    for i in 0..4 {
+        c.crash(i);
+        run_checked(&mut c, Duration::from_secs(2));
+        c.restart(i);
+        run_checked(&mut c, Duration::from_secs(8));
+        assert!(c.settle(), "{:?}", c.unquiet_reason());
+    }
+    for (id, h) in before {
+        let now: Vec<_> = c.runtime(4).running().filter(|(i, _)| **i == id).collect();
+        assert_eq!(now, vec![(&id, h)], "{id} was fenced or moved on node 4");
+    }
+    assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 200);
+}
+
+#[test]
+fn a_granter_keeps_one_promise_per_child_against_forged_claims() {
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    assert!(c
+        .start(0, specs(20), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let id = hub_core::ChildId::from("child-7");
+    let holder = (0..5)
+        .find(|&i| c.runtime(i).is_running("child-7"))
+        .unwrap();
+    let granter = (holder + 1) % 5;
+    let thief = (holder + 2) % 5;
+    let before = c.node(granter).unwrap().strict_promise("child-7");
+    assert_eq!(before, Some(c.id(holder)));
+    c.deliver(
+        thief,
+        granter,
+        hub_core::Message::Claim {
+            seq: 99,
+            at: 0,
+            ids: vec![id.clone()],
+        },
+    );
+    assert_eq!(
+        c.node(granter).unwrap().strict_promise("child-7"),
+        Some(c.id(holder))
+    );
+    // A release from a node that does not hold the promise changes nothing.
+    c.deliver(thief, granter, hub_core::Message::Release(vec![id]));
+    assert_eq!(
+        c.node(granter).unwrap().strict_promise("child-7"),
+        Some(c.id(holder))
+    );
+    run_checked(&mut c, Duration::from_secs(5));
+}
+
+#[test]
+fn strict_mode_refuses_options_that_would_run_two_copies() {
+    let cfg = |strict: Strict| {
+        let mut c = Config::new("h", NodeId::new("a"));
+        c.strict = Some(strict);
+        c
+    };
+    let now = Time::ZERO;
+    let hot = Strategies {
+        migration: Box::new(hub_strategies::HotSwap::default()),
+        ..hub_strategies::defaults()
+    };
+    assert!(matches!(
+        hot.migration.mode(),
+        MigrationMode::StartThenStop { .. }
+    ));
+    assert!(matches!(
+        Node::new(cfg(Strict::new(2)), hot, now),
+        Err(ConfigError::Strict(_))
+    ));
+    let replicated = Strategies {
+        redundancy: Box::new(hub_strategies::Replication::default()),
+        ..hub_strategies::defaults()
+    };
+    assert!(matches!(
+        Node::new(cfg(Strict::new(2)), replicated, now),
+        Err(ConfigError::Strict(_))
+    ));
+    let mut zero = Strict::new(0);
+    assert!(matches!(cfg(zero).validate(), Err(ConfigError::Strict(_))));
+    zero.quorum = 2;
+    zero.lease = Duration::from_millis(100);
+    assert!(matches!(cfg(zero).validate(), Err(ConfigError::Strict(_))));
+    assert!(Node::new(cfg(Strict::new(2)), hub_strategies::defaults(), now).is_ok());
+}
