@@ -187,6 +187,8 @@ pub enum Message {
         /// Sender's clock when sent, echoed in the answer (a lease
         /// renewal, like a heartbeat's).
         at: u64,
+        /// Sender's incarnation: promises are to this run of it.
+        incarnation: Incarnation,
         /// The children.
         ids: Vec<ChildId>,
     },
@@ -196,6 +198,9 @@ pub enum Message {
         seq: u64,
         /// The claim's `at`, echoed.
         at: u64,
+        /// The claim's incarnation, echoed (an answer to an earlier run's
+        /// claim is ignored).
+        incarnation: Incarnation,
         /// The granter's term for the claimant: grants count only while
         /// the granter's echoes carry the same term.
         term: Term,
@@ -206,6 +211,9 @@ pub enum Message {
     },
     /// Strict mode: the sender no longer runs (nor claims) these children.
     Release(Vec<ChildId>),
+    /// Strict mode: the sender keeps promises of these children to the
+    /// receiver; the receiver releases those it neither runs nor claims.
+    Promised(Vec<ChildId>),
 }
 
 /// Strict mode's part of a heartbeat.
@@ -223,6 +231,9 @@ pub struct Beat {
 pub struct Echo {
     /// The echoed `at`.
     pub at: u64,
+    /// The receiver's incarnation that sent `at` (a restarted node's clock
+    /// starts afresh: an echo of its earlier run is ignored).
+    pub incarnation: Incarnation,
     /// The echoing node's term for the receiver.
     pub term: Term,
 }

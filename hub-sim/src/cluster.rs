@@ -55,7 +55,11 @@ impl SimOptions {
             heartbeat: Duration::from_millis(100),
             clock_rates: Vec::new(),
             tags: Vec::new(),
-            customize: Arc::new(|b| b.register::<Counter>("counter").register::<Echo>("echo")),
+            customize: Arc::new(|b| {
+                b.register::<Counter>("counter")
+                    .register::<Echo>("echo")
+                    .register::<crate::Witness>("witness")
+            }),
         }
     }
 

@@ -15,8 +15,12 @@ pub mod check;
 #[cfg(madsim)]
 mod cluster;
 #[cfg(madsim)]
+mod witness;
+#[cfg(madsim)]
 mod workload;
 #[cfg(madsim)]
 pub use cluster::{SimCluster, SimOptions, Trace};
+#[cfg(madsim)]
+pub use witness::Witness;
 #[cfg(madsim)]
 pub use workload::Workload;

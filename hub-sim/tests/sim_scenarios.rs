@@ -830,3 +830,122 @@ async fn placement_constraints_hold_through_churn() {
         }
     }
 }
+
+/// Strict mode (quorum 3 of 5) with drifting clocks (within the 10% bound),
+/// partitions, one-way clogs, kills, restarts, and starts of the same ids
+/// from both sides at once: the witness process records every instance's
+/// start and end, so two copies are caught the moment the second starts.
+#[madsim::test]
+async fn strict_mode_never_runs_two_copies_through_partitions_kills_and_restarts() {
+    use hub_sim::Witness;
+    Witness::reset();
+    let mut rng = seeded_rng();
+    let mut opts = SimOptions::new(5)
+        .customize(|b| b.configure(|c| c.strict = Some(hub_core::Strict::new(3))));
+    for i in 0..5 {
+        opts = opts.clock_rate(i, rng.random_range(0.96..1.04));
+    }
+    let mut c = formed_with(opts).await;
+    let witness = |k: usize| ChildSpec::new(format!("x{k}"), "witness");
+    let opts = StartOptions {
+        timeout: Duration::from_secs(3),
+        ..StartOptions::awaited()
+    };
+    let out = c
+        .hub(0)
+        .unwrap()
+        .start_children((0..60).map(witness).collect(), opts)
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.failed);
+    let mut started: std::collections::BTreeSet<String> =
+        (0..60).map(|k| format!("x{k}")).collect();
+    let mut next = 60;
+    for round in 0..14 {
+        let alive = c.alive();
+        match rng.random_range(0..6) {
+            0 if alive.len() > 3 => c.kill(alive[rng.random_range(0..alive.len())]),
+            1 => {
+                if let Some(i) = (0..5).find(|i| !alive.contains(i)) {
+                    c.restart(i);
+                }
+            }
+            2 => {
+                let cut = rng.random_range(1..5);
+                let (a, b): (Vec<usize>, Vec<usize>) = (0..5).partition(|&i| i < cut);
+                c.partition(&[&a, &b]);
+            }
+            3 => {
+                let a = rng.random_range(0..5);
+                c.clog(a, (a + rng.random_range(1..5)) % 5);
+            }
+            _ => c.heal(),
+        }
+        // The same new ids started from two nodes at once (they may
+        // disagree on membership), and a stop.
+        let alive = c.alive();
+        let pick = rng.random_range(0..alive.len().max(1));
+        let hubs = (alive.len() >= 2)
+            .then(|| (c.hub(alive[pick]), c.hub(alive[(pick + 1) % alive.len()])));
+        // A machine just restarted may not run its hub yet.
+        if let Some((Some(ha), Some(hb))) = hubs {
+            let specs: Vec<ChildSpec> = (next..next + 3).map(witness).collect();
+            next += 3;
+            let (ra, rb) = tokio::join!(
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    ha.start_children(specs.clone(), opts)
+                ),
+                tokio::time::timeout(Duration::from_secs(5), hb.start_children(specs, opts)),
+            );
+            for r in [ra, rb].into_iter().flatten().flatten() {
+                started.extend(r.started.into_keys().map(|id| id.to_string()));
+            }
+            if rng.random_bool(0.3) {
+                if let Some(id) = started.iter().next().cloned() {
+                    started.remove(&id);
+                    let stop = hub_core::StopOptions {
+                        timeout: Duration::from_secs(3),
+                        ..hub_core::StopOptions::awaited()
+                    };
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), ha.stop_child(id, stop)).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..4000))).await;
+        let seen = Witness::violations();
+        assert!(seen.is_empty(), "round {round}: {seen:#?}");
+    }
+    c.heal();
+    for i in 0..5 {
+        if !c.alive().contains(&i) {
+            c.restart(i);
+        }
+    }
+    c.settle(QUIET)
+        .await
+        .expect("settles with every machine back");
+    let seen = Witness::violations();
+    assert!(seen.is_empty(), "{seen:#?}");
+    let registered = c.hub(0).unwrap().count_children().await.unwrap();
+    for id in &started {
+        let at = c.hub(0).unwrap().child_lookup(id.as_str()).await.unwrap();
+        if at.len() != 1 {
+            let needle = format!("\"{id}\"");
+            for l in c
+                .trace()
+                .iter()
+                .filter(|l| l.contains(&needle) || l.contains("Cluster"))
+            {
+                eprintln!("TRACE {l}");
+            }
+        }
+        assert_eq!(at.len(), 1, "{id} acknowledged but runs on {at:?}");
+    }
+    assert_eq!(
+        Witness::live(),
+        registered,
+        "every registered child runs once"
+    );
+}

@@ -98,7 +98,13 @@ fn term() -> impl Strategy<Value = Term> {
 fn beat() -> impl Strategy<Value = Beat> {
     (
         any::<u64>(),
-        proptest::option::of((any::<u64>(), term()).prop_map(|(at, term)| Echo { at, term })),
+        proptest::option::of((any::<u64>(), any::<u64>(), term()).prop_map(
+            |(at, incarnation, term)| Echo {
+                at,
+                incarnation,
+                term,
+            },
+        )),
     )
         .prop_map(|(at, echo)| Beat { at, echo })
 }
@@ -229,23 +235,36 @@ pub fn message() -> impl Strategy<Value = Message> {
                 state: Bytes::from(state),
             }
         }),
-        (any::<u64>(), any::<u64>(), vec(child_id(), 0..4))
-            .prop_map(|(seq, at, ids)| Message::Claim { seq, at, ids }),
         (
             any::<u64>(),
             any::<u64>(),
+            any::<u64>(),
+            vec(child_id(), 0..4)
+        )
+            .prop_map(|(seq, at, incarnation, ids)| Message::Claim {
+                seq,
+                at,
+                incarnation,
+                ids
+            }),
+        (
+            (any::<u64>(), any::<u64>(), any::<u64>()),
             term(),
             vec(child_id(), 0..4),
             vec(child_id(), 0..4)
         )
-            .prop_map(|(seq, at, term, granted, refused)| Message::Grants {
-                seq,
-                at,
-                term,
-                granted,
-                refused
-            }),
+            .prop_map(
+                |((seq, at, incarnation), term, granted, refused)| Message::Grants {
+                    seq,
+                    at,
+                    incarnation,
+                    term,
+                    granted,
+                    refused
+                }
+            ),
         vec(child_id(), 0..4).prop_map(Message::Release),
+        vec(child_id(), 0..4).prop_map(Message::Promised),
     ]
 }
 

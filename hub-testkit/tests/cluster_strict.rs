@@ -272,6 +272,7 @@ fn a_granter_keeps_one_promise_per_child_against_forged_claims() {
         hub_core::Message::Claim {
             seq: 99,
             at: 0,
+            incarnation: 1,
             ids: vec![id.clone()],
         },
     );

@@ -564,9 +564,9 @@ impl Node {
                     }
                 }
             }
-            Message::Heartbeat { lease, .. } => {
+            Message::Heartbeat { lease, incarnation } => {
                 if let Some(beat) = lease {
-                    self.on_beat(from, beat);
+                    self.on_beat(from, incarnation, beat);
                 }
             }
             Message::Leaving => {
@@ -610,15 +610,32 @@ impl Node {
             Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
             Message::Holds { seq, all } => self.on_holds(from, seq, all),
             Message::Snapshot { id, seq, state } => self.on_snapshot(from, id, seq, state),
-            Message::Claim { seq, at, ids } => self.on_claim(from, seq, at, ids),
+            Message::Claim {
+                seq,
+                at,
+                incarnation,
+                ids,
+            } => self.on_claim(from, seq, at, incarnation, ids),
             Message::Grants {
                 seq,
                 at,
+                incarnation,
                 term,
                 granted,
                 refused,
-            } => self.on_grants(from, seq, at, term, granted, refused),
+            } => self.on_grants(
+                from,
+                strict::GrantsMsg {
+                    seq,
+                    at,
+                    incarnation,
+                    term,
+                    granted,
+                    refused,
+                },
+            ),
             Message::Release(ids) => self.on_release(from, ids),
+            Message::Promised(ids) => self.on_promised(from, ids),
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {

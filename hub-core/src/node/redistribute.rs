@@ -270,6 +270,12 @@ impl Node {
                 debug!(child = %id, %to, "not an owner any more: moving");
                 self.move_away(id, Some(to.clone()));
             }
+            None if self.strict.is_some() => {
+                // Strict mode: this copy was granted by a quorum, so the
+                // owners' rows are stale (their slices catch up, and the
+                // next reconcile moves it).
+                debug!(child = %id, "strict: the owners' rows for it are stale");
+            }
             None => {
                 debug!(child = %id, "not an owner and the owners run it: stopping");
                 self.emit(Event::DuplicateResolved {
@@ -547,6 +553,22 @@ impl Node {
     /// A handoff unacknowledged for `suspect_after` is sent again (it may
     /// have been lost with a connection); the receiver deduplicates.
     pub(super) fn resend_stale_handoffs(&mut self) {
+        if self.strict.is_some() {
+            // Strict mode: another node runs it (only a quorum-granted copy
+            // gets a live row), so this stopped copy is stale. Should that
+            // node die, this node orphans its row like any other.
+            let stale: Vec<ChildId> = self
+                .outbound
+                .keys()
+                .filter(|id| self.strict_held_elsewhere(id))
+                .cloned()
+                .collect();
+            for id in stale {
+                debug!(child = %id, "strict: handed-over copy runs elsewhere; dropped");
+                self.outbound.remove(&id);
+                self.write_own(None, &id);
+            }
+        }
         let every = self.ticks_per_suspect();
         let mut again = Vec::new();
         for o in self.outbound.values_mut() {
@@ -576,6 +598,7 @@ impl Node {
         for o in self.orphans.values_mut() {
             o.sent_to = None;
         }
+        self.audit_promises();
         self.reconcile();
         self.repair_replicas();
     }

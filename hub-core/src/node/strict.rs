@@ -103,8 +103,10 @@ pub(super) struct StrictState {
     /// Granter: per holder, revocations so far and the holder's
     /// `last_heard` at the latest one (one bump per silence).
     revoked: BTreeMap<NodeId, (u64, Time)>,
-    /// Granter: the latest `at` each peer sent, to echo.
-    beats: BTreeMap<NodeId, u64>,
+    /// Granter: the latest `at` each peer sent, to echo, with the
+    /// incarnation that sent it (a restarted peer's clock starts afresh:
+    /// echoing its old run's readings would stretch its new leases).
+    beats: BTreeMap<NodeId, (Incarnation, u64)>,
     /// Holder: the latest echo of each peer.
     echoes: BTreeMap<NodeId, Echo>,
     /// Holder: claims waiting for answers.
@@ -119,6 +121,9 @@ pub(super) struct StrictState {
     releases: Vec<ChildId>,
     /// Whether the oversize warning was logged.
     warned_oversize: bool,
+    /// Granter: promises to ask their holders about (see
+    /// [`Message::Promised`]), sent when the input ends.
+    ask: BTreeMap<NodeId, Vec<ChildId>>,
 }
 
 /// A claim in flight.
@@ -152,6 +157,16 @@ impl Hold {
     }
 }
 
+/// The fields of a [`Message::Grants`].
+pub(super) struct GrantsMsg {
+    pub(super) seq: u64,
+    pub(super) at: u64,
+    pub(super) incarnation: Incarnation,
+    pub(super) term: Term,
+    pub(super) granted: Vec<ChildId>,
+    pub(super) refused: Vec<ChildId>,
+}
+
 /// A start waiting for grants.
 #[derive(Clone, Debug)]
 struct Waiting {
@@ -174,6 +189,7 @@ impl StrictState {
             fence_at: None,
             releases: Vec::new(),
             warned_oversize: false,
+            ask: BTreeMap::new(),
         }
     }
 
@@ -262,7 +278,7 @@ impl Node {
     }
 
     /// Rule 1: may `claimant` run `id`, per this node? Records the promise.
-    fn grant(&mut self, claimant: &NodeId, id: &ChildId) -> bool {
+    fn grant(&mut self, claimant: &NodeId, incarnation: Incarnation, id: &ChildId) -> bool {
         if self.oversize() {
             return false;
         }
@@ -276,6 +292,12 @@ impl Node {
             .and_then(|s| s.promises.get(id).cloned());
         if let Some((holder, inc)) = promised {
             if holder != *claimant && !self.lapsed(&holder, Some(inc)) {
+                if holder != self.me && !self.runs_here(&holder, id) {
+                    // Its release may have been lost: ask it.
+                    if let Some(s) = self.strict.as_mut() {
+                        s.ask.entry(holder).or_default().push(id.clone());
+                    }
+                }
                 return false;
             }
         }
@@ -295,13 +317,6 @@ impl Node {
                 return false;
             }
         }
-        let incarnation = if *claimant == self.me {
-            self.cfg.incarnation
-        } else {
-            self.membership
-                .get(claimant)
-                .map_or(0, |m| m.info.incarnation)
-        };
         let cap = self.registry.len() + MAX_EXTRA_PROMISES;
         let Some(s) = self.strict.as_mut() else {
             return false;
@@ -314,15 +329,22 @@ impl Node {
         true
     }
 
-    pub(super) fn on_claim(&mut self, from: &NodeId, seq: u64, at: u64, ids: Vec<ChildId>) {
+    pub(super) fn on_claim(
+        &mut self,
+        from: &NodeId,
+        seq: u64,
+        at: u64,
+        incarnation: Incarnation,
+        ids: Vec<ChildId>,
+    ) {
         if self.strict.is_none() {
             return;
         }
-        self.record_beat(from, at);
+        self.record_beat(from, incarnation, at);
         let mut granted = Vec::new();
         let mut refused = Vec::new();
         for id in ids {
-            if self.grant(from, &id) {
+            if self.grant(from, incarnation, &id) {
                 granted.push(id);
             } else {
                 refused.push(id);
@@ -334,6 +356,7 @@ impl Node {
             Message::Grants {
                 seq,
                 at,
+                incarnation,
                 term,
                 granted,
                 refused,
@@ -352,10 +375,14 @@ impl Node {
         }
     }
 
-    fn record_beat(&mut self, from: &NodeId, at: u64) {
+    fn record_beat(&mut self, from: &NodeId, inc: Incarnation, at: u64) {
         if let Some(s) = self.strict.as_mut() {
-            let b = s.beats.entry(from.clone()).or_insert(at);
-            *b = (*b).max(at);
+            let b = s.beats.entry(from.clone()).or_insert((inc, at));
+            if b.0 == inc {
+                b.1 = b.1.max(at);
+            } else {
+                *b = (inc, at);
+            }
         }
     }
 
@@ -364,15 +391,16 @@ impl Node {
         let s = self.strict.as_ref()?;
         Some(Beat {
             at: self.now.as_millis(),
-            echo: s.beats.get(to).map(|&at| Echo {
+            echo: s.beats.get(to).map(|&(incarnation, at)| Echo {
                 at,
+                incarnation,
                 term: self.term_for(to),
             }),
         })
     }
 
-    pub(super) fn on_beat(&mut self, from: &NodeId, beat: Beat) {
-        self.record_beat(from, beat.at);
+    pub(super) fn on_beat(&mut self, from: &NodeId, incarnation: Incarnation, beat: Beat) {
+        self.record_beat(from, incarnation, beat.at);
         if let Some(echo) = beat.echo {
             self.record_echo(from, echo);
         }
@@ -381,6 +409,9 @@ impl Node {
     /// Keeps the newest echo of `from`; a new term voids its grants at
     /// once, so leases are checked now.
     fn record_echo(&mut self, from: &NodeId, echo: Echo) {
+        if echo.incarnation != self.cfg.incarnation {
+            return;
+        }
         let now = self.now;
         let Some(s) = self.strict.as_mut() else {
             return;
@@ -428,9 +459,9 @@ impl Node {
             };
         }
         let me = self.me.clone();
-        if !self.grant(&me, id) {
+        if !self.grant(&me, self.cfg.incarnation, id) {
             debug!(child = %id, "strict: this node refuses the claim itself");
-            self.claim_failed(id, 0);
+            self.claim_failed(id, 0, false);
             return true;
         }
         if cfg.quorum <= 1 {
@@ -439,7 +470,7 @@ impl Node {
         }
         if peers.len() + 1 < cfg.quorum {
             debug!(child = %id, peers = peers.len(), "strict: quorum out of reach");
-            self.claim_failed(id, 1);
+            self.claim_failed(id, 1, false);
             return true;
         }
         let Some(s) = self.strict.as_mut() else {
@@ -464,10 +495,17 @@ impl Node {
     /// Sends the releases, then the claims, the input produced (a release
     /// must not overtake a later claim of the same child).
     pub(super) fn flush_claims(&mut self) {
-        let releases = match self.strict.as_mut() {
-            Some(s) => std::mem::take(&mut s.releases),
+        let (releases, ask) = match self.strict.as_mut() {
+            Some(s) => (std::mem::take(&mut s.releases), std::mem::take(&mut s.ask)),
             None => return,
         };
+        for (to, mut ids) in ask {
+            ids.sort();
+            ids.dedup();
+            for chunk in ids.chunks(MAX_CLAIM_IDS) {
+                self.send(to.clone(), Message::Promised(chunk.to_vec()));
+            }
+        }
         if !releases.is_empty() {
             for to in self.contactable() {
                 self.send(to, Message::Release(releases.clone()));
@@ -480,6 +518,7 @@ impl Node {
                     let msg = Message::Claim {
                         seq,
                         at,
+                        incarnation: self.cfg.incarnation,
                         ids: chunk.to_vec(),
                     };
                     self.send(p.clone(), msg);
@@ -488,19 +527,30 @@ impl Node {
         }
     }
 
-    pub(super) fn on_grants(
-        &mut self,
-        from: &NodeId,
-        seq: u64,
-        at: u64,
-        term: Term,
-        granted: Vec<ChildId>,
-        refused: Vec<ChildId>,
-    ) {
+    pub(super) fn on_grants(&mut self, from: &NodeId, g: GrantsMsg) {
+        let GrantsMsg {
+            seq,
+            at,
+            incarnation,
+            term,
+            granted,
+            refused,
+        } = g;
         let Some(quorum) = self.strict_cfg().map(|s| s.quorum) else {
             return;
         };
-        self.record_echo(from, Echo { at, term });
+        if incarnation != self.cfg.incarnation {
+            // Answers an earlier run's claim (its numbers start afresh).
+            return;
+        }
+        self.record_echo(
+            from,
+            Echo {
+                at,
+                incarnation,
+                term,
+            },
+        );
         let mut stale = Vec::new();
         for id in granted {
             let Some(l) = self.local.get_mut(&id) else {
@@ -542,7 +592,7 @@ impl Node {
             *n += 1;
             if asked - *n < quorum {
                 let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + 1;
-                self.claim_failed(&id, granted);
+                self.claim_failed(&id, granted, true);
             }
         }
     }
@@ -573,7 +623,8 @@ impl Node {
 
     /// The claim of `id` failed with `granted` grants: a request gets an
     /// error; an orphan or a handed-over child waits for the next try.
-    fn claim_failed(&mut self, id: &ChildId, granted: usize) {
+    /// `sent`: peers were asked (and are told to drop their promises).
+    fn claim_failed(&mut self, id: &ChildId, granted: usize, sent: bool) {
         let Some(local) = self.local.get(id) else {
             return;
         };
@@ -586,7 +637,11 @@ impl Node {
         }
         let quorum = self.strict_cfg().map_or(1, |s| s.quorum);
         debug!(child = %id, granted, quorum, "strict: claim failed");
-        self.release(id);
+        if sent {
+            self.release(id);
+        } else {
+            self.drop_own_promise(id);
+        }
         let Some(local) = self.local.remove(id) else {
             return;
         };
@@ -615,12 +670,75 @@ impl Node {
     /// This node no longer runs or claims `id`: its own promise goes and
     /// every peer is told.
     pub(super) fn release(&mut self, id: &ChildId) {
+        self.drop_own_promise(id);
+        if let Some(s) = self.strict.as_mut() {
+            s.releases.push(id.clone());
+        }
+    }
+
+    fn drop_own_promise(&mut self, id: &ChildId) {
         let me = self.me.clone();
         if let Some(s) = self.strict.as_mut() {
             if s.promises.get(id).is_some_and(|(n, _)| *n == me) {
                 s.promises.remove(id);
             }
-            s.releases.push(id.clone());
+        }
+    }
+
+    /// Sync-round upkeep of the promises: those to nodes that restarted or
+    /// left go; a live node is asked about promises of children it has no
+    /// row for (its release may have been lost), and releases those it
+    /// neither runs nor claims.
+    pub(super) fn audit_promises(&mut self) {
+        let Some(s) = self.strict.as_ref() else {
+            return;
+        };
+        let mut gone = Vec::new();
+        let mut ask: BTreeMap<NodeId, Vec<ChildId>> = BTreeMap::new();
+        for (id, (holder, inc)) in &s.promises {
+            if *holder == self.me {
+                continue;
+            }
+            match self.membership.get(holder) {
+                Some(m) if m.info.incarnation > *inc || m.status == Status::Left => {
+                    gone.push(id.clone())
+                }
+                Some(m) if m.status.in_ring() && !self.runs_here(holder, id) => {
+                    ask.entry(holder.clone()).or_default().push(id.clone())
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = self.strict.as_mut() {
+            for id in gone {
+                s.promises.remove(&id);
+            }
+            for (to, ids) in ask {
+                s.ask.entry(to).or_default().extend(ids);
+            }
+        }
+    }
+
+    /// Whether the registry shows `node` running `id` (a row not marked as
+    /// moving away).
+    fn runs_here(&self, node: &NodeId, id: &ChildId) -> bool {
+        self.registry
+            .row(node, id.as_str())
+            .is_some_and(|r| r.moving_to.is_none())
+    }
+
+    /// A granter keeps promises to this node for these children: release
+    /// the ones this node neither runs nor claims.
+    pub(super) fn on_promised(&mut self, from: &NodeId, ids: Vec<ChildId>) {
+        if self.strict.is_none() {
+            return;
+        }
+        let stale: Vec<ChildId> = ids
+            .into_iter()
+            .filter(|id| !self.local.contains_key(id))
+            .collect();
+        if !stale.is_empty() {
+            self.send(from.clone(), Message::Release(stale));
         }
     }
 
@@ -735,6 +853,7 @@ impl Node {
                 let msg = Message::Claim {
                     seq: 0,
                     at,
+                    incarnation: self.cfg.incarnation,
                     ids: chunk.to_vec(),
                 };
                 self.send(peer.clone(), msg);
@@ -768,7 +887,7 @@ impl Node {
                     .is_some_and(|l| l.hold.is_waiting() && l.hold.seq == seq);
                 if waiting {
                     let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + 1;
-                    self.claim_failed(&id, granted);
+                    self.claim_failed(&id, granted, true);
                 }
             }
         }
@@ -784,12 +903,9 @@ impl Node {
     /// Whether another node runs `id` per the registry (a row not marked
     /// as moving away).
     pub(super) fn strict_held_elsewhere(&self, id: &ChildId) -> bool {
-        self.registry.lookup_ref(id.as_str()).iter().any(|(n, _)| {
-            *n != self.me
-                && self
-                    .registry
-                    .row(n, id.as_str())
-                    .is_none_or(|r| r.moving_to.is_none())
-        })
+        self.registry
+            .lookup_ref(id.as_str())
+            .iter()
+            .any(|(n, _)| *n != self.me && self.runs_here(n, id))
     }
 }
