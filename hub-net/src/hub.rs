@@ -154,6 +154,29 @@ impl HubBuilder {
         self
     }
 
+    /// Turns on strict single-instance mode ([`hub_core::Strict`]): a child
+    /// id never runs on two nodes at once; every node of the hub must use
+    /// the same options. Checked when the hub starts.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), hub_net::StartupError> {
+    /// use hub_core::Strict;
+    /// use hub_net::{examples::Counter, Hub};
+    /// // Clusters of up to five nodes: a child needs three grants.
+    /// let hub = Hub::builder("my-hub")
+    ///     .cookie("secret")
+    ///     .listen("127.0.0.1:7000")
+    ///     .strict(Strict::new(3))
+    ///     .register::<Counter>("counter")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn strict(mut self, strict: hub_core::Strict) -> Self {
+        self.config.strict = Some(strict);
+        self
+    }
+
     /// Adjusts the core configuration (timers, lock timeout, hop limit...).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);

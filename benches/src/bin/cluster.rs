@@ -13,8 +13,10 @@
 //! this process) against a bare tokio TCP ping-pong of 64-byte frames, and
 //! the latency of acknowledged starts (`Ack::Local`, `Quorum`, `All`) on
 //! three hubs in this process, and call latency/throughput with crash
-//! snapshots (`SnapshotPolicy::every(1)`, `every(100)`) against none.
-//! `--only cluster|calls|acks|snapshots` runs one group.
+//! snapshots (`SnapshotPolicy::every(1)`, `every(100)`) against none, and
+//! strict single-instance mode against divergence mode (start latency and
+//! throughput, and the time from a kill until the dead hub's children run
+//! again). `--only cluster|calls|acks|strict|snapshots` runs one group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,7 +56,8 @@ struct Cli {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Run only this group of rows: cluster, calls or acks.
+    /// Run only this group of rows: cluster, calls, acks, strict or
+    /// snapshots.
     #[arg(long)]
     only: Option<String>,
 }
@@ -258,6 +261,10 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
         println!("== acknowledged starts (3 hubs in this process)");
         ack_rows().await?;
     }
+    if run("strict") {
+        println!("== strict single-instance mode vs divergence (3 hubs in this process)");
+        strict_rows().await?;
+    }
     if run("snapshots") {
         println!("== calls with crash snapshots (2 hubs in this process)");
         for policy in [None, Some(100), Some(1)] {
@@ -372,16 +379,18 @@ async fn calls_per_second(a: &Arc<Hub>, ids: Vec<String>, seconds: u64) -> Resul
     Ok(calls as f64 / secs)
 }
 
-/// Awaited starts from one hub of three, one child per start, and batches
-/// of 1,000, at each ack level.
-async fn ack_rows() -> Result<(), AnyError> {
+/// `n` hubs in this process, each builder passed through `f`, formed.
+async fn formed_hubs(
+    n: usize,
+    f: impl Fn(hub_net::HubBuilder) -> hub_net::HubBuilder,
+) -> Result<Vec<Hub>, AnyError> {
     let mut hubs: Vec<Hub> = Vec::new();
-    for id in ["a", "b", "c"] {
-        let mut b = Hub::builder(HUB)
-            .node_id(id)
+    for i in 0..n {
+        let mut b = f(Hub::builder(HUB)
+            .node_id(format!("h{i}"))
             .listen("127.0.0.1:0")
             .cookie(COOKIE)
-            .register::<Counter>("counter");
+            .register::<Counter>("counter"));
         if let Some(first) = hubs.first() {
             b = b.seed(first.local_addr().ok_or("no address")?.to_string());
         }
@@ -389,13 +398,95 @@ async fn ack_rows() -> Result<(), AnyError> {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for h in &hubs {
-        while h.nodes().await?.len() < 3 {
+        while h.nodes().await?.len() < n {
             if Instant::now() > deadline {
-                return Err("the three hubs did not form".into());
+                return Err("the hubs did not form".into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    Ok(hubs)
+}
+
+/// Strict single-instance mode against the default: awaited starts (one
+/// child per start, and batches of 1,000) from one hub of three, then the
+/// time from killing a hub until all 1,000 children run on the others.
+async fn strict_rows() -> Result<(), AnyError> {
+    for strict in [false, true] {
+        let label = if strict {
+            "strict (quorum 2)"
+        } else {
+            "divergence"
+        };
+        let hubs = formed_hubs(3, |b| {
+            if strict {
+                b.strict(hub_core::Strict::new(2))
+            } else {
+                b
+            }
+        })
+        .await?;
+        let rounds = 2_000;
+        let mut lat = Vec::with_capacity(rounds);
+        for i in 0..rounds {
+            let spec = ChildSpec::new(format!("one-{i}"), "counter");
+            let t = Instant::now();
+            let out = hubs[0].start_child(spec, StartOptions::awaited()).await?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            if !out.is_ok() {
+                return Err(format!("start failed: {out:?}").into());
+            }
+        }
+        lat.sort_by(f64::total_cmp);
+        let t = Instant::now();
+        for k in 0..10 {
+            let specs: Vec<ChildSpec> = (0..1_000)
+                .map(|i| ChildSpec::new(format!("b{k}-{i}"), "counter"))
+                .collect();
+            let out = hubs[0]
+                .start_children(specs, StartOptions::awaited())
+                .await?;
+            if !out.is_ok() {
+                return Err("batch start failed".into());
+            }
+        }
+        let rate = 10_000.0 / t.elapsed().as_secs_f64();
+        let total = rounds + 10_000;
+        let t = Instant::now();
+        hubs[2].abort();
+        loop {
+            let on = hubs[0].which_children(true).await?;
+            let alive: usize = on
+                .iter()
+                .filter(|(n, _)| n.as_str() != "h2")
+                .map(|(_, v)| v.len())
+                .sum();
+            if alive == total && !on.contains_key("h2") {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                return Err("the killed hub's children did not come back".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let back = t.elapsed();
+        println!(
+            "{label}: 1 child per start p50 {:.0} µs, p99 {:.0} µs; batches of 1,000: {rate:.0} children/s; kill -> all {total} running again {:.2} s",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            back.as_secs_f64()
+        );
+        for h in &hubs[..2] {
+            h.shutdown().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Awaited starts from one hub of three, one child per start, and batches
+/// of 1,000, at each ack level.
+async fn ack_rows() -> Result<(), AnyError> {
+    let hubs = formed_hubs(3, |b| b).await?;
     let rounds = 2_000;
     for (name, ack) in [
         ("Local", Ack::Local),

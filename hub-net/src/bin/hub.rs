@@ -71,6 +71,11 @@ enum Cmd {
         /// e.g. `--tag zone=a`.
         #[arg(long, value_parser = parse_tag)]
         tag: Vec<(String, String)>,
+        /// Strict single-instance mode: a child runs only with this many
+        /// nodes' grants (a majority of the largest cluster), never on two
+        /// nodes at once. Every node must pass the same value.
+        #[arg(long)]
+        strict_quorum: Option<usize>,
     },
     /// Start a local cluster of separate processes and show what it does.
     Demo {
@@ -321,9 +326,17 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             migration,
             distribution,
             tag,
+            strict_quorum,
         } => {
             let s = node_strategies(strategies.as_ref(), partition, migration, distribution)?;
-            run_node(auth, node_id, listen, seed, tag, s).await
+            let node = NodeOpts {
+                node_id,
+                listen,
+                seeds: seed,
+                tags: tag,
+                strict: strict_quorum.map(hub_core::Strict::new),
+            };
+            run_node(auth, node, s).await
         }
         Cmd::Demo { nodes, children } => demo(nodes, children).await,
         Cmd::Status { target } => {
@@ -347,26 +360,35 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
     }
 }
 
-async fn run_node(
-    auth: Auth,
+/// What `hub node` was told about the node itself.
+struct NodeOpts {
     node_id: String,
     listen: String,
     seeds: Vec<String>,
     tags: Vec<(String, String)>,
+    strict: Option<hub_core::Strict>,
+}
+
+async fn run_node(
+    auth: Auth,
+    node: NodeOpts,
     strategies: hub_core::Strategies,
 ) -> Result<(), AnyError> {
     let mut b = Hub::builder(auth.hub_id.clone())
         .strategies(strategies)
-        .node_id(node_id)
-        .listen(listen)
+        .node_id(node.node_id)
+        .listen(node.listen)
         .cookie(cookie(&auth)?)
         .register::<Counter>("counter")
         .register::<Echo>("echo");
-    for s in seeds {
+    for s in node.seeds {
         b = b.seed(s);
     }
-    for (k, v) in tags {
+    for (k, v) in node.tags {
         b = b.tag(k, v);
+    }
+    if let Some(strict) = node.strict {
+        b = b.strict(strict);
     }
     let hub = b.start().await?;
     println!(
