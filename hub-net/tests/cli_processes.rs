@@ -35,6 +35,17 @@ fn node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf) -> Child {
 }
 
 fn tagged_node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf, tags: &[&str]) -> Child {
+    let args: Vec<String> = tags.iter().map(|t| format!("--tag={t}")).collect();
+    node_with_args(id, addr, seed, cookie, &args)
+}
+
+fn node_with_args(
+    id: &str,
+    addr: &str,
+    seed: Option<&str>,
+    cookie: &PathBuf,
+    extra: &[String],
+) -> Child {
     let mut c = Command::new(HUB);
     c.args(["node", "--hub-id", "cli", "--node-id", id, "--listen", addr])
         .arg("--cookie-file")
@@ -44,9 +55,7 @@ fn tagged_node(id: &str, addr: &str, seed: Option<&str>, cookie: &PathBuf, tags:
     if let Some(s) = seed {
         c.args(["--seed", s]);
     }
-    for t in tags {
-        c.args(["--tag", t]);
-    }
+    c.args(extra);
     c.spawn().unwrap()
 }
 
@@ -316,4 +325,35 @@ fn ctl_start_with_a_requirement_places_children_on_tagged_nodes() {
         &cookie,
     );
     assert!(!bad.status.success(), "a malformed tag is refused");
+}
+
+#[test]
+fn strict_node_processes_start_children_only_with_a_quorum() {
+    let cookie = cookie_file("strict");
+    let addrs: Vec<String> = (0..2).map(|_| free_addr()).collect();
+    let strict = ["--strict-quorum=2".to_string()];
+    let mut procs = Procs(vec![node_with_args(
+        "p0", &addrs[0], None, &cookie, &strict,
+    )]);
+    wait_ring(&addrs[..1], &cookie, 1);
+    let start = |id: &str| {
+        json(&hub(
+            &["ctl", "--node", &addrs[0], "--json", "start", id],
+            &cookie,
+        ))
+    };
+    let alone = start("lonely");
+    assert!(alone["started"].as_object().unwrap().is_empty(), "{alone}");
+    let why = alone["failed"]["lonely"].to_string();
+    assert!(why.contains("1 of 2 grants"), "{alone}");
+    procs.0.push(node_with_args(
+        "p1",
+        &addrs[1],
+        Some(&addrs[0]),
+        &cookie,
+        &strict,
+    ));
+    wait_ring(&addrs, &cookie, 2);
+    let both = start("granted");
+    assert_eq!(both["started"].as_object().unwrap().len(), 1, "{both}");
 }
