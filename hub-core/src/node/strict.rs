@@ -124,6 +124,9 @@ pub(super) struct StrictState {
     /// Granter: promises to ask their holders about (see
     /// [`Message::Promised`]), sent when the input ends.
     ask: BTreeMap<NodeId, Vec<ChildId>>,
+    /// Holder: the claim number of the input being handled: every start
+    /// of one input goes out in one claim per peer.
+    input_claim: Option<u64>,
 }
 
 /// A claim in flight.
@@ -190,6 +193,7 @@ impl StrictState {
             releases: Vec::new(),
             warned_oversize: false,
             ask: BTreeMap::new(),
+            input_claim: None,
         }
     }
 
@@ -291,6 +295,10 @@ impl Node {
             .as_ref()
             .and_then(|s| s.promises.get(id).cloned());
         if let Some((holder, inc)) = promised {
+            if holder == *claimant && incarnation < inc {
+                // A late claim of the claimant's earlier run.
+                return false;
+            }
             if holder != *claimant && !self.lapsed(&holder, Some(inc)) {
                 if holder != self.me && !self.runs_here(&holder, id) {
                     // Its release may have been lost: ask it.
@@ -445,8 +453,14 @@ impl Node {
         let Some(s) = self.strict.as_mut() else {
             return false;
         };
-        s.next_claim += 1;
-        let seq = s.next_claim;
+        let seq = match s.input_claim {
+            Some(seq) => seq,
+            None => {
+                s.next_claim += 1;
+                s.input_claim = Some(s.next_claim);
+                s.next_claim
+            }
+        };
         let peers = self.membership.ring_peers();
         let since = self.now.as_millis();
         let deadline = self.now + cfg.lease;
@@ -496,7 +510,10 @@ impl Node {
     /// must not overtake a later claim of the same child).
     pub(super) fn flush_claims(&mut self) {
         let (releases, ask) = match self.strict.as_mut() {
-            Some(s) => (std::mem::take(&mut s.releases), std::mem::take(&mut s.ask)),
+            Some(s) => {
+                s.input_claim = None;
+                (std::mem::take(&mut s.releases), std::mem::take(&mut s.ask))
+            }
             None => return,
         };
         for (to, mut ids) in ask {
