@@ -324,3 +324,77 @@ fn strict_mode_refuses_options_that_would_run_two_copies() {
     assert!(matches!(cfg(zero).validate(), Err(ConfigError::Strict(_))));
     assert!(Node::new(cfg(Strict::new(2)), hub_strategies::defaults(), now).is_ok());
 }
+
+#[test]
+fn joins_and_graceful_leaves_move_children_without_a_second_copy() {
+    let mut c = Cluster::formed(strict_opts(4)).unwrap();
+    assert!(c
+        .start(0, specs(300), StartOptions::awaited())
+        .unwrap()
+        .is_ok());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let joined = c.add_node();
+    run_checked(&mut c, Duration::from_secs(10));
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert!(
+        c.runtime(joined).running().count() > 0,
+        "the joiner took its share"
+    );
+    assert_eq!(running_on(&c, &[0, 1, 2, 3, joined]), 300);
+    let r = c.command(1, hub_core::Command::Leave).unwrap();
+    run_checked(&mut c, Duration::from_secs(10));
+    assert_eq!(
+        c.wait_reply(r, Duration::from_secs(5)).unwrap(),
+        hub_core::Reply::Left
+    );
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert_eq!(c.runtime(1).running().count(), 0);
+    assert_eq!(running_on(&c, &[0, 2, 3, joined]), 300);
+    invariants::single_instance(&c).unwrap();
+}
+
+#[test]
+fn a_promise_whose_release_was_lost_is_cleared_by_asking_its_holder() {
+    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let (claimant, granter) = (1, 2);
+    // The granter promises a child the claimant never runs; the claimant's
+    // release is lost on the way back.
+    c.block(claimant, granter);
+    c.deliver(
+        claimant,
+        granter,
+        hub_core::Message::Claim {
+            seq: 7,
+            at: 0,
+            incarnation: 1,
+            ids: vec!["ghost".into()],
+        },
+    );
+    assert_eq!(
+        c.node(granter).unwrap().strict_promise("ghost"),
+        Some(c.id(claimant))
+    );
+    c.run_for(Duration::from_millis(50)).unwrap();
+    c.heal();
+    assert_eq!(
+        c.node(granter).unwrap().strict_promise("ghost"),
+        Some(c.id(claimant)),
+        "the release was meant to be lost"
+    );
+    // The next sync round asks the claimant, which releases it.
+    let cleared = c
+        .run_until(Duration::from_secs(60), |c| {
+            c.node(granter).unwrap().strict_promise("ghost").is_none()
+        })
+        .unwrap();
+    assert!(cleared, "the stale promise stayed");
+    // And the child can be started normally.
+    let out = c
+        .start(
+            3,
+            vec![ChildSpec::new("ghost", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+}
