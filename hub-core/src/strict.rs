@@ -25,7 +25,10 @@ use crate::error::ConfigError;
 /// - a granter hands a child to another node only after the holder
 ///   released it, or after hearing nothing from the holder for
 ///   [`Strict::takeover_after`] = `lease × (1 + drift)² + margin`, and
-///   from then on its echoes stop counting for the old grant.
+///   from then on its echoes stop counting for the old grant;
+/// - a node that starts (or restarts: it keeps no state) grants nothing for
+///   [`Strict::takeover_after`], so a new cluster starts its first
+///   children after that delay.
 ///
 /// Assumptions: any two nodes' clocks advance at rates within a factor
 /// `1 + max_drift_permille/1000` of each other (no synchronisation is

@@ -345,7 +345,7 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
     let alone = start("lonely");
     assert!(alone["started"].as_object().unwrap().is_empty(), "{alone}");
     let why = alone["failed"]["lonely"].to_string();
-    assert!(why.contains("1 of 2 grants"), "{alone}");
+    assert!(why.contains("of 2 grants"), "{alone}");
     procs.0.push(node_with_args(
         "p1",
         &addrs[1],
@@ -354,6 +354,11 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
         &strict,
     ));
     wait_ring(&addrs, &cookie, 2);
-    let both = start("granted");
-    assert_eq!(both["started"].as_object().unwrap().len(), 1, "{both}");
+    // New nodes grant nothing for the takeover delay (4.6 s by default).
+    let granted = eventually(Duration::from_secs(20), || {
+        start("granted")["started"]
+            .as_object()
+            .is_some_and(|m| m.len() == 1)
+    });
+    assert!(granted, "two strict nodes never granted a child");
 }

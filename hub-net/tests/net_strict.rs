@@ -27,6 +27,18 @@ async fn node(id: &str, seed: Option<&Hub>) -> Hub {
     .await
 }
 
+/// Waits until `hub` can start a child: new nodes grant nothing for the
+/// takeover delay.
+async fn wait_granting(hub: &Hub, probe: &str) {
+    let ok = eventually(Duration::from_secs(20), || async {
+        hub.start_child(ChildSpec::new(probe, "counter"), StartOptions::awaited())
+            .await
+            .is_ok_and(|o| o.is_ok())
+    })
+    .await;
+    assert!(ok, "{} never got a quorum of grants", hub.node_id());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_children_restart_once_and_only_after_the_takeover_delay() {
     let n0 = node("n0", None).await;
@@ -34,6 +46,7 @@ async fn a_killed_nodes_children_restart_once_and_only_after_the_takeover_delay(
     let n2 = node("n2", Some(&n0)).await;
     let hubs = [n0, n1, n2];
     wait_formed(&hubs.iter().collect::<Vec<_>>(), 3).await;
+    wait_granting(&hubs[0], "probe").await;
     let specs: Vec<ChildSpec> = (0..30)
         .map(|i| ChildSpec::new(format!("s{i}"), "counter"))
         .collect();
@@ -63,7 +76,8 @@ async fn a_killed_nodes_children_restart_once_and_only_after_the_takeover_delay(
         assert!(back, "{id} did not come back");
     }
     // The survivors restarted them, and none before the lease of the dead
-    // node provably ran out.
+    // node provably ran out (counted from the last heartbeat heard, up to
+    // one 100 ms period before the kill).
     let mut first = None;
     for rx in &mut events {
         while let Ok(e) = rx.try_recv() {
@@ -76,12 +90,12 @@ async fn a_killed_nodes_children_restart_once_and_only_after_the_takeover_delay(
     }
     let first = first.expect("a survivor reported a restart");
     assert!(
-        first >= strict().takeover_after(),
+        first >= strict().takeover_after() - Duration::from_millis(100),
         "restarted {first:?} after the kill, before {:?}",
         strict().takeover_after()
     );
     let survivors = [&hubs[0], &hubs[1]];
-    assert!(wait_settled(&survivors, 30).await);
+    assert!(wait_settled(&survivors, 31).await);
     for h in survivors {
         for id in &victims {
             let at = h.child_lookup(id.as_str()).await.unwrap();
@@ -99,24 +113,16 @@ async fn a_node_without_a_quorum_starts_nothing() {
         .unwrap();
     assert!(out.started.is_empty());
     assert!(
-        out.failed.iter().all(|f| matches!(
-            f.error,
-            StartError::NotGranted {
-                granted: 1,
-                quorum: 2
-            }
-        )),
+        out.failed
+            .iter()
+            .all(|f| matches!(f.error, StartError::NotGranted { quorum: 2, .. })),
         "{:?}",
         out.failed
     );
     // Once a second node joins, a quorum grants it.
     let other = node("other", Some(&alone)).await;
     wait_formed(&[&alone, &other], 2).await;
-    let out = alone
-        .start_child(ChildSpec::new("c", "counter"), StartOptions::awaited())
-        .await
-        .unwrap();
-    assert!(out.is_ok(), "{:?}", out.failed);
+    wait_granting(&alone, "c").await;
 }
 
 #[tokio::test]

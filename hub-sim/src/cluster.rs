@@ -286,6 +286,9 @@ impl SimCluster {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err("shutdown did not finish".to_string()),
         };
+        // The process exits after its leave: nothing of it lingers (its
+        // listening socket included) when the machine restarts.
+        Handle::current().kill(self.nodes[i].handle.id());
         self.nodes[i].alive = false;
         *self.nodes[i].hub.lock().unwrap_or_else(|e| e.into_inner()) = None;
         r

@@ -16,6 +16,13 @@ fn strict_opts(nodes: usize) -> ClusterOptions {
     ClusterOptions::new(nodes).configure(|c| c.strict = Some(Strict::new(QUORUM)))
 }
 
+/// A formed strict cluster, past the time new nodes grant nothing.
+fn formed_strict(nodes: usize) -> Cluster {
+    let mut c = Cluster::formed(strict_opts(nodes)).unwrap();
+    run_checked(&mut c, takeover_after());
+    c
+}
+
 /// Runs `d`, failing at the first moment two nodes run one child.
 fn run_checked(c: &mut Cluster, d: Duration) {
     let mut violation = None;
@@ -39,9 +46,13 @@ fn takeover_after() -> Duration {
     Strict::new(QUORUM).takeover_after()
 }
 
+/// The default heartbeat period: a granter counts the silence from the
+/// last message it heard, which may precede a crash or a cut by this much.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
 #[test]
 fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_the_lease() {
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     assert!(c
         .start(0, specs(300), StartOptions::awaited())
         .unwrap()
@@ -86,7 +97,7 @@ fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_th
         .min()
         .expect("the majority restarted the minority's children");
     assert!(
-        first_takeover.since(split) >= takeover_after(),
+        first_takeover.since(split) >= takeover_after() - HEARTBEAT,
         "taken over after {:?}, before the lease provably expired ({:?})",
         first_takeover.since(split),
         takeover_after()
@@ -138,7 +149,7 @@ fn a_bridge_node_grants_each_child_to_one_side_only() {
     // Nodes 0,1 and 3,4 cannot talk; node 2 talks to all. Each side sees
     // three nodes, a quorum, and believes the other side dead: the bridge's
     // single promise per child is what keeps one copy.
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     assert!(c
         .start(0, specs(200), StartOptions::awaited())
         .unwrap()
@@ -183,7 +194,7 @@ fn a_bridge_node_grants_each_child_to_one_side_only() {
 
 #[test]
 fn crashes_and_restarts_never_run_two_copies_and_restart_after_the_takeover_delay() {
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     assert!(c
         .start(0, specs(200), StartOptions::awaited())
         .unwrap()
@@ -210,7 +221,10 @@ fn crashes_and_restarts_never_run_two_copies_and_restart_after_the_takeover_dela
             .map(|(t, _, _)| *t)
             .min()
             .expect("the victim's children restarted");
-        assert!(restarted.since(at) >= takeover_after());
+        assert!(
+            restarted.since(at) >= takeover_after() - HEARTBEAT,
+            "victim {victim} crashed at {at:?}, its children restarted at {restarted:?}"
+        );
         c.restart(victim);
         run_checked(&mut c, Duration::from_secs(12));
         assert!(c.settle(), "{:?}", c.unquiet_reason());
@@ -224,7 +238,7 @@ fn running_children_keep_their_lease_through_a_rolling_restart_of_their_granters
     // Node 4's children were granted by nodes 0-3. Restarting those one by
     // one voids their grants (new incarnations); node 4 asks again, so its
     // children never lose the lease.
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     assert!(c
         .start(0, specs(200), StartOptions::awaited())
         .unwrap()
@@ -252,7 +266,7 @@ fn running_children_keep_their_lease_through_a_rolling_restart_of_their_granters
 
 #[test]
 fn a_granter_keeps_one_promise_per_child_against_forged_claims() {
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     assert!(c
         .start(0, specs(20), StartOptions::awaited())
         .unwrap()
@@ -327,7 +341,7 @@ fn strict_mode_refuses_options_that_would_run_two_copies() {
 
 #[test]
 fn joins_and_graceful_leaves_move_children_without_a_second_copy() {
-    let mut c = Cluster::formed(strict_opts(4)).unwrap();
+    let mut c = formed_strict(4);
     assert!(c
         .start(0, specs(300), StartOptions::awaited())
         .unwrap()
@@ -355,7 +369,7 @@ fn joins_and_graceful_leaves_move_children_without_a_second_copy() {
 
 #[test]
 fn a_promise_whose_release_was_lost_is_cleared_by_asking_its_holder() {
-    let mut c = Cluster::formed(strict_opts(5)).unwrap();
+    let mut c = formed_strict(5);
     let (claimant, granter) = (1, 2);
     // The granter promises a child the claimant never runs; the claimant's
     // release is lost on the way back.
@@ -397,4 +411,50 @@ fn a_promise_whose_release_was_lost_is_cleared_by_asking_its_holder() {
         )
         .unwrap();
     assert!(out.is_ok(), "{out:?}");
+}
+
+#[test]
+fn a_new_or_restarted_node_grants_nothing_until_the_takeover_delay() {
+    let mut c = Cluster::formed(strict_opts(3)).unwrap();
+    let young = c
+        .start(
+            0,
+            vec![ChildSpec::new("early", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(
+        young
+            .failed
+            .iter()
+            .any(|f| matches!(f.error, StartError::NotGranted { granted: 0, .. })),
+        "{young:?}"
+    );
+    run_checked(&mut c, takeover_after());
+    let out = c
+        .start(
+            0,
+            vec![ChildSpec::new("early", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    // A restarted node has forgotten its promises: it refuses to grant
+    // until its previous run's grants can no longer hold a lease.
+    c.crash(1);
+    c.restart(1);
+    c.deliver(
+        2,
+        1,
+        hub_core::Message::Claim {
+            seq: 1,
+            at: 0,
+            incarnation: 1,
+            ids: vec!["early".into()],
+        },
+    );
+    assert_eq!(c.node(1).unwrap().strict_promise("early"), None);
+    run_checked(&mut c, takeover_after());
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    invariants::single_instance(&c).unwrap();
 }

@@ -426,6 +426,18 @@ async fn strict_rows() -> Result<(), AnyError> {
             }
         })
         .await?;
+        // Strict nodes grant nothing for the takeover delay after starting.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !hubs[0]
+            .start_child(ChildSpec::new("probe", "counter"), StartOptions::awaited())
+            .await?
+            .is_ok()
+        {
+            if Instant::now() > deadline {
+                return Err("no quorum of grants".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let rounds = 2_000;
         let mut lat = Vec::with_capacity(rounds);
         for i in 0..rounds {
@@ -451,7 +463,7 @@ async fn strict_rows() -> Result<(), AnyError> {
             }
         }
         let rate = 10_000.0 / t.elapsed().as_secs_f64();
-        let total = rounds + 10_000;
+        let total = rounds + 10_001;
         let t = Instant::now();
         hubs[2].abort();
         loop {

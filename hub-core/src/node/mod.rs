@@ -290,7 +290,7 @@ impl Node {
         let mut ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
         ring.set_tags(&me, cfg.tags.clone());
         let sync_interval = strategies.sync.sync_interval();
-        let strict = cfg.strict.map(strict::StrictState::new);
+        let strict = cfg.strict.map(|s| strict::StrictState::new(s, now));
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
             membership: Membership::new(cfg.info(), cfg.timings()),

@@ -33,6 +33,11 @@
 //!    while `q - 1` of `x`'s granters have echoed, with the grant's term, an
 //!    `at` newer than `now - L`. Otherwise it *fences* `x`: stops it at
 //!    once and keeps its spec to claim again later.
+//! 5. **Restarts.** A node keeps nothing across restarts, so for `V` after
+//!    it starts it grants nothing and does not count itself: leases may
+//!    still rely on grants its previous run gave (a holder learns of the
+//!    new term only when the new run's first echo reaches it). Meanwhile
+//!    its own claims need `q` grants from the others.
 //!
 //! # Why two copies never run
 //!
@@ -47,6 +52,11 @@
 //! - *released* or *restarted*: `C` had stopped that copy, and the copy
 //!   running at `T` needed a later grant from `G`, which comes after the
 //!   grant to `D` only through the same argument with roles swapped;
+//! - `G` itself *restarted* between the two grants, forgetting its
+//!   promise: its new run granted `D` at least `V` after its old run's
+//!   last echo, and the echo `C` counts at `T` is from the old run (the
+//!   term carries the incarnation), so the silence argument below applies
+//!   with the restart as the silence;
 //! - *silence*: `G` heard nothing from `C` for `V` before granting `D`,
 //!   and bumped its term for `C`. The echo `C` counts at `T` carries the
 //!   old term, so `G` sent it before the bump, echoing a heartbeat it
@@ -63,7 +73,8 @@
 //!
 //! Every start waits for a round trip to the peers. A crashed node's
 //! children restart after `V` (about 4.6 s with the defaults), not after
-//! `down_after`. Children stop on a node that loses contact with `q - 1`
+//! `down_after`. A cluster that has just started grants nothing for `V`
+//! (rule 5): starts fail with `NotGranted` until then. Children stop on a node that loses contact with `q - 1`
 //! granters, even if the rest of the cluster is gone: with fewer than `q`
 //! nodes nothing runs. The quorum is static: it must be a majority of the
 //! largest cluster; a node refuses grants while it sees `2q` or more
@@ -127,6 +138,10 @@ pub(super) struct StrictState {
     /// Holder: the claim number of the input being handled: every start
     /// of one input goes out in one claim per peer.
     input_claim: Option<u64>,
+    /// Until then this node grants nothing, itself included: it keeps no
+    /// state across restarts, and leases may still count on grants its
+    /// previous run gave.
+    young_until: Time,
 }
 
 /// A claim in flight.
@@ -179,8 +194,9 @@ struct Waiting {
 }
 
 impl StrictState {
-    pub(super) fn new(cfg: Strict) -> Self {
+    pub(super) fn new(cfg: Strict, now: Time) -> Self {
         StrictState {
+            young_until: now + cfg.takeover_after(),
             cfg,
             promises: BTreeMap::new(),
             revoked: BTreeMap::new(),
@@ -281,9 +297,22 @@ impl Node {
         over
     }
 
+    /// Whether this node started less than `takeover_after` ago: it grants
+    /// nothing yet and does not count itself as a granter.
+    fn is_young(&self) -> bool {
+        self.strict
+            .as_ref()
+            .is_some_and(|s| self.now < s.young_until)
+    }
+
+    /// Grants a node counts for itself: one, once it is no longer young.
+    fn own_grant(&self) -> usize {
+        usize::from(!self.is_young())
+    }
+
     /// Rule 1: may `claimant` run `id`, per this node? Records the promise.
     fn grant(&mut self, claimant: &NodeId, incarnation: Incarnation, id: &ChildId) -> bool {
-        if self.oversize() {
+        if self.oversize() || self.is_young() {
             return false;
         }
         let handed_elsewhere = self.outbound.get(id).is_some_and(|o| o.to != *claimant);
@@ -473,18 +502,19 @@ impl Node {
             };
         }
         let me = self.me.clone();
-        if !self.grant(&me, self.cfg.incarnation, id) {
+        let own = self.own_grant();
+        if own == 1 && !self.grant(&me, self.cfg.incarnation, id) {
             debug!(child = %id, "strict: this node refuses the claim itself");
             self.claim_failed(id, 0, false);
             return true;
         }
-        if cfg.quorum <= 1 {
+        if own >= cfg.quorum {
             self.launch(id);
             return true;
         }
-        if peers.len() + 1 < cfg.quorum {
+        if peers.len() + own < cfg.quorum {
             debug!(child = %id, peers = peers.len(), "strict: quorum out of reach");
-            self.claim_failed(id, 1, false);
+            self.claim_failed(id, own, false);
             return true;
         }
         let Some(s) = self.strict.as_mut() else {
@@ -492,7 +522,7 @@ impl Node {
         };
         let pending = s.claims.entry(seq).or_insert(Pending {
             deadline,
-            asked: peers.len() + 1,
+            asked: peers.len() + own,
             refused: BTreeMap::new(),
         });
         pending.refused.insert(id.clone(), 0);
@@ -556,6 +586,7 @@ impl Node {
         let Some(quorum) = self.strict_cfg().map(|s| s.quorum) else {
             return;
         };
+        let own = self.own_grant();
         if incarnation != self.cfg.incarnation {
             // Answers an earlier run's claim (its numbers start afresh).
             return;
@@ -586,7 +617,7 @@ impl Node {
                 continue;
             }
             h.grants.insert(from.clone(), term);
-            if h.waiting.is_some() && h.grants.len() + 1 >= quorum {
+            if h.waiting.is_some() && h.grants.len() + own >= quorum {
                 self.launch(&id);
             }
         }
@@ -608,7 +639,7 @@ impl Node {
             };
             *n += 1;
             if asked - *n < quorum {
-                let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + 1;
+                let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + own;
                 self.claim_failed(&id, granted, true);
             }
         }
@@ -765,7 +796,7 @@ impl Node {
         let (Some(s), Some(l)) = (self.strict.as_ref(), self.local.get(id)) else {
             return Time::ZERO;
         };
-        let need = s.cfg.quorum.saturating_sub(1);
+        let need = s.cfg.quorum.saturating_sub(self.own_grant());
         if need == 0 {
             return Time::from_millis(u64::MAX);
         }
@@ -903,7 +934,8 @@ impl Node {
                     .get(&id)
                     .is_some_and(|l| l.hold.is_waiting() && l.hold.seq == seq);
                 if waiting {
-                    let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + 1;
+                    let granted =
+                        self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + self.own_grant();
                     self.claim_failed(&id, granted, true);
                 }
             }
