@@ -193,27 +193,31 @@ pub enum Message {
         ids: Vec<ChildId>,
     },
     /// Strict mode: answer to [`Message::Claim`].
-    Grants {
-        /// The claim number.
-        seq: u64,
-        /// The claim's `at`, echoed.
-        at: u64,
-        /// The claim's incarnation, echoed (an answer to an earlier run's
-        /// claim is ignored).
-        incarnation: Incarnation,
-        /// The granter's term for the claimant: grants count only while
-        /// the granter's echoes carry the same term.
-        term: Term,
-        /// Granted to the claimant.
-        granted: Vec<ChildId>,
-        /// Held by (or promised to) another node.
-        refused: Vec<ChildId>,
-    },
+    Grants(Grants),
     /// Strict mode: the sender no longer runs (nor claims) these children.
     Release(Vec<ChildId>),
     /// Strict mode: the sender keeps promises of these children to the
     /// receiver; the receiver releases those it neither runs nor claims.
     Promised(Vec<ChildId>),
+}
+
+/// Strict mode: a granter's answer to a [`Message::Claim`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// The claim number.
+    pub seq: u64,
+    /// The claim's `at`, echoed.
+    pub at: u64,
+    /// The claim's incarnation, echoed (an answer to an earlier run's
+    /// claim is ignored).
+    pub incarnation: Incarnation,
+    /// The granter's term for the claimant: grants count only while the
+    /// granter's echoes carry the same term.
+    pub term: Term,
+    /// Granted to the claimant.
+    pub granted: Vec<ChildId>,
+    /// Held by (or promised to) another node.
+    pub refused: Vec<ChildId>,
 }
 
 /// Strict mode's part of a heartbeat.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use hub_core::protocol::{Beat, Echo, Handoff, Message, NodeInfo, OpRef, Term};
+use hub_core::protocol::{Beat, Echo, Grants, Handoff, Message, NodeInfo, OpRef, Term};
 use hub_core::registry::{Row, SliceDelta, Stamped, Version};
 use hub_core::{
     ChildId, ChildSpec, ExitReason, Handle, NodeId, RestartPolicy, StartError, StartOptions,
@@ -254,14 +254,14 @@ pub fn message() -> impl Strategy<Value = Message> {
             vec(child_id(), 0..4)
         )
             .prop_map(
-                |((seq, at, incarnation), term, granted, refused)| Message::Grants {
+                |((seq, at, incarnation), term, granted, refused)| Message::Grants(Grants {
                     seq,
                     at,
                     incarnation,
                     term,
                     granted,
                     refused
-                }
+                })
             ),
         vec(child_id(), 0..4).prop_map(Message::Release),
         vec(child_id(), 0..4).prop_map(Message::Promised),

@@ -23,6 +23,17 @@ fn formed_strict(nodes: usize) -> Cluster {
     c
 }
 
+/// [`formed_strict`] running `children` children started from node 0.
+fn formed_running(nodes: usize, children: usize) -> Cluster {
+    let mut c = formed_strict(nodes);
+    let out = c
+        .start(0, specs(children), StartOptions::awaited())
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    c
+}
+
 /// Runs `d`, failing at the first moment two nodes run one child.
 fn run_checked(c: &mut Cluster, d: Duration) {
     let mut violation = None;
@@ -52,12 +63,7 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 
 #[test]
 fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_the_lease() {
-    let mut c = formed_strict(5);
-    assert!(c
-        .start(0, specs(300), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(5, 300);
     assert_eq!(running_on(&c, &[0, 1, 2, 3, 4]), 300);
     let on_minority: Vec<String> = [0usize, 1]
         .iter()
@@ -149,12 +155,7 @@ fn a_bridge_node_grants_each_child_to_one_side_only() {
     // Nodes 0,1 and 3,4 cannot talk; node 2 talks to all. Each side sees
     // three nodes, a quorum, and believes the other side dead: the bridge's
     // single promise per child is what keeps one copy.
-    let mut c = formed_strict(5);
-    assert!(c
-        .start(0, specs(200), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(5, 200);
     for a in [0, 1] {
         for b in [3, 4] {
             c.block(a, b);
@@ -194,12 +195,7 @@ fn a_bridge_node_grants_each_child_to_one_side_only() {
 
 #[test]
 fn crashes_and_restarts_never_run_two_copies_and_restart_after_the_takeover_delay() {
-    let mut c = formed_strict(5);
-    assert!(c
-        .start(0, specs(200), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(5, 200);
     for victim in [1usize, 3, 0] {
         let lost: Vec<String> = c
             .runtime(victim)
@@ -238,12 +234,7 @@ fn running_children_keep_their_lease_through_a_rolling_restart_of_their_granters
     // Node 4's children were granted by nodes 0-3. Restarting those one by
     // one voids their grants (new incarnations); node 4 asks again, so its
     // children never lose the lease.
-    let mut c = formed_strict(5);
-    assert!(c
-        .start(0, specs(200), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(5, 200);
     let before: Vec<_> = c
         .runtime(4)
         .running()
@@ -266,12 +257,7 @@ fn running_children_keep_their_lease_through_a_rolling_restart_of_their_granters
 
 #[test]
 fn a_granter_keeps_one_promise_per_child_against_forged_claims() {
-    let mut c = formed_strict(5);
-    assert!(c
-        .start(0, specs(20), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(5, 20);
     let id = hub_core::ChildId::from("child-7");
     let holder = (0..5)
         .find(|&i| c.runtime(i).is_running("child-7"))
@@ -341,12 +327,7 @@ fn strict_mode_refuses_options_that_would_run_two_copies() {
 
 #[test]
 fn joins_and_graceful_leaves_move_children_without_a_second_copy() {
-    let mut c = formed_strict(4);
-    assert!(c
-        .start(0, specs(300), StartOptions::awaited())
-        .unwrap()
-        .is_ok());
-    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let mut c = formed_running(4, 300);
     let joined = c.add_node();
     run_checked(&mut c, Duration::from_secs(10));
     assert!(c.settle(), "{:?}", c.unquiet_reason());

@@ -616,24 +616,7 @@ impl Node {
                 incarnation,
                 ids,
             } => self.on_claim(from, seq, at, incarnation, ids),
-            Message::Grants {
-                seq,
-                at,
-                incarnation,
-                term,
-                granted,
-                refused,
-            } => self.on_grants(
-                from,
-                strict::GrantsMsg {
-                    seq,
-                    at,
-                    incarnation,
-                    term,
-                    granted,
-                    refused,
-                },
-            ),
+            Message::Grants(g) => self.on_grants(from, g),
             Message::Release(ids) => self.on_release(from, ids),
             Message::Promised(ids) => self.on_promised(from, ids),
             Message::Scoreboard(board) => {

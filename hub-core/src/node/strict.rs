@@ -95,7 +95,7 @@ use crate::error::StartError;
 use crate::id::{ChildId, Incarnation, NodeId};
 use crate::membership::Status;
 use crate::output::Output;
-use crate::protocol::{Beat, Echo, Message, Term};
+use crate::protocol::{Beat, Echo, Grants, Message, Term};
 use crate::strict::Strict;
 use crate::time::Time;
 
@@ -173,16 +173,6 @@ impl Hold {
     pub(super) fn is_waiting(&self) -> bool {
         self.waiting.is_some()
     }
-}
-
-/// The fields of a [`Message::Grants`].
-pub(super) struct GrantsMsg {
-    pub(super) seq: u64,
-    pub(super) at: u64,
-    pub(super) incarnation: Incarnation,
-    pub(super) term: Term,
-    pub(super) granted: Vec<ChildId>,
-    pub(super) refused: Vec<ChildId>,
 }
 
 /// A start waiting for grants.
@@ -388,17 +378,15 @@ impl Node {
             }
         }
         let term = self.term_for(from);
-        self.send(
-            from.clone(),
-            Message::Grants {
-                seq,
-                at,
-                incarnation,
-                term,
-                granted,
-                refused,
-            },
-        );
+        let grants = Grants {
+            seq,
+            at,
+            incarnation,
+            term,
+            granted,
+            refused,
+        };
+        self.send(from.clone(), Message::Grants(grants));
     }
 
     pub(super) fn on_release(&mut self, from: &NodeId, ids: Vec<ChildId>) {
@@ -574,8 +562,8 @@ impl Node {
         }
     }
 
-    pub(super) fn on_grants(&mut self, from: &NodeId, g: GrantsMsg) {
-        let GrantsMsg {
+    pub(super) fn on_grants(&mut self, from: &NodeId, g: Grants) {
+        let Grants {
             seq,
             at,
             incarnation,
