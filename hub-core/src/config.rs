@@ -106,7 +106,14 @@ impl Config {
             addr: self.addr.clone(),
             incarnation: self.incarnation,
             tags: self.tags.clone(),
+            strict_quorum: self.strict_quorum(),
         }
+    }
+
+    /// The strict-mode quorum peers must match (`None`: divergence mode).
+    pub fn strict_quorum(&self) -> Option<u32> {
+        self.strict
+            .map(|s| u32::try_from(s.quorum).unwrap_or(u32::MAX))
     }
 
     pub(crate) fn timings(&self) -> Timings {

@@ -96,6 +96,16 @@ pub enum Event {
         /// The nodes its spec names.
         named: Vec<NodeId>,
     },
+    /// A peer runs another mode (strict or divergence, or another strict
+    /// quorum): this node ignores it until it restarts with the same one.
+    PeerRefused {
+        /// The peer.
+        node: NodeId,
+        /// Its strict quorum (`None`: divergence mode).
+        theirs: Option<u32>,
+        /// This node's.
+        ours: Option<u32>,
+    },
     /// A start was forwarded between nodes that disagree on its owner
     /// (their membership views differ) until the hop limit
     /// ([`crate::Config::forward_hop_limit`]); it failed with

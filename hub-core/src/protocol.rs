@@ -40,6 +40,9 @@ pub struct NodeInfo {
     pub incarnation: Incarnation,
     /// Node tags (e.g. `zone=a`) for placement constraints.
     pub tags: crate::ring::Tags,
+    /// The node's strict-mode quorum (`None`: divergence mode). Nodes that
+    /// differ refuse each other: a mixed cluster would run two copies.
+    pub strict_quorum: Option<u32>,
 }
 
 /// Names one in-flight start or stop operation cluster-wide.

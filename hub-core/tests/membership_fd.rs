@@ -17,6 +17,7 @@ fn info(id: &str, incarnation: u64) -> NodeInfo {
         addr: format!("{id}:1"),
         incarnation,
         tags: Default::default(),
+        strict_quorum: None,
     }
 }
 

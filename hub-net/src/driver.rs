@@ -388,8 +388,9 @@ impl Driver {
                 id,
                 addr: peer.addr,
                 incarnation: peer.incarnation,
-                // Its tags arrive with its first hello.
+                // Its tags and mode arrive with its first hello.
                 tags: Default::default(),
+                strict_quorum: None,
             },
         );
     }

@@ -53,12 +53,14 @@ fn node_info() -> impl Strategy<Value = NodeInfo> {
         "[a-z0-9.:]{0,20}",
         any::<u64>(),
         btree_map("[a-z]{1,4}", "[a-z0-9]{0,4}", 0..3),
+        proptest::option::of(any::<u32>()),
     )
-        .prop_map(|(id, addr, incarnation, tags)| NodeInfo {
+        .prop_map(|(id, addr, incarnation, tags, strict_quorum)| NodeInfo {
             id,
             addr,
             incarnation,
             tags,
+            strict_quorum,
         })
 }
 

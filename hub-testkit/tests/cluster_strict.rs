@@ -439,3 +439,37 @@ fn a_new_or_restarted_node_grants_nothing_until_the_takeover_delay() {
     assert!(c.settle(), "{:?}", c.unquiet_reason());
     invariants::single_instance(&c).unwrap();
 }
+
+#[test]
+fn nodes_of_another_mode_refuse_each_other() {
+    // n2 runs divergence mode, n3 another quorum: a mixed cluster would
+    // start children without grants, so they never join.
+    let opts = ClusterOptions::new(4).configure(|c| {
+        c.strict = match c.node_id.as_str() {
+            "n2" => None,
+            "n3" => Some(Strict::new(3)),
+            _ => Some(Strict::new(2)),
+        }
+    });
+    let mut c = Cluster::new(opts);
+    c.run_for(Duration::from_secs(15)).unwrap();
+    let ring = |c: &Cluster, i: usize| c.node(i).unwrap().nodes();
+    assert_eq!(ring(&c, 0), vec![c.id(0), c.id(1)]);
+    assert_eq!(ring(&c, 1), vec![c.id(0), c.id(1)]);
+    assert_eq!(ring(&c, 2), vec![c.id(2)]);
+    assert_eq!(ring(&c, 3), vec![c.id(3)]);
+    let refused = |by: usize, peer: usize, theirs: Option<u32>, ours: Option<u32>| {
+        c.events().iter().any(|(_, n, e)| {
+            *n == c.id(by)
+                && *e
+                    == Event::PeerRefused {
+                        node: c.id(peer),
+                        theirs,
+                        ours,
+                    }
+        })
+    };
+    // Whoever got the other's hello says why.
+    assert!(refused(0, 2, None, Some(2)) || refused(2, 0, Some(2), None));
+    assert!(refused(1, 3, Some(3), Some(2)) || refused(3, 1, Some(2), Some(3)));
+}

@@ -258,6 +258,9 @@ pub struct Node {
     snapshots: BTreeMap<ChildId, snapshots::Stored>,
     /// Strict single-instance mode's grants and leases.
     strict: Option<strict::StrictState>,
+    /// Peers refused for running another mode, with the incarnation whose
+    /// hello said so.
+    mismatched: BTreeMap<NodeId, crate::id::Incarnation>,
 }
 
 impl Node {
@@ -327,6 +330,7 @@ impl Node {
             hold_watches: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             strict,
+            mismatched: BTreeMap::new(),
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -525,6 +529,9 @@ impl Node {
     }
 
     fn dispatch_message(&mut self, now: Time, from: &NodeId, message: Message) {
+        if self.refuses(from, &message) {
+            return;
+        }
         let (incarnation, info) = match &message {
             Message::Hello { info, .. } => (Some(info.incarnation), Some(info)),
             Message::Heartbeat { incarnation, .. } => (Some(*incarnation), None),

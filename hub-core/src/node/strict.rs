@@ -92,6 +92,7 @@ use tracing::{debug, info, warn};
 
 use super::{LocalState, Node, Orphan, StartPurpose, StopPurpose};
 use crate::error::StartError;
+use crate::event::Event;
 use crate::id::{ChildId, Incarnation, NodeId};
 use crate::membership::Status;
 use crate::output::Output;
@@ -937,6 +938,35 @@ impl Node {
 }
 
 impl Node {
+    /// Whether to ignore a message from `from` because that node runs
+    /// another mode: a divergence-mode node in a strict cluster would start
+    /// children without grants. Decided on its hello (the first message of
+    /// every connection); a later hello that matches lifts the refusal.
+    pub(super) fn refuses(&mut self, from: &NodeId, message: &Message) -> bool {
+        let Message::Hello { info, .. } = message else {
+            return self.mismatched.contains_key(from);
+        };
+        let ours = self.cfg.strict_quorum();
+        if info.strict_quorum == ours {
+            self.mismatched.remove(from);
+            return false;
+        }
+        if self.mismatched.insert(from.clone(), info.incarnation) != Some(info.incarnation) {
+            warn!(
+                peer = %from,
+                theirs = ?info.strict_quorum,
+                ?ours,
+                "peer runs another strict-mode setting; ignored"
+            );
+            self.emit(Event::PeerRefused {
+                node: from.clone(),
+                theirs: info.strict_quorum,
+                ours,
+            });
+        }
+        true
+    }
+
     /// Whether another node runs `id` per the registry (a row not marked
     /// as moving away).
     pub(super) fn strict_held_elsewhere(&self, id: &ChildId) -> bool {
