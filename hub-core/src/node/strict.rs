@@ -74,12 +74,14 @@
 //! Every start waits for a round trip to the peers. A crashed node's
 //! children restart after `V` (about 4.6 s with the defaults), not after
 //! `down_after`. A cluster that has just started grants nothing for `V`
-//! (rule 5): starts fail with `NotGranted` until then. Children stop on a node that loses contact with `q - 1`
-//! granters, even if the rest of the cluster is gone: with fewer than `q`
-//! nodes nothing runs. The quorum is static: it must be a majority of the
-//! largest cluster; a node refuses grants while it sees `2q` or more
-//! members. Replication (redundancy) and start-then-stop migration would
-//! run two copies by design and are refused with strict mode.
+//! (rule 5): starts fail with `NotGranted` until then. Children stop on a
+//! node that loses contact with `q - 1` granters, even if the rest of the
+//! cluster is gone: with fewer than `q` nodes nothing runs. The quorum is
+//! static: it must be a majority of the largest cluster; a node refuses
+//! grants while it sees `2q` or more members, and nodes whose setting
+//! differs ignore each other (`Event::PeerRefused`). Replication
+//! (redundancy) and start-then-stop migration would run two copies by
+//! design and are refused with strict mode.
 //!
 //! [`Config::strict`]: crate::Config::strict
 //! [`Strict::quorum`]: crate::Strict::quorum
