@@ -313,26 +313,8 @@ async fn snapshot_rows(every: Option<u32>, seconds: u64) -> Result<(), AnyError>
 async fn two_hubs(
     kinds: impl Fn(hub_net::HubBuilder) -> hub_net::HubBuilder,
 ) -> Result<(Hub, Hub, Vec<String>), AnyError> {
-    let build = |id: &str| {
-        kinds(
-            Hub::builder(HUB)
-                .node_id(id)
-                .listen("127.0.0.1:0")
-                .cookie(COOKIE),
-        )
-    };
-    let a = build("a").start().await?;
-    let b = build("b")
-        .seed(a.local_addr().ok_or("no address")?.to_string())
-        .start()
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while a.nodes().await?.len() < 2 || b.nodes().await?.len() < 2 {
-        if Instant::now() > deadline {
-            return Err("the two hubs did not form".into());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut hubs = formed_hubs(2, kinds).await?;
+    let (b, a) = (hubs.pop().ok_or("no hub")?, hubs.pop().ok_or("no hub")?);
     let specs: Vec<ChildSpec> = (0..400)
         .map(|i| ChildSpec::new(format!("c{i}"), "counter"))
         .collect();
@@ -340,7 +322,7 @@ async fn two_hubs(
     let on_b: Vec<String> = out
         .started
         .iter()
-        .filter(|(_, at)| at.iter().any(|(n, _)| n.as_str() == "b"))
+        .filter(|(_, at)| at.iter().any(|(n, _)| n == b.node_id()))
         .map(|(id, _)| id.to_string())
         .take(64)
         .collect();
@@ -379,7 +361,8 @@ async fn calls_per_second(a: &Arc<Hub>, ids: Vec<String>, seconds: u64) -> Resul
     Ok(calls as f64 / secs)
 }
 
-/// `n` hubs in this process, each builder passed through `f`, formed.
+/// `n` hubs in this process (`h0`, `h1`...), each builder passed through
+/// `f` (which registers the kinds), formed.
 async fn formed_hubs(
     n: usize,
     f: impl Fn(hub_net::HubBuilder) -> hub_net::HubBuilder,
@@ -389,8 +372,7 @@ async fn formed_hubs(
         let mut b = f(Hub::builder(HUB)
             .node_id(format!("h{i}"))
             .listen("127.0.0.1:0")
-            .cookie(COOKIE)
-            .register::<Counter>("counter"));
+            .cookie(COOKIE));
         if let Some(first) = hubs.first() {
             b = b.seed(first.local_addr().ok_or("no address")?.to_string());
         }
@@ -419,6 +401,7 @@ async fn strict_rows() -> Result<(), AnyError> {
             "divergence"
         };
         let hubs = formed_hubs(3, |b| {
+            let b = b.register::<Counter>("counter");
             if strict {
                 b.strict(hub_core::Strict::new(2))
             } else {
@@ -498,7 +481,7 @@ async fn strict_rows() -> Result<(), AnyError> {
 /// Awaited starts from one hub of three, one child per start, and batches
 /// of 1,000, at each ack level.
 async fn ack_rows() -> Result<(), AnyError> {
-    let hubs = formed_hubs(3, |b| b).await?;
+    let hubs = formed_hubs(3, |b| b.register::<Counter>("counter")).await?;
     let rounds = 2_000;
     for (name, ack) in [
         ("Local", Ack::Local),
