@@ -477,11 +477,15 @@ impl Node {
             Some(seq) => seq,
             None => {
                 s.next_claim += 1;
-                s.input_claim = Some(s.next_claim);
-                s.next_claim
+                let seq = s.next_claim;
+                s.input_claim = Some(seq);
+                // The peers are asked once per input, whatever it starts.
+                let peers = self.membership.ring_peers();
+                self.outbox.claims.insert(seq, (peers, Vec::new()));
+                seq
             }
         };
-        let peers = self.membership.ring_peers();
+        let peers = self.outbox.claims.get(&seq).map_or(0, |(p, _)| p.len());
         let since = self.now.as_millis();
         let deadline = self.now + cfg.lease;
         if let Some(l) = self.local.get_mut(id) {
@@ -503,8 +507,8 @@ impl Node {
             self.launch(id);
             return true;
         }
-        if peers.len() + own < cfg.quorum {
-            debug!(child = %id, peers = peers.len(), "strict: quorum out of reach");
+        if peers + own < cfg.quorum {
+            debug!(child = %id, peers, "strict: quorum out of reach");
             self.claim_failed(id, own, false);
             return true;
         }
@@ -513,17 +517,14 @@ impl Node {
         };
         let pending = s.claims.entry(seq).or_insert(Pending {
             deadline,
-            asked: peers.len() + own,
+            asked: peers + own,
             refused: BTreeMap::new(),
         });
         pending.refused.insert(id.clone(), 0);
         // One message per claim number and peer, sent when the input ends.
-        self.outbox
-            .claims
-            .entry(seq)
-            .or_insert_with(|| (peers, Vec::new()))
-            .1
-            .push(id.clone());
+        if let Some((_, ids)) = self.outbox.claims.get_mut(&seq) {
+            ids.push(id.clone());
+        }
         true
     }
 
