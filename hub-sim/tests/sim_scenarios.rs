@@ -40,6 +40,24 @@ async fn load(c: &SimCluster, w: &mut Workload, steps: usize) {
     }
 }
 
+/// Prints the trace lines that name child `id`, to explain a failure.
+fn dump_trace(c: &SimCluster, id: &str) {
+    let needle = format!("\"{id}\"");
+    for l in c.trace().iter().filter(|l| l.contains(&needle)) {
+        eprintln!("TRACE {l}");
+    }
+}
+
+/// Heals every link and restarts every machine that is down.
+fn heal_and_restart_all(c: &mut SimCluster) {
+    c.heal();
+    for i in 0..c.len() {
+        if !c.alive().contains(&i) {
+            c.restart(i);
+        }
+    }
+}
+
 /// After the faults: heal, wait for quiet, check everything.
 async fn verify(c: &SimCluster, w: &mut Workload) {
     c.heal();
@@ -55,10 +73,7 @@ async fn verify(c: &SimCluster, w: &mut Workload) {
     }
     if let Err(e) = w.check_none_lost(c).await {
         if let Some(id) = e.split('"').nth(1) {
-            let needle = format!("\"{id}\"");
-            for l in c.trace().iter().filter(|l| l.contains(&needle)) {
-                eprintln!("TRACE {l}");
-            }
+            dump_trace(c, id);
         }
         panic!("no acknowledged child lost: {e}");
     }
@@ -804,12 +819,7 @@ async fn placement_constraints_hold_through_churn() {
             }
         }
     }
-    c.heal();
-    for i in 0..6 {
-        if !c.alive().contains(&i) {
-            c.restart(i);
-        }
-    }
+    heal_and_restart_all(&mut c);
     c.settle(QUIET)
         .await
         .expect("settles with every machine back");
@@ -934,38 +944,20 @@ async fn strict_mode_never_runs_two_copies_through_partitions_kills_and_restarts
         let seen = Witness::violations();
         assert!(seen.is_empty(), "round {round}: {seen:#?}");
     }
-    c.heal();
-    for i in 0..5 {
-        if !c.alive().contains(&i) {
-            c.restart(i);
-        }
-    }
+    heal_and_restart_all(&mut c);
     c.settle(QUIET)
         .await
         .expect("settles with every machine back");
     let seen = Witness::violations();
-    if !seen.is_empty() {
-        for l in c
-            .trace()
-            .iter()
-            .filter(|l| l.contains("\"x15\"") || l.contains("Cluster") || l.contains("Left"))
-        {
-            eprintln!("TRACE {l}");
-        }
+    if let Some(id) = seen.first().and_then(|v| v.split(' ').next()) {
+        dump_trace(&c, id);
     }
     assert!(seen.is_empty(), "{seen:#?}");
     let registered = c.hub(0).unwrap().count_children().await.unwrap();
     for id in &started {
         let at = c.hub(0).unwrap().child_lookup(id.as_str()).await.unwrap();
         if at.len() != 1 {
-            let needle = format!("\"{id}\"");
-            for l in c
-                .trace()
-                .iter()
-                .filter(|l| l.contains(&needle) || l.contains("Cluster"))
-            {
-                eprintln!("TRACE {l}");
-            }
+            dump_trace(&c, id);
         }
         assert_eq!(at.len(), 1, "{id} acknowledged but runs on {at:?}");
     }
