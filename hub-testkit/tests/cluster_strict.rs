@@ -473,3 +473,45 @@ fn nodes_of_another_mode_refuse_each_other() {
     assert!(refused(0, 2, None, Some(2)) || refused(2, 0, Some(2), None));
     assert!(refused(1, 3, Some(3), Some(2)) || refused(3, 1, Some(2), Some(3)));
 }
+
+#[test]
+fn a_refused_start_request_keeps_the_fenced_copy_it_took_over() {
+    let mut c = formed_strict(5);
+    let out = c
+        .start(
+            0,
+            vec![ChildSpec::new("solo", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(out.is_ok(), "{out:?}");
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    let holder = (0..5).find(|&i| c.runtime(i).is_running("solo")).unwrap();
+    let others: Vec<usize> = (0..5).filter(|&i| i != holder).collect();
+    c.partition(&[&[holder], &others]);
+    run_checked(&mut c, Duration::from_secs(10));
+    assert!(!c.runtime(holder).is_running("solo"), "fenced");
+    assert_eq!(
+        c.node(holder).unwrap().orphan_count(),
+        1,
+        "kept to claim again"
+    );
+    // A start request reaches the lone holder: its claim fails, and the
+    // fenced copy it took over must not vanish with it.
+    let out = c
+        .start(
+            holder,
+            vec![ChildSpec::new("solo", "counter")],
+            StartOptions::awaited(),
+        )
+        .unwrap();
+    assert!(out.started.is_empty(), "{out:?}");
+    assert_eq!(c.node(holder).unwrap().orphan_count(), 1);
+    c.heal();
+    run_checked(&mut c, Duration::from_secs(10));
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert_eq!(
+        (0..5).filter(|&i| c.runtime(i).is_running("solo")).count(),
+        1
+    );
+}

@@ -685,25 +685,29 @@ impl Node {
         let Some(local) = self.local.remove(id) else {
             return;
         };
-        match local.state {
+        let requested = match local.state {
             LocalState::Starting(StartPurpose::Request(waiters)) => {
                 for wt in waiters {
                     let e = StartError::NotGranted { granted, quorum };
                     self.deliver_start(wt.op, id.clone(), Err(e));
                 }
+                true
             }
-            LocalState::Starting(_) => {
-                // An orphan, or a child handed over (its sender's release
-                // may not have reached the granters yet): try again soon.
-                let mut orphan = w
-                    .orphan
-                    .unwrap_or_else(|| Orphan::new(local.spec.clone(), w.restore.clone(), true));
-                orphan.recovered = orphan.recovered.or(local.recovered);
-                orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
-                orphan.sent_to = None;
-                self.orphans.insert(id.clone(), orphan);
-            }
-            _ => {}
+            _ => false,
+        };
+        // An orphan (also one a start request took over), or a child handed
+        // over (its sender's release may not have reached the granters
+        // yet): never lost with a failed claim; tried again soon.
+        let kept = match w.orphan {
+            Some(orphan) => Some(orphan),
+            None if !requested => Some(Orphan::new(local.spec.clone(), w.restore.clone(), true)),
+            None => None,
+        };
+        if let Some(mut orphan) = kept {
+            orphan.recovered = orphan.recovered.or(local.recovered);
+            orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
+            orphan.sent_to = None;
+            self.orphans.insert(id.clone(), orphan);
         }
     }
 
