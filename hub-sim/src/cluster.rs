@@ -294,6 +294,80 @@ impl SimCluster {
         r
     }
 
+    /// Graceful shutdowns of several nodes at once, as when several
+    /// `hub node` processes get SIGTERM together: every leave starts at the
+    /// same moment and each machine dies the moment its own leave returns,
+    /// as its process would exit (nothing it left queued gets more time).
+    pub async fn shutdown_together(&mut self, which: &[usize]) -> Vec<Result<(), String>> {
+        let mut tasks = Vec::new();
+        for &i in which {
+            let hub = self.hub(i);
+            let machine = self.nodes[i].handle.id();
+            tasks.push(tokio::spawn(async move {
+                let Some(hub) = hub else {
+                    return Err("node not running".to_string());
+                };
+                let r = match tokio::time::timeout(Duration::from_secs(120), hub.shutdown()).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("shutdown did not finish".to_string()),
+                };
+                Handle::current().kill(machine);
+                r
+            }));
+        }
+        let mut out = Vec::new();
+        for (t, &i) in tasks.into_iter().zip(which) {
+            out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+            self.nodes[i].alive = false;
+            *self.nodes[i].hub.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        out
+    }
+
+    /// Decommissions several nodes at once, each asked by its own
+    /// survivor (`(target, asked_by)` pairs); each target's machine dies
+    /// the moment its drain completes, as its process would exit.
+    pub async fn decommission_together(
+        &mut self,
+        pairs: &[(usize, usize)],
+    ) -> Vec<Result<(), String>> {
+        let mut tasks = Vec::new();
+        for &(target, by) in pairs {
+            let hubs = (self.hub(target), self.hub(by));
+            let machine = self.nodes[target].handle.id();
+            tasks.push(tokio::spawn(async move {
+                let (Some(target), Some(by)) = hubs else {
+                    return Err("node not running".to_string());
+                };
+                let closed = {
+                    let target = target.clone();
+                    tokio::spawn(async move {
+                        target.closed().await;
+                        Handle::current().kill(machine);
+                    })
+                };
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(120),
+                    by.decommission(target.node_id().clone()),
+                )
+                .await;
+                let r = match asked {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("decommission did not finish".to_string()),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(120), closed).await;
+                r
+            }));
+        }
+        let mut out = Vec::new();
+        for (t, &(i, _)) in tasks.into_iter().zip(pairs) {
+            out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+            self.nodes[i].alive = false;
+            *self.nodes[i].hub.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        out
+    }
+
     /// Freezes machine `i` (a slow or stalled node) until [`SimCluster::resume`].
     pub fn pause(&mut self, i: usize) {
         Handle::current().pause(self.nodes[i].handle.id());

@@ -15,6 +15,8 @@ pub mod check;
 #[cfg(madsim)]
 mod cluster;
 #[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
 mod witness;
 #[cfg(madsim)]
 mod workload;

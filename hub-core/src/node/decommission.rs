@@ -80,6 +80,26 @@ impl Node {
         }
     }
 
+    /// Asks again every target that has not started leaving: the request
+    /// may have been lost with a connection (a replaced duplicate
+    /// connection drops what it had not read), and the target ignores
+    /// repeats.
+    pub(super) fn resend_decommissions(&mut self) {
+        let targets: Vec<NodeId> = self
+            .decommissions
+            .iter()
+            .filter(|p| {
+                self.membership
+                    .get(&p.node)
+                    .is_some_and(|m| matches!(m.status, Status::Up | Status::Suspect))
+            })
+            .map(|p| p.node.clone())
+            .collect();
+        for node in targets {
+            self.send(node, Message::Decommission);
+        }
+    }
+
     pub(super) fn expire_decommissions(&mut self, now: Time) {
         let (late, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.decommissions)
             .into_iter()

@@ -137,6 +137,7 @@ impl Node {
             Outbound {
                 spec,
                 state,
+                recovered: None,
                 to: to.clone(),
                 ticks: 0,
             },

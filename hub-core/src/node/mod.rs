@@ -152,6 +152,8 @@ struct Outbound {
     spec: Arc<ChildSpec>,
     /// Handed-over state, re-sent with every retry.
     state: Option<Bytes>,
+    /// `state` is the crash-recovery snapshot with this number.
+    recovered: Option<u64>,
     to: NodeId,
     /// Heartbeat ticks since it was last sent.
     ticks: u32,
@@ -207,6 +209,9 @@ struct Outbox {
     refusals: BTreeMap<NodeId, Vec<(ChildId, String)>>,
     /// Strict mode: per claim number, the peers asked and the children.
     claims: BTreeMap<u64, (Vec<NodeId>, Vec<ChildId>)>,
+    /// The leave is complete: `Left` goes to these peers after everything
+    /// else of this input, so no handoff or ack trails behind it.
+    left_to: Vec<NodeId>,
 }
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
@@ -752,6 +757,7 @@ impl Node {
             self.request_gaps();
             self.resend_stale_handoffs();
             self.resend_unanswered_starts();
+            self.resend_decommissions();
             self.reask_holders();
             self.check_hold_watches();
         }
@@ -976,7 +982,7 @@ impl Node {
             let to = op.origin.clone();
             self.send(to, Message::StopResult { op, results });
         }
-        let leaving = self.leaving.is_some();
+        let leaving = self.leaving.is_some() || !self.outbox.left_to.is_empty();
         for (to, children) in std::mem::take(&mut self.outbox.handoffs) {
             self.send(to, Message::Handoff { children, leaving });
         }
@@ -985,6 +991,9 @@ impl Node {
         }
         for (to, refused) in std::mem::take(&mut self.outbox.refusals) {
             self.send(to, Message::HandoffRefused(refused));
+        }
+        for to in std::mem::take(&mut self.outbox.left_to) {
+            self.send(to, Message::Left);
         }
     }
 }

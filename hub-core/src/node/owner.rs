@@ -451,7 +451,7 @@ impl Node {
         match target {
             Some(to) => {
                 self.mark_moving(&id, to.clone());
-                self.hand_off(spec, to, None);
+                self.hand_off(spec, to, None, None);
             }
             None if self.leaving.is_some() => {
                 warn!(child = %id, "no node left to take it over");
@@ -467,12 +467,19 @@ impl Node {
 
     /// Sends a stopped child to its new owner and remembers it until
     /// acknowledged.
-    pub(super) fn hand_off(&mut self, spec: Arc<ChildSpec>, to: NodeId, state: Option<Bytes>) {
+    pub(super) fn hand_off(
+        &mut self,
+        spec: Arc<ChildSpec>,
+        to: NodeId,
+        state: Option<Bytes>,
+        recovered: Option<u64>,
+    ) {
         let id = spec.id.clone();
-        self.queue_handoff(to.clone(), &spec, state.clone(), None);
+        self.queue_handoff(to.clone(), &spec, state.clone(), recovered);
         let outbound = super::Outbound {
             spec,
             state,
+            recovered,
             to,
             ticks: 0,
         };

@@ -159,7 +159,7 @@ impl Node {
             debug!(child = %id, to = %node, "handoff target gone");
             // A leaving node does not act on orphans: it re-targets at once.
             match self.leaving.as_ref().and(self.successor(&o.spec)) {
-                Some(to) => self.hand_off(o.spec, to, o.state),
+                Some(to) => self.hand_off(o.spec, to, o.state, o.recovered),
                 None => {
                     self.orphans.insert(id, Orphan::new(o.spec, o.state, true));
                 }
@@ -320,10 +320,12 @@ impl Node {
                 self.suspended.insert(id.clone(), spec);
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else if self.leaving.is_some() {
-                // Pass it on to where it goes without this node.
+                // Pass it on to where it goes without this node, and keep
+                // it until that node acknowledges: the sender forgets it on
+                // our ack, and our leave waits for every outbound child.
                 match self.successor(&spec) {
                     Some(to) if to != *from => {
-                        self.queue_handoff(to, &spec, h.state, h.recovered);
+                        self.hand_off(spec, to, h.state, h.recovered);
                         self.outbox.acks.entry(from.clone()).or_default().push(id);
                     }
                     // Not acknowledged: the sender keeps it and re-offers it
@@ -524,10 +526,11 @@ impl Node {
             let to = self.successor_in(&without_me, &self.local[&id].spec);
             self.move_away(&id, to);
         }
-        // Orphans this node knew about go to their owners too.
+        // Orphans this node knew about go to their owners too, kept until
+        // acknowledged (this node may hold the only record of one).
         for (_, o) in std::mem::take(&mut self.orphans) {
             if let Some(to) = self.successor_in(&without_me, &o.spec) {
-                self.queue_handoff(to, &o.spec, o.state, o.recovered);
+                self.hand_off(o.spec, to, o.state, o.recovered);
             }
         }
         self.after_local_change(now);
@@ -537,9 +540,7 @@ impl Node {
         let Some(leaving) = self.leaving.take() else {
             return;
         };
-        for to in self.contactable() {
-            self.send(to, Message::Left);
-        }
+        self.outbox.left_to = self.contactable();
         self.left = true;
         self.lock = None;
         self.emit(Event::Shutdown {
@@ -574,11 +575,11 @@ impl Node {
         for o in self.outbound.values_mut() {
             o.ticks += 1;
             if o.ticks % every == 0 {
-                again.push((o.to.clone(), o.spec.clone(), o.state.clone()));
+                again.push((o.to.clone(), o.spec.clone(), o.state.clone(), o.recovered));
             }
         }
-        for (to, spec, state) in again {
-            self.queue_handoff(to, &spec, state, None);
+        for (to, spec, state, recovered) in again {
+            self.queue_handoff(to, &spec, state, recovered);
         }
     }
 

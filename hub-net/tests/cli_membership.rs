@@ -1,0 +1,85 @@
+//! Membership changes made to real `hub node` processes the way operators
+//! make them: several nodes leaving at once.
+
+mod procs;
+
+use std::process::Command;
+use std::time::Duration;
+
+use procs::*;
+
+/// Five node processes with `n` counters started through p0.
+fn five_with_counters(test: &str, n: usize) -> (Procs, Vec<String>, std::path::PathBuf) {
+    let cookie = cookie_file(test);
+    let (procs, addrs) = processes(5, &cookie);
+    let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    let started = json(&hub(&args, &cookie));
+    assert_eq!(
+        started["started"].as_object().unwrap().len(),
+        n,
+        "{started}"
+    );
+    (procs, addrs, cookie)
+}
+
+/// p0..p2 agree that they run all `n` children between them.
+fn survivors_run_all(addrs: &[String], cookie: &std::path::PathBuf, n: usize) -> bool {
+    survivors_run(&addrs[..3], cookie, n, "p3")
+        && which(&addrs[0], cookie).get("p4").is_none()
+        && addrs[..3].iter().all(|a| {
+            status(a, cookie).is_some_and(|s| {
+                s["children"] == n
+                    && s["settled"] == true
+                    && s["ring"].as_array().map(Vec::len) == Some(3)
+            })
+        })
+}
+
+#[test]
+fn two_node_processes_terminated_together_hand_over_every_child() {
+    let (mut procs, addrs, cookie) = five_with_counters("sigterm2", 500);
+    for p in &procs.0[3..] {
+        let term = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+    }
+    for p in &mut procs.0[3..] {
+        let exit = exits(p, Duration::from_secs(30));
+        assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    }
+    let all = eventually(Duration::from_secs(20), || {
+        survivors_run_all(&addrs, &cookie, 500)
+    });
+    assert!(all, "children lost: {}", which(&addrs[0], &cookie));
+}
+
+#[test]
+fn two_node_processes_decommissioned_together_hand_over_every_child() {
+    let (mut procs, addrs, cookie) = five_with_counters("decommission2", 500);
+    let ask = |by: &str, target: &str| {
+        Command::new(HUB)
+            .args(["ctl", "--hub-id", "cli", "--cookie-file"])
+            .arg(&cookie)
+            .args(["--node", by, "--json", "decommission", target])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| ask(&addrs[0], "p3"));
+        let b = s.spawn(|| ask(&addrs[1], "p4"));
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert_eq!(json(&a)["decommissioned"], "p3");
+    assert_eq!(json(&b)["decommissioned"], "p4");
+    for p in &mut procs.0[3..] {
+        let exit = exits(p, Duration::from_secs(30));
+        assert!(exit.success(), "a decommissioned node exits 0: {exit:?}");
+    }
+    let all = eventually(Duration::from_secs(20), || {
+        survivors_run_all(&addrs, &cookie, 500)
+    });
+    assert!(all, "children lost: {}", which(&addrs[0], &cookie));
+}
