@@ -41,7 +41,7 @@
 //!                 node.handle_local(now, LocalReport::Started { id: spec.id.clone(), handle: Handle(1) });
 //!             }
 //!             Output::Stop { id, .. } => {
-//!                 node.handle_local(now, LocalReport::Exited { id, reason: ExitReason::Stopped });
+//!                 node.handle_local(now, LocalReport::Exited { id, reason: ExitReason::Stopped, state: None });
 //!             }
 //!             Output::Reply { request, reply } => replies.push((request, reply)),
 //!             // Only HotSwap with handover snapshots and resumes processes;

@@ -54,7 +54,10 @@ pub enum Output {
         /// State to restore, when handed over.
         restore: Option<Bytes>,
     },
-    /// Stop a local instance; report [`LocalReport::Exited`].
+    /// Stop a local instance; report [`LocalReport::Exited`]. When the
+    /// reason is [`StopReason::Migrated`], put the instance's final state
+    /// in the report (the new owner starts from it): stop it first, so
+    /// that nothing it acknowledged is missing from that state.
     Stop {
         /// The child.
         id: ChildId,
@@ -139,6 +142,9 @@ pub enum LocalReport {
         id: ChildId,
         /// Why.
         reason: ExitReason,
+        /// Its final state, when the stop was a move
+        /// ([`StopReason::Migrated`]) and the process gave one.
+        state: Option<Bytes>,
     },
     /// A periodic snapshot of a running child's state, taken by the
     /// driver per the kind's snapshot policy (every N messages and/or

@@ -25,7 +25,7 @@ use crate::registry::{SliceDelta, Version};
 use crate::spec::ChildSpec;
 
 /// Version written in every frame; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Default maximum frame size: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
@@ -67,6 +67,11 @@ pub struct Handoff {
     /// `state` is a crash-recovery snapshot with this sequence number (the
     /// child's holder died), not a handover.
     pub recovered: Option<u64>,
+    /// Crash-recovery snapshots taken of the child before this handover:
+    /// the new instance numbers its own after them, so that no older
+    /// snapshot (still held by a former successor) ever replaces the
+    /// handed-over state.
+    pub lineage: u64,
 }
 
 /// Per-child results of a start on one node.

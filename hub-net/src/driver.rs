@@ -406,7 +406,8 @@ impl Driver {
                         StopReason::Conflict => Terminate::Conflict,
                         _ => Terminate::Stopped,
                     };
-                    self.sup.stop(&id, t);
+                    let moving = matches!(reason, StopReason::Migrated { .. });
+                    self.sup.stop(&id, t, moving);
                 }
                 Output::Role { id, role } => {
                     if self.sup.deliver(&id, Envelope::Role(role)).is_err() {

@@ -48,7 +48,9 @@ pub(crate) enum Envelope {
     Handover(oneshot::Sender<Option<Bytes>>),
     Resume,
     Role(hub_core::Role),
-    Stop(Terminate),
+    /// Stop; with `true`, report the final state (the child moves and its
+    /// new owner starts from it).
+    Stop(Terminate, bool),
 }
 
 const MAILBOX: usize = 1024;
@@ -126,11 +128,12 @@ impl Supervisor {
         self.children.remove(id);
     }
 
-    /// Asks a child to stop; it reports `Exited` when done.
-    pub(crate) fn stop(&mut self, id: &ChildId, reason: Terminate) {
+    /// Asks a child to stop; it reports `Exited` when done, with its final
+    /// state if `final_state`.
+    pub(crate) fn stop(&mut self, id: &ChildId, reason: Terminate, final_state: bool) {
         match self.children.get(id) {
             Some(tx) => {
-                if tx.try_send(Envelope::Stop(reason)).is_err() {
+                if tx.try_send(Envelope::Stop(reason, final_state)).is_err() {
                     // Mailbox full or task gone: the task ends on its own.
                     warn!(child = %id, "stop could not be queued");
                 }
@@ -139,6 +142,7 @@ impl Supervisor {
                 let _ = self.reports.send(LocalReport::Exited {
                     id: id.clone(),
                     reason: ExitReason::Stopped,
+                    state: None,
                 });
             }
         }
@@ -159,7 +163,7 @@ impl Supervisor {
     /// Asks every child to stop (node shutdown); does not wait.
     pub(crate) fn stop_all(&mut self) {
         for tx in self.children.values() {
-            let _ = tx.try_send(Envelope::Stop(Terminate::Stopped));
+            let _ = tx.try_send(Envelope::Stop(Terminate::Stopped, false));
         }
     }
 }
@@ -176,7 +180,8 @@ struct ChildRun {
 /// How an instance ended. Processes end only by a stop or a crash; a
 /// closed mailbox means the node itself is going away.
 enum Exit {
-    Stopped,
+    /// With the final state, when the stop asked for it.
+    Stopped(Option<Bytes>),
     Crashed(String),
 }
 
@@ -233,8 +238,12 @@ impl ChildRun {
                 }
                 None => Exit::Crashed("init failed on restart".into()),
             };
+            let mut state = None;
             let reason = match exit {
-                Exit::Stopped => ExitReason::Stopped,
+                Exit::Stopped(last) => {
+                    state = last;
+                    ExitReason::Stopped
+                }
                 Exit::Crashed(r) if self.spec.restart == RestartPolicy::Temporary => {
                     ExitReason::Crashed(r)
                 }
@@ -258,7 +267,7 @@ impl ChildRun {
                     }
                 }
             };
-            return self.report(LocalReport::Exited { id, reason });
+            return self.report(LocalReport::Exited { id, reason, state });
         }
     }
 }
@@ -273,7 +282,7 @@ impl ChildRun {
                     return exit;
                 }
             }
-            return Exit::Stopped;
+            return Exit::Stopped(None);
         };
         // Messages handled since the last snapshot.
         let mut since: u32 = 0;
@@ -283,7 +292,7 @@ impl ChildRun {
         loop {
             tokio::select! {
                 env = rx.recv() => {
-                    let Some(env) = env else { return Exit::Stopped };
+                    let Some(env) = env else { return Exit::Stopped(None) };
                     let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..));
                     if let Some(exit) = handle(inst, env, rx).await {
                         return exit;
@@ -356,11 +365,16 @@ async fn handle(
             Ok(Err(e)) => Some(Exit::Crashed(e)),
             Err(_) => Some(Exit::Crashed("panicked in role_changed".into())),
         },
-        Envelope::Stop(reason) => {
-            inst.terminate(reason).await;
-            Some(Exit::Stopped)
-        }
+        Envelope::Stop(reason, final_state) => Some(stop(inst, reason, final_state).await),
     }
+}
+
+/// Ends an instance: its final state first (when asked: it moves, and
+/// nothing it handled may be missing), then its `terminate`.
+async fn stop(inst: &mut dyn Instance, reason: Terminate, final_state: bool) -> Exit {
+    let state = if final_state { inst.snapshot() } else { None };
+    inst.terminate(reason).await;
+    Exit::Stopped(state)
 }
 
 /// After a handover snapshot: hold messages (nothing may change the state
@@ -370,16 +384,15 @@ async fn paused(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> O
     let mut held = Vec::new();
     loop {
         match rx.recv().await {
-            None => return Some(Exit::Stopped),
+            None => return Some(Exit::Stopped(None)),
             Some(Envelope::Resume) => break,
-            Some(Envelope::Stop(reason)) => {
+            Some(Envelope::Stop(reason, final_state)) => {
                 for env in held {
                     if let Envelope::Call(_, reply) = env {
                         let _ = reply.send(Err(CallError::Moving));
                     }
                 }
-                inst.terminate(reason).await;
-                return Some(Exit::Stopped);
+                return Some(stop(inst, reason, final_state).await);
             }
             Some(Envelope::Handover(reply)) => {
                 let _ = reply.send(inst.snapshot());

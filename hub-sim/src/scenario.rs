@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use hub_net::examples::{Counter, CounterMsg};
+use rand::Rng;
+
 use crate::{SimCluster, SimOptions, Workload};
 
 /// How long a scenario waits for quiet after its faults.
@@ -76,6 +79,47 @@ pub fn heal_and_restart_all(c: &mut SimCluster) {
     for i in 0..c.len() {
         if !c.alive().contains(&i) {
             c.restart(i);
+        }
+    }
+}
+
+/// Per counter: adds acknowledged and adds tried so far.
+pub type Adds = std::collections::BTreeMap<String, (i64, i64)>;
+
+/// Random adds and reads from random live nodes, checking every read: a
+/// counter never goes backwards and holds every add acknowledged before.
+pub async fn adds_and_reads(c: &SimCluster, adds: &mut Adds, steps: usize) {
+    let mut rng = seeded_rng();
+    let ids: Vec<String> = adds.keys().cloned().collect();
+    for _ in 0..steps {
+        let alive = c.alive();
+        let Some(hub) = c.hub(alive[rng.random_range(0..alive.len())]) else {
+            continue;
+        };
+        let id = &ids[rng.random_range(0..ids.len())];
+        let add = rng.random_bool(0.7);
+        let msg = if add {
+            CounterMsg::Add(1)
+        } else {
+            CounterMsg::Get
+        };
+        let entry = adds.get_mut(id).unwrap();
+        if add {
+            entry.1 += 1;
+        }
+        let r = hub
+            .call::<Counter>(id.as_str(), &msg, Duration::from_secs(3))
+            .await;
+        if let Ok(n) = r {
+            if add {
+                entry.0 += 1;
+            }
+            assert!(
+                n >= entry.0 && n <= entry.1,
+                "{id} reads {n} with {} adds acknowledged and {} tried",
+                entry.0,
+                entry.1
+            );
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hub_core::{
     ChildId, ChildSpec, Command, CommandError, Config, Event, ExitReason, LocalReport, Node,
     NodeId, NodeInfo, Output, Reply, RequestId, StartOptions, StartOutcome, StopOptions,
-    StopOutcome, Strategies, Time,
+    StopOutcome, StopReason, Strategies, Time,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -694,7 +694,10 @@ impl Cluster {
                     Output::Spawn { spec, restore } => {
                         reports.push(sim.runtime.spawn(&spec, restore.as_ref()))
                     }
-                    Output::Stop { id, .. } => reports.push(sim.runtime.stop(&id)),
+                    Output::Stop { id, reason } => {
+                        let moving = matches!(reason, StopReason::Migrated { .. });
+                        reports.push(sim.runtime.stop(&id, moving));
+                    }
                     Output::RequestState { id } => reports.push(sim.runtime.snapshot(&id)),
                     Output::Resume { id } => sim.runtime.resume(&id),
                     // Roles are visible as RoleChanged events.

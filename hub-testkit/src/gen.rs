@@ -209,13 +209,17 @@ pub fn message() -> impl Strategy<Value = Message> {
                     child_spec(),
                     proptest::option::of(vec(any::<u8>(), 0..8)),
                     any::<bool>(),
-                    proptest::option::of(any::<u64>())
+                    proptest::option::of(any::<u64>()),
+                    any::<u64>()
                 )
-                    .prop_map(|(spec, state, repair, recovered)| Handoff {
-                        spec,
-                        state: state.map(Bytes::from),
-                        repair,
-                        recovered,
+                    .prop_map(|(spec, state, repair, recovered, lineage)| {
+                        Handoff {
+                            spec,
+                            state: state.map(Bytes::from),
+                            repair,
+                            recovered,
+                            lineage,
+                        }
                     }),
                 0..3
             ),

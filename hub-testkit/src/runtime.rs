@@ -85,12 +85,16 @@ impl FakeRuntime {
         LocalReport::Started { id, handle }
     }
 
-    /// Stops a process and reports its exit.
-    pub fn stop(&mut self, id: &ChildId) -> LocalReport {
-        self.running.remove(id);
+    /// Stops a process and reports its exit, with its final counter when
+    /// the stop is a move (`final_state`), as a real supervisor does.
+    pub fn stop(&mut self, id: &ChildId, final_state: bool) -> LocalReport {
+        let p = self.running.remove(id);
         LocalReport::Exited {
             id: id.clone(),
             reason: ExitReason::Stopped,
+            state: p
+                .filter(|_| final_state)
+                .map(|p| Bytes::copy_from_slice(&p.counter.to_le_bytes())),
         }
     }
 
@@ -151,6 +155,7 @@ impl FakeRuntime {
         self.running.remove(id).map(|_| LocalReport::Exited {
             id: id.clone(),
             reason,
+            state: None,
         })
     }
 

@@ -120,6 +120,7 @@ impl Node {
             return;
         };
         let spec = local.spec.clone();
+        let lineage = local.snapshot.seq;
         let mut to = h.to.clone();
         if !self.ring.contains(&to) || to == self.me {
             match self.leaving.as_ref().and(self.successor(&spec)) {
@@ -131,13 +132,14 @@ impl Node {
             }
         }
         self.mark_moving(id, to.clone());
-        self.queue_handoff(to.clone(), &spec, state.clone(), None);
+        self.queue_handoff(to.clone(), &spec, state.clone(), None, lineage);
         self.outbound.insert(
             id.clone(),
             Outbound {
                 spec,
                 state,
                 recovered: None,
+                lineage,
                 to: to.clone(),
                 ticks: 0,
             },

@@ -129,6 +129,8 @@ struct Orphan {
     responsible: bool,
     /// `state` is the crash-recovery snapshot with this number.
     recovered: Option<u64>,
+    /// Snapshots taken of it so far (see [`Handoff::lineage`]).
+    lineage: u64,
     /// Strict mode: a claim of it failed; not tried again before this.
     retry_at: Option<Time>,
 }
@@ -141,6 +143,7 @@ impl Orphan {
             sent_to: None,
             responsible,
             recovered: None,
+            lineage: 0,
             retry_at: None,
         }
     }
@@ -154,6 +157,8 @@ struct Outbound {
     state: Option<Bytes>,
     /// `state` is the crash-recovery snapshot with this number.
     recovered: Option<u64>,
+    /// Snapshots taken of it so far (see [`Handoff::lineage`]).
+    lineage: u64,
     to: NodeId,
     /// Heartbeat ticks since it was last sent.
     ticks: u32,
@@ -722,7 +727,7 @@ impl Node {
             LocalReport::Started { id, handle } => self.on_started(id, handle),
             LocalReport::StartFailed { id, error } => self.on_start_failed(id, error),
             LocalReport::Restarted { id, handle } => self.on_restarted(id, handle),
-            LocalReport::Exited { id, reason } => self.on_exited(now, id, reason),
+            LocalReport::Exited { id, reason, state } => self.on_exited(now, id, reason, state),
             LocalReport::State { id, state } => self.on_state(id, state),
             LocalReport::Snapshot { id, state } => self.on_snapshot_taken(id, state),
         }
@@ -937,19 +942,22 @@ impl Node {
     }
 
     /// Queues `spec` (with `state`) for `to`; sent when the input ends.
-    /// `recovered`: `state` is a crash-recovery snapshot with that number.
+    /// `recovered`: `state` is a crash-recovery snapshot with that number;
+    /// `lineage`: snapshots taken of the child so far.
     fn queue_handoff(
         &mut self,
         to: NodeId,
         spec: &ChildSpec,
         state: Option<Bytes>,
         recovered: Option<u64>,
+        lineage: u64,
     ) {
         self.outbox.handoffs.entry(to).or_default().push(Handoff {
             spec: spec.clone(),
             state,
             repair: false,
             recovered,
+            lineage,
         });
     }
 

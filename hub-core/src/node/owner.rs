@@ -336,7 +336,13 @@ impl Node {
         self.emit(Event::ChildRestarted { id, handle });
     }
 
-    pub(super) fn on_exited(&mut self, _now: Time, id: ChildId, reason: ExitReason) {
+    pub(super) fn on_exited(
+        &mut self,
+        _now: Time,
+        id: ChildId,
+        reason: ExitReason,
+        state: Option<Bytes>,
+    ) {
         let Some(local) = self.local.remove(&id) else {
             return;
         };
@@ -351,7 +357,9 @@ impl Node {
                     self.deliver_stop(op, id.clone(), Ok(()));
                 }
                 match purpose {
-                    StopPurpose::Migrate(to) => self.migrate_stopped(local.spec, Some(to)),
+                    StopPurpose::Migrate(to) => {
+                        self.migrate_stopped(local.spec, Some(to), state, local.snapshot.seq)
+                    }
                     StopPurpose::Retire(_) => {
                         // Its row went when the new owner acknowledged,
                         // unless the handoff is still outbound.
@@ -359,7 +367,9 @@ impl Node {
                             self.write_own(None, &id);
                         }
                     }
-                    StopPurpose::Shutdown => self.migrate_stopped(local.spec, None),
+                    StopPurpose::Shutdown => {
+                        self.migrate_stopped(local.spec, None, state, local.snapshot.seq)
+                    }
                     StopPurpose::Recover(state, seq) => {
                         // Its row stays: the new instance replaces it.
                         self.spawn(local.spec, Some(state), StartPurpose::Orphan);
@@ -378,6 +388,7 @@ impl Node {
                         let me = self.me.clone();
                         self.mark_moving(&id, me);
                         let mut orphan = Orphan::new(local.spec, None, true);
+                        orphan.lineage = local.snapshot.seq;
                         orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
                         self.orphans.insert(id, orphan);
                     }
@@ -443,7 +454,15 @@ impl Node {
     /// A child stopped to move: hand it to `to` if that node is still in
     /// the ring, else (when leaving) to its current successor, else keep it
     /// as an orphan. Its row stays, marked moving, until acknowledged.
-    fn migrate_stopped(&mut self, spec: Arc<ChildSpec>, to: Option<NodeId>) {
+    /// `state` is its final state: the new owner starts from it, numbering
+    /// its snapshots after `lineage`.
+    fn migrate_stopped(
+        &mut self,
+        spec: Arc<ChildSpec>,
+        to: Option<NodeId>,
+        state: Option<Bytes>,
+        lineage: u64,
+    ) {
         let id = spec.id.clone();
         let target = to
             .filter(|t| self.ring.contains(t) && *t != self.me)
@@ -451,7 +470,7 @@ impl Node {
         match target {
             Some(to) => {
                 self.mark_moving(&id, to.clone());
-                self.hand_off(spec, to, None, None);
+                self.hand_off(spec, to, state, None, lineage);
             }
             None if self.leaving.is_some() => {
                 warn!(child = %id, "no node left to take it over");
@@ -460,7 +479,9 @@ impl Node {
             None => {
                 let me = self.me.clone();
                 self.mark_moving(&id, me);
-                self.orphans.insert(id, Orphan::new(spec, None, true));
+                let mut orphan = Orphan::new(spec, state, true);
+                orphan.lineage = lineage;
+                self.orphans.insert(id, orphan);
             }
         }
     }
@@ -473,13 +494,15 @@ impl Node {
         to: NodeId,
         state: Option<Bytes>,
         recovered: Option<u64>,
+        lineage: u64,
     ) {
         let id = spec.id.clone();
-        self.queue_handoff(to.clone(), &spec, state.clone(), recovered);
+        self.queue_handoff(to.clone(), &spec, state.clone(), recovered, lineage);
         let outbound = super::Outbound {
             spec,
             state,
             recovered,
+            lineage,
             to,
             ticks: 0,
         };

@@ -127,7 +127,7 @@ impl Node {
                     .map(|(n, _)| n.clone())
                     .find(|n| *n != self.me);
                 if let Some(holder) = other {
-                    self.queue_handoff(holder, &row.spec, Some(state.clone()), Some(*seq));
+                    self.queue_handoff(holder, &row.spec, Some(state.clone()), Some(*seq), *seq);
                     continue;
                 }
             }
@@ -159,9 +159,12 @@ impl Node {
             debug!(child = %id, to = %node, "handoff target gone");
             // A leaving node does not act on orphans: it re-targets at once.
             match self.leaving.as_ref().and(self.successor(&o.spec)) {
-                Some(to) => self.hand_off(o.spec, to, o.state, o.recovered),
+                Some(to) => self.hand_off(o.spec, to, o.state, o.recovered, o.lineage),
                 None => {
-                    self.orphans.insert(id, Orphan::new(o.spec, o.state, true));
+                    let mut orphan = Orphan::new(o.spec, o.state, true);
+                    orphan.recovered = o.recovered;
+                    orphan.lineage = o.lineage;
+                    self.orphans.insert(id, orphan);
                 }
             }
         }
@@ -205,6 +208,7 @@ impl Node {
             let spec = orphan.spec.clone();
             let state = orphan.state.clone();
             let recovered = orphan.recovered;
+            let lineage = orphan.lineage;
             let owners = self.owners(&self.ring, &spec);
             if owners.contains(&self.me) {
                 if let Some(named) = spec.nodes() {
@@ -219,13 +223,14 @@ impl Node {
                 self.spawn(spec, state, StartPurpose::Orphan);
                 if let Some(local) = self.local.get_mut(&id) {
                     local.recovered = recovered;
+                    local.snapshot.seq = lineage;
                 }
             } else if let Some(first) = owners.first() {
                 // The owner may not know the child (e.g. it restarted and
                 // lost its registry): tell it once per sync round.
                 if orphan.sent_to.as_ref() != Some(first) {
                     let to = first.clone();
-                    self.queue_handoff(to.clone(), &spec, state, recovered);
+                    self.queue_handoff(to.clone(), &spec, state, recovered, lineage);
                     if let Some(o) = self.orphans.get_mut(&id) {
                         o.sent_to = Some(to);
                     }
@@ -325,7 +330,7 @@ impl Node {
                 // our ack, and our leave waits for every outbound child.
                 match self.successor(&spec) {
                     Some(to) if to != *from => {
-                        self.hand_off(spec, to, h.state, h.recovered);
+                        self.hand_off(spec, to, h.state, h.recovered, h.lineage);
                         self.outbox.acks.entry(from.clone()).or_default().push(id);
                     }
                     // Not acknowledged: the sender keeps it and re-offers it
@@ -341,6 +346,7 @@ impl Node {
                 self.spawn(spec, state, StartPurpose::Handoff(from.clone()));
                 if let Some(local) = self.local.get_mut(&id) {
                     local.recovered = recovered;
+                    local.snapshot.seq = h.lineage;
                 }
             }
         }
@@ -530,7 +536,7 @@ impl Node {
         // acknowledged (this node may hold the only record of one).
         for (_, o) in std::mem::take(&mut self.orphans) {
             if let Some(to) = self.successor_in(&without_me, &o.spec) {
-                self.hand_off(o.spec, to, o.state, o.recovered);
+                self.hand_off(o.spec, to, o.state, o.recovered, o.lineage);
             }
         }
         self.after_local_change(now);
@@ -575,11 +581,17 @@ impl Node {
         for o in self.outbound.values_mut() {
             o.ticks += 1;
             if o.ticks % every == 0 {
-                again.push((o.to.clone(), o.spec.clone(), o.state.clone(), o.recovered));
+                again.push((
+                    o.to.clone(),
+                    o.spec.clone(),
+                    o.state.clone(),
+                    o.recovered,
+                    o.lineage,
+                ));
             }
         }
-        for (to, spec, state, recovered) in again {
-            self.queue_handoff(to, &spec, state, recovered);
+        for (to, spec, state, recovered, lineage) in again {
+            self.queue_handoff(to, &spec, state, recovered, lineage);
         }
     }
 

@@ -67,6 +67,7 @@ impl Node {
                 debug!(child = %id, %to, "offering a missing replica");
                 self.outbox.handoffs.entry(to).or_default().push(Handoff {
                     recovered: None,
+                    lineage: 0,
                     spec: (*spec).clone(),
                     state: None,
                     repair: true,

@@ -208,7 +208,7 @@ impl Node {
             return;
         };
         if let Some(seq) = local.recovered.take() {
-            local.snapshot.seq = seq;
+            local.snapshot.seq = local.snapshot.seq.max(seq);
             self.emit(Event::Recovered {
                 id: id.clone(),
                 seq,
