@@ -37,9 +37,12 @@ async fn main() {
         ChildSpec::new("on-n1", "echo").with_nodes(["n1"]),
         ChildSpec::new("nowhere", "echo").with_nodes(["n9"]),
     ];
+    // "nowhere" names no member: the start is an error that still says
+    // where the others went.
     let out = hubs[0]
         .start_children(specs, StartOptions::awaited())
         .await
+        .or_else(hub_net::HubError::into_start_outcome)
         .expect("start");
     println!("guided:");
     for (id, at) in &out.started {

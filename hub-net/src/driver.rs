@@ -432,7 +432,8 @@ impl Driver {
                 }
                 Output::Reply { request, reply } => {
                     if let Some((conn, req)) = self.ctl_waiting.remove(&request) {
-                        self.ctl_reply(conn, req, ctl_reply_of(reply));
+                        let me = self.node.id().clone();
+                        self.ctl_reply(conn, req, ctl_reply_of(reply, me));
                     } else if let Some(tx) = self.replies.remove(&request) {
                         let _ = tx.send(reply);
                     }
@@ -636,7 +637,8 @@ pub(crate) fn status(node: &Node, connections: usize) -> Status {
     }
 }
 
-fn ctl_reply_of(reply: Reply) -> CtlReply {
+/// `me`: a node decommissioned through itself answers `Left`.
+fn ctl_reply_of(reply: Reply, me: NodeId) -> CtlReply {
     match reply {
         Reply::Started(o) => CtlReply::Started {
             started: o.started,
@@ -655,6 +657,7 @@ fn ctl_reply_of(reply: Reply) -> CtlReply {
                 .collect(),
         },
         Reply::Decommissioned(n) => CtlReply::Decommissioned(n),
+        Reply::Left => CtlReply::Decommissioned(me),
         Reply::Error(e) => CtlReply::Error(e.to_string()),
         other => CtlReply::Error(format!("unexpected reply {other:?}")),
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use hub_core::{CommandError, ConfigError};
+use hub_core::{CommandError, ConfigError, StartOutcome, StopOutcome};
 
 /// Why a connection's handshake failed (the connection is closed).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -75,6 +75,97 @@ pub enum HubError {
     /// The node replied with something unexpected (a bug).
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// An awaited start in which some child did not start (or the
+    /// requested ack level was not reached): the outcome tells which
+    /// started, where, and why the others did not.
+    #[error("{}", start_summary(.0))]
+    StartFailed(Box<StartOutcome>),
+    /// An awaited stop in which some child did not stop.
+    #[error("{}", stop_summary(.0))]
+    StopFailed(Box<StopOutcome>),
+}
+
+impl HubError {
+    /// The outcome of a start that failed in part.
+    pub fn start_outcome(&self) -> Option<&StartOutcome> {
+        match self {
+            HubError::StartFailed(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// For callers that handle partial starts themselves:
+    /// `hub.start_children(..).await.or_else(HubError::into_start_outcome)`
+    /// gives the outcome whether or not every child started; any other
+    /// error stays an error.
+    pub fn into_start_outcome(self) -> Result<StartOutcome, HubError> {
+        match self {
+            HubError::StartFailed(o) => Ok(*o),
+            e => Err(e),
+        }
+    }
+
+    /// The outcome of a stop that failed in part.
+    pub fn stop_outcome(&self) -> Option<&StopOutcome> {
+        match self {
+            HubError::StopFailed(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// How many failures a summary names before "and N more".
+const NAMED: usize = 3;
+
+fn start_summary(o: &StartOutcome) -> String {
+    let total = o.started.len() + o.failed.len();
+    let mut s = if o.failed.is_empty() {
+        format!(
+            "{} children started but the ack level was not reached",
+            o.started.len()
+        )
+    } else {
+        format!("{} of {total} children did not start: ", o.failed.len())
+    };
+    let named: Vec<String> = o
+        .failed
+        .iter()
+        .take(NAMED)
+        .map(|f| match &f.node {
+            Some(n) => format!("{} on {n}: {}", f.id, f.error),
+            None => format!("{}: {}", f.id, f.error),
+        })
+        .collect();
+    s.push_str(&named.join("; "));
+    if o.failed.len() > NAMED {
+        s.push_str(&format!("; and {} more", o.failed.len() - NAMED));
+    }
+    if o.rolled_back {
+        s.push_str(" (the others were rolled back)");
+    }
+    s
+}
+
+fn stop_summary(o: &StopOutcome) -> String {
+    let total = o.stopped.len() + o.failed.len();
+    let named: Vec<String> = o
+        .failed
+        .iter()
+        .take(NAMED)
+        .map(|(id, node, e)| match node {
+            Some(n) => format!("{id} on {n}: {e}"),
+            None => format!("{id}: {e}"),
+        })
+        .collect();
+    let mut s = format!(
+        "{} of {total} children did not stop: {}",
+        o.failed.len(),
+        named.join("; ")
+    );
+    if o.failed.len() > NAMED {
+        s.push_str(&format!("; and {} more", o.failed.len() - NAMED));
+    }
+    s
 }
 
 /// Why a `send` or `call` to a child failed.

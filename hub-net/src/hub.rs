@@ -366,13 +366,18 @@ impl Hub {
     }
 
     /// Starts children. With `opts.await_result` the outcome lists every
-    /// child's placement or error; without, it is empty once dispatched.
+    /// child's placement; if any child did not start (or the ack level was
+    /// not reached) the result is [`HubError::StartFailed`], whose outcome
+    /// ([`HubError::start_outcome`]) says which started and why the others
+    /// did not. Without `await_result` it is an empty outcome once
+    /// dispatched.
     pub async fn start_children(
         &self,
         specs: Vec<ChildSpec>,
         opts: StartOptions,
     ) -> Result<StartOutcome, HubError> {
         match self.command(Command::StartChildren { specs, opts }).await? {
+            Reply::Started(o) if !o.is_ok() => Err(HubError::StartFailed(Box::new(o))),
             Reply::Started(o) => Ok(o),
             Reply::StartInitiated => Ok(StartOutcome::default()),
             Reply::Error(e) => Err(HubError::Command(e)),
@@ -396,6 +401,7 @@ impl Hub {
         opts: StopOptions,
     ) -> Result<StopOutcome, HubError> {
         match self.command(Command::StopChildren { ids, opts }).await? {
+            Reply::Stopped(o) if !o.is_ok() => Err(HubError::StopFailed(Box::new(o))),
             Reply::Stopped(o) => Ok(o),
             Reply::StopInitiated => Ok(StopOutcome::default()),
             Reply::Error(e) => Err(HubError::Command(e)),

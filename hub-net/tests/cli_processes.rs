@@ -193,11 +193,16 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
         "p0", &addrs[0], None, &cookie, &strict,
     )]);
     wait_ring(&addrs[..1], &cookie, 1);
+    // A refused start exits non-zero and still prints its JSON.
     let start = |id: &str| {
-        json(&hub(
+        let out = hub(
             &["ctl", "--node", &addrs[0], "--json", "start", id],
             &cookie,
-        ))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failed = !v["failed"].as_object().unwrap().is_empty();
+        assert_eq!(out.status.success(), !failed, "{v}");
+        v
     };
     let alone = start("lonely");
     assert!(alone["started"].as_object().unwrap().is_empty(), "{alone}");
@@ -218,4 +223,52 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
             .is_some_and(|m| m.len() == 1)
     });
     assert!(granted, "two strict nodes never granted a child");
+}
+
+/// Every failure exits non-zero, still printing its JSON: a start of an
+/// unknown kind, a start of a child already running, a stop of an unknown
+/// child; a node decommissioned through itself says so and exits 0.
+#[test]
+fn ctl_failures_exit_non_zero_with_their_json() {
+    let cookie = cookie_file("failures");
+    let (mut procs, addrs) = processes(2, &cookie);
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["ctl", "--node", &addrs[0], "--json"];
+        all.extend(args);
+        hub(&all, &cookie)
+    };
+    let printed = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let unknown = ctl(&["start", "k9", "--kind", "nosuchkind"]);
+    assert!(!unknown.status.success(), "an unknown kind exits non-zero");
+    assert!(printed(&unknown)["failed"]["k9"]
+        .as_str()
+        .unwrap()
+        .contains("nosuchkind"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("1 of 1 children failed"));
+
+    assert!(ctl(&["start", "k1"]).status.success());
+    let again = ctl(&["start", "k1"]);
+    assert!(
+        !again.status.success(),
+        "a second start of k1 exits non-zero"
+    );
+    assert!(printed(&again)["failed"]["k1"].is_string());
+
+    let stop = ctl(&["stop", "nobody"]);
+    assert!(
+        !stop.status.success(),
+        "a stop of an unknown child exits non-zero"
+    );
+    assert!(printed(&stop)["failed"]["nobody"].is_string());
+
+    let out = json(&hub(
+        &["ctl", "--node", &addrs[1], "--json", "decommission", "p1"],
+        &cookie,
+    ));
+    assert_eq!(out["decommissioned"], "p1");
+    let exit = exits(&mut procs.0[1], Duration::from_secs(20));
+    assert!(exit.success(), "{exit:?}");
 }

@@ -164,6 +164,8 @@ async fn guided_children_run_where_named_and_a_non_member_is_an_error() {
             StartOptions::awaited(),
         )
         .await
+        .expect_err("a start on no member is an error")
+        .into_start_outcome()
         .unwrap();
     assert!(out.started.is_empty());
     let err = out.failed[0].error.to_string();

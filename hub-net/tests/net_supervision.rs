@@ -143,6 +143,8 @@ async fn max_children_is_a_clear_error() {
     let out = hub
         .start_children(specs, StartOptions::awaited())
         .await
+        .expect_err("a start past the child limit is an error")
+        .into_start_outcome()
         .unwrap();
     assert_eq!(out.started.len(), 2);
     assert_eq!(out.failed.len(), 1);
@@ -154,10 +156,12 @@ async fn max_children_is_a_clear_error() {
 #[tokio::test]
 async fn unknown_kinds_and_bind_errors_are_reported() {
     let hub = single(Limits::default()).await;
-    let out = hub
+    let err = hub
         .start_child(ChildSpec::new("x", "nope"), StartOptions::awaited())
         .await
-        .unwrap();
+        .expect_err("an unknown kind is an error");
+    assert!(err.to_string().contains("nope"), "{err}");
+    let out = err.into_start_outcome().unwrap();
     assert_eq!(out.failed[0].error, StartError::UnknownKind("nope".into()));
     let taken = Hub::builder("sup-test")
         .node_id("p")
@@ -178,4 +182,36 @@ async fn unknown_kinds_and_bind_errors_are_reported() {
     hub.shutdown().await.unwrap();
     taken.shutdown().await.unwrap();
     assert!(!hub.is_alive().await);
+}
+
+/// `start_child(..).await?` fails when the child did not start: a user
+/// writing `?` after an awaited start never mistakes a refusal for success.
+#[tokio::test]
+async fn a_start_that_did_not_happen_is_an_error() {
+    let hub = single(Limits::default()).await;
+    let start =
+        |id: &str, kind: &str| hub.start_child(ChildSpec::new(id, kind), StartOptions::awaited());
+    start("once", "fragile").await.expect("first start");
+    let again = start("once", "fragile").await.expect_err("already started");
+    let out = again
+        .start_outcome()
+        .expect("the outcome comes with the error");
+    assert!(
+        matches!(out.failed[0].error, StartError::AlreadyStarted { .. }),
+        "{again}"
+    );
+    assert!(again.to_string().contains("once"), "{again}");
+    let unknown = start("other", "no-such-kind")
+        .await
+        .expect_err("unknown kind");
+    assert!(unknown.to_string().contains("no-such-kind"), "{unknown}");
+    let stop = hub
+        .stop_child("nobody", hub_core::StopOptions::awaited())
+        .await
+        .expect_err("a stop of an unknown child");
+    assert!(
+        stop.stop_outcome().is_some_and(|o| o.failed.len() == 1),
+        "{stop}"
+    );
+    hub.shutdown().await.unwrap();
 }

@@ -463,6 +463,7 @@ async fn acknowledged_starts_are_in_the_acknowledged_registries() {
             .unwrap()
             .start_children(specs.clone(), opts)
             .await
+            .or_else(hub_net::HubError::into_start_outcome)
         else {
             continue;
         };
@@ -723,7 +724,13 @@ async fn strict_mode_never_runs_two_copies_through_partitions_kills_and_restarts
     let mut probes = 0;
     loop {
         let probe = ChildSpec::new("probe", "witness");
-        let out = c.hub(0).unwrap().start_child(probe, opts).await.unwrap();
+        let out = c
+            .hub(0)
+            .unwrap()
+            .start_child(probe, opts)
+            .await
+            .or_else(hub_net::HubError::into_start_outcome)
+            .unwrap();
         if out.is_ok() {
             break;
         }

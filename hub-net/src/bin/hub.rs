@@ -465,6 +465,10 @@ fn decode_reply(kind: &str, bytes: &[u8]) -> Result<serde_json::Value, AnyError>
 
 async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
     let t = Duration::from_secs(30);
+    // Children a start or stop could not handle: the JSON is printed
+    // anyway, and the command then fails.
+    let mut failures = 0;
+    let mut asked = 0;
     let out: serde_json::Value = match op {
         CtlOp::Start {
             ids,
@@ -485,21 +489,29 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
                     spec
                 })
                 .collect();
+            asked = ids.len();
             match c.request(CtlRequest::Start { specs }, t).await? {
-                CtlReply::Started { started, failed } => serde_json::json!({
+                CtlReply::Started { started, failed } => {
+                    failures = failed.len();
+                    serde_json::json!({
                     "started": started.iter().map(|(id, at)| (id.to_string(), at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
                     "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
-                }),
+                    })
+                }
                 other => return Err(reply_error(other)),
             }
         }
         CtlOp::Stop { ids } => {
+            asked = ids.len();
             let ids = ids.into_iter().map(ChildId::from).collect();
             match c.request(CtlRequest::Stop { ids }, t).await? {
-                CtlReply::Stopped { stopped, failed } => serde_json::json!({
+                CtlReply::Stopped { stopped, failed } => {
+                    failures = failed.len();
+                    serde_json::json!({
                     "stopped": stopped.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                     "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
-                }),
+                    })
+                }
                 other => return Err(reply_error(other)),
             }
         }
@@ -563,6 +575,9 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("{out}");
+    }
+    if failures > 0 {
+        return Err(format!("{failures} of {asked} children failed (see \"failed\")").into());
     }
     Ok(())
 }
