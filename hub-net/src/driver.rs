@@ -440,10 +440,19 @@ impl Driver {
                 }
                 Output::Event(e) => {
                     if let Event::ClusterLeave(n) = &e {
-                        // It may come back as a new run: dial afresh then
-                        // rather than trust a connection that may be dead.
-                        if let Some(c) = self.conns.remove(n) {
-                            c.close();
+                        // A node that failed may come back as a new run:
+                        // dial afresh then rather than trust a connection
+                        // that may be dead. A node that is leaving keeps
+                        // its connection: its drain (handoffs, releases,
+                        // acks) travels on it, and closing it would drop
+                        // what it had not read yet.
+                        let leaving = self.node.members().any(|m| {
+                            m.info.id == *n && m.status == hub_core::membership::Status::Leaving
+                        });
+                        if !leaving {
+                            if let Some(c) = self.conns.remove(n) {
+                                c.close();
+                            }
                         }
                     }
                     let _ = self.events.send(e);

@@ -83,3 +83,64 @@ fn two_node_processes_decommissioned_together_hand_over_every_child() {
     });
     assert!(all, "children lost: {}", which(&addrs[0], &cookie));
 }
+
+/// Strict mode, three node processes with quorum 2: SIGTERM to one hands
+/// its children over and the process exits within seconds (not after the
+/// 60 s shutdown timeout); the two others run every child.
+#[test]
+fn a_strict_node_process_terminated_hands_over_promptly() {
+    let cookie = cookie_file("strict-term");
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let strict = ["--strict-quorum=2".to_string()];
+    let mut procs = Procs(vec![node_with_args(
+        "p0", &addrs[0], None, &cookie, &strict,
+    )]);
+    for (i, a) in addrs.iter().enumerate().skip(1) {
+        let id = format!("p{i}");
+        procs
+            .0
+            .push(node_with_args(&id, a, Some(&addrs[0]), &cookie, &strict));
+    }
+    wait_ring(&addrs, &cookie, 3);
+    // New nodes grant nothing for the takeover delay (4.6 s by default).
+    let granted = eventually(Duration::from_secs(20), || {
+        hub(&["ctl", "--node", &addrs[0], "start", "probe"], &cookie)
+            .status
+            .success()
+    });
+    assert!(granted, "the strict nodes never granted a child");
+    let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    let started = json(&hub(&args, &cookie));
+    assert_eq!(
+        started["started"].as_object().unwrap().len(),
+        200,
+        "{started}"
+    );
+    let on_p2 = which(&addrs[0], &cookie)["p2"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(on_p2 > 0, "nothing to hand over on p2");
+
+    let t0 = std::time::Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &procs.0[2].id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = exits(&mut procs.0[2], Duration::from_secs(30));
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the strict leave took {took:?}"
+    );
+    let all = eventually(Duration::from_secs(20), || {
+        survivors_run(&addrs[..2], &cookie, 201, "p2")
+            && addrs[..2]
+                .iter()
+                .all(|a| status(a, &cookie).is_some_and(|s| s["settled"] == true))
+    });
+    assert!(all, "children lost: {}", which(&addrs[0], &cookie));
+}

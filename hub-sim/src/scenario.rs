@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hub_core::{ChildSpec, StartOptions};
 use hub_net::examples::{Counter, CounterMsg};
 use rand::Rng;
 
@@ -33,6 +34,43 @@ pub async fn formed_with(opts: SimOptions) -> SimCluster {
 pub fn seeded_rng() -> rand::rngs::StdRng {
     use rand::SeedableRng;
     rand::rngs::StdRng::from_os_rng()
+}
+
+/// Starts counters `{prefix}0..{prefix}{n}` through node 0 (awaited);
+/// panics unless every one started. Returns their ids.
+pub async fn start_counters(c: &SimCluster, prefix: &str, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let specs = ids
+        .iter()
+        .map(|id| ChildSpec::new(id.as_str(), "counter"))
+        .collect();
+    let hub = c.hub(0).expect("node 0 runs");
+    if let Err(e) = hub.start_children(specs, StartOptions::awaited()).await {
+        panic!("starting {n} counters: {e}");
+    }
+    ids
+}
+
+/// Strict mode: waits until node 0 can start a child of `kind` (new
+/// nodes grant nothing for the takeover delay); panics after 10 s.
+pub async fn wait_granting(c: &SimCluster, kind: &str) {
+    let opts = StartOptions {
+        timeout: Duration::from_secs(3),
+        ..StartOptions::awaited()
+    };
+    for _ in 0..40 {
+        let probe = ChildSpec::new("probe", kind);
+        if c.hub(0)
+            .expect("node 0 runs")
+            .start_child(probe, opts)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("node 0 never got a quorum of grants");
 }
 
 /// `steps` random workload steps.

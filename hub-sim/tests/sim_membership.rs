@@ -4,24 +4,13 @@
 
 use std::time::Duration;
 
-use hub_core::{ChildSpec, StartOptions};
-use hub_sim::scenario::{dump_trace, formed, QUIET};
+use hub_sim::scenario::{dump_trace, formed, formed_with, start_counters, wait_granting, QUIET};
 use hub_sim::SimCluster;
+use hub_sim::SimOptions;
 
 /// Starts `n` counters through node 0 and waits for quiet.
 async fn counters(c: &SimCluster, n: usize) -> Vec<String> {
-    let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
-    let specs = ids
-        .iter()
-        .map(|id| ChildSpec::new(id.as_str(), "counter"))
-        .collect();
-    let out = c
-        .hub(0)
-        .unwrap()
-        .start_children(specs, StartOptions::awaited())
-        .await
-        .unwrap();
-    assert!(out.is_ok(), "{out:?}");
+    let ids = start_counters(c, "c", n).await;
     c.settle(QUIET).await.unwrap();
     ids
 }
@@ -81,5 +70,26 @@ async fn two_nodes_decommissioned_together_keep_every_child() {
         }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
+    all_running(&c, &ids).await;
+}
+
+/// Strict mode (quorum 2 of 3): a node's graceful leave hands its children
+/// over in about a second, not after the 60 s shutdown timeout, and every
+/// child runs once afterwards.
+#[madsim::test]
+async fn a_strict_graceful_leave_hands_over_promptly() {
+    let opts = SimOptions::new(3)
+        .customize(|b| b.configure(|c| c.strict = Some(hub_core::Strict::new(2))));
+    let mut c = formed_with(opts).await;
+    wait_granting(&c, "counter").await;
+    let mut ids = start_counters(&c, "s", 200).await;
+    ids.push("probe".into());
+    c.settle(QUIET).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    for r in c.shutdown_together(&[2]).await {
+        r.expect("graceful leave");
+    }
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "the leave took {took:?}");
     all_running(&c, &ids).await;
 }

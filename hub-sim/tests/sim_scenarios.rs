@@ -8,7 +8,8 @@ use std::time::Duration;
 use hub_core::{ChildSpec, StartOptions};
 use hub_net::examples::{Counter, CounterMsg};
 use hub_sim::scenario::{
-    dump_trace, formed, formed_with, heal_and_restart_all, load, seeded_rng, verify, QUIET,
+    dump_trace, formed, formed_with, heal_and_restart_all, load, seeded_rng, start_counters,
+    verify, wait_granting, QUIET,
 };
 use hub_sim::{SimCluster, SimOptions, Workload};
 use rand::Rng;
@@ -123,18 +124,10 @@ async fn slow_links_still_converge() {
 #[madsim::test]
 async fn graceful_shutdown_hands_over_under_load() {
     let mut c = formed(4).await;
-    let hub = c.hub(0).unwrap();
-    let specs = (0..300)
-        .map(|i| ChildSpec::new(format!("g{i}"), "counter"))
-        .collect();
-    assert!(hub
-        .start_children(specs, StartOptions::awaited())
-        .await
-        .unwrap()
-        .is_ok());
+    let ids = start_counters(&c, "g", 300).await;
     c.settle(QUIET).await.unwrap();
     let mut w = Workload::default();
-    w.acked.extend((0..300).map(|i| format!("g{i}").into()));
+    w.acked.extend(ids.into_iter().map(Into::into));
     c.shutdown(3).await.unwrap();
     load(&c, &mut w, 10).await;
     verify(&c, &mut w).await;
@@ -539,18 +532,7 @@ async fn killed_nodes_children_resume_from_at_least_the_last_replicated_snapshot
     let opts = SimOptions::new(5)
         .customize(|b| b.register_with_snapshots::<Counter>("counter", SnapshotPolicy::every(1)));
     let mut c = formed_with(opts).await;
-    let ids: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
-    let specs: Vec<ChildSpec> = ids
-        .iter()
-        .map(|i| ChildSpec::new(i.as_str(), "counter"))
-        .collect();
-    let out = c
-        .hub(0)
-        .unwrap()
-        .start_children(specs, StartOptions::awaited())
-        .await
-        .unwrap();
-    assert!(out.is_ok());
+    let ids = start_counters(&c, "p", 24).await;
     let mut rng = seeded_rng();
     let short = Duration::from_millis(500);
     let mut recoveries = 0;
@@ -720,24 +702,7 @@ async fn strict_mode_never_runs_two_copies_through_partitions_kills_and_restarts
         timeout: Duration::from_secs(3),
         ..StartOptions::awaited()
     };
-    // New nodes grant nothing for the takeover delay.
-    let mut probes = 0;
-    loop {
-        let probe = ChildSpec::new("probe", "witness");
-        let out = c
-            .hub(0)
-            .unwrap()
-            .start_child(probe, opts)
-            .await
-            .or_else(hub_net::HubError::into_start_outcome)
-            .unwrap();
-        if out.is_ok() {
-            break;
-        }
-        probes += 1;
-        assert!(probes < 40, "no quorum of grants: {:?}", out.failed);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_granting(&c, "witness").await;
     let out = c
         .hub(0)
         .unwrap()

@@ -4,10 +4,10 @@
 //! ColdSwap hands the stopped instance's final state over, HotSwap with
 //! handover its paused snapshot.
 
-use hub_core::{ChildSpec, StartOptions, Strategies};
+use hub_core::Strategies;
 use hub_net::examples::Counter;
 use hub_net::SnapshotPolicy;
-use hub_sim::scenario::{adds_and_reads, formed_with, Adds, QUIET};
+use hub_sim::scenario::{adds_and_reads, formed_with, start_counters, Adds, QUIET};
 use hub_sim::SimOptions;
 
 /// 40 counters through node 0; adds and reads from random nodes through
@@ -15,16 +15,8 @@ use hub_sim::SimOptions;
 /// another join; every read holds every add acknowledged before it.
 async fn adds_survive_membership_changes(opts: SimOptions) {
     let mut c = formed_with(opts).await;
-    let hub = c.hub(0).unwrap();
-    let specs = (0..40)
-        .map(|i| ChildSpec::new(format!("h{i}"), "counter"))
-        .collect();
-    assert!(hub
-        .start_children(specs, StartOptions::awaited())
-        .await
-        .unwrap()
-        .is_ok());
-    let mut adds: Adds = (0..40).map(|i| (format!("h{i}"), (0, 0))).collect();
+    let ids = start_counters(&c, "h", 40).await;
+    let mut adds: Adds = ids.into_iter().map(|id| (id, (0, 0))).collect();
     adds_and_reads(&c, &mut adds, 100).await;
     c.add_node();
     adds_and_reads(&c, &mut adds, 150).await;

@@ -394,12 +394,13 @@ impl Node {
                     }
                     StopPurpose::Conflict => {
                         self.write_own(None, &id);
-                        // The other copy may have vanished meanwhile: never
-                        // drop the last one.
-                        if self.registry.lookup_ref(id.as_str()).is_empty() {
-                            self.orphans.insert(id, Orphan::new(local.spec, None, true));
-                            self.reconcile();
-                        }
+                        // The winning copy's row may be stale (its node
+                        // handed the child on, possibly to this very node,
+                        // and the removal has not arrived): keep a
+                        // responsible orphan, offered to the owner until it
+                        // acknowledges that it runs the child.
+                        self.orphans.insert(id, Orphan::new(local.spec, None, true));
+                        self.reconcile();
                     }
                     StopPurpose::Requested => {
                         self.write_own(None, &id);
