@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use hub_core::membership::Status as MemberState;
 use hub_core::{
@@ -79,6 +79,9 @@ pub(crate) struct Driver {
     next_call: u64,
     next_conn: u64,
     jitter: StdRng,
+    /// Why the node stopped without leaving (a fatal refusal), for
+    /// [`crate::Hub::stop_reason`].
+    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Driver {
@@ -92,8 +95,10 @@ impl Driver {
         cancel: CancellationToken,
         net_tx: mpsc::Sender<NetEvent>,
         local_tx: mpsc::UnboundedSender<LocalReport>,
+        stop_reason: Arc<std::sync::Mutex<Option<String>>>,
     ) -> Self {
         Driver {
+            stop_reason,
             epoch,
             net,
             sup,
@@ -174,7 +179,7 @@ impl Driver {
                 }
             }
             self.perform();
-            if !self.node.is_alive() {
+            if !self.node.is_alive() || self.stopped() {
                 break;
             }
         }
@@ -183,6 +188,43 @@ impl Driver {
         // Let the final `Left` frames reach the wire before closing.
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.cancel.cancel();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// A peer refused this node for a reason retrying cannot cure: stop.
+    fn fatal(&mut self, peer: &NodeId, refusal: &handshake::Refusal) {
+        let why = format!("refused by {peer}: {refusal}");
+        error!(%peer, %refusal, "refused by the cluster; stopping");
+        *self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Refuses a peer after its handshake when its node id belongs to a
+    /// live member run by another process, or when it would take a strict
+    /// cluster past `2q - 1` nodes. The peer is told why.
+    fn refusal_for(&self, peer: &handshake::Hello) -> Option<handshake::Refusal> {
+        let id = NodeId::new(&peer.node_id);
+        let member = self.node.members().find(|m| m.info.id == id);
+        let live =
+            member.is_some_and(|m| matches!(m.status, MemberState::Up | MemberState::Suspect));
+        let connected_other_run = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.incarnation != peer.incarnation && c.incarnation != 0);
+        if live && connected_other_run {
+            return Some(handshake::Refusal::DuplicateNodeId(peer.node_id.clone()));
+        }
+        let quorum = self.node.config().strict_quorum()?;
+        let known = member.is_some_and(|m| m.status != MemberState::Left);
+        if !known && self.node.ring().len() as u32 + 1 > 2 * quorum - 1 {
+            return Some(handshake::Refusal::ClusterFull { quorum });
+        }
+        None
     }
 
     fn request_id(&mut self) -> RequestId {
@@ -322,6 +364,14 @@ impl Driver {
                         }
                     }
                     (None, Wire::Ctl { req, request }) => self.on_ctl(conn, req, request),
+                    (Some(p), Wire::Refused(r)) => {
+                        c.close();
+                        if r.is_fatal() {
+                            self.fatal(&p, &r);
+                        } else {
+                            warn!(peer = %p, reason = %r, "refused by a peer");
+                        }
+                    }
                     (peer, other) => {
                         warn!(?peer, frame = ?std::mem::discriminant(&other), "unexpected frame; closing");
                         c.close();
@@ -348,8 +398,19 @@ impl Driver {
         }
         let id = NodeId::new(&peer.node_id);
         debug!(peer = %id, incarnation = peer.incarnation, initiator, "connection up");
-        if id == me {
-            warn!("refusing a connection from a node with our own id");
+        let refusal = if id == me {
+            Some(handshake::Refusal::DuplicateNodeId(peer.node_id.clone()))
+        } else {
+            self.refusal_for(&peer)
+        };
+        if let Some(r) = refusal {
+            warn!(peer = %id, addr = %peer.addr, reason = %r, "refusing a node");
+            if let Ok(bytes) = crate::wire::encode(&Wire::Refused(r)) {
+                let mut framed = framed;
+                tokio::spawn(async move {
+                    let _ = futures_util::SinkExt::send(&mut framed, bytes).await;
+                });
+            }
             return;
         }
         let dialer = if initiator { me.clone() } else { id.clone() };
@@ -550,9 +611,12 @@ impl Driver {
                             .await;
                         return;
                     }
-                    Err(e) => {
-                        debug!(%addr, error = %e, "seed not reachable yet");
+                    // Loud at first and then every tenth try: a mistyped
+                    // seed, another hub or another cookie must be seen.
+                    Err(e) if attempt % 10 == 0 => {
+                        warn!(%addr, error = %e, attempt, "cannot join through seed");
                     }
+                    Err(e) => debug!(%addr, error = %e, "seed not reachable yet"),
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,

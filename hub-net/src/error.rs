@@ -34,6 +34,9 @@ pub enum HandshakeError {
     /// An I/O error (includes an oversized frame).
     #[error("i/o: {0}")]
     Io(String),
+    /// The other side refused us, and said why.
+    #[error("refused: {0}")]
+    Refused(crate::handshake::Refusal),
 }
 
 /// Why a hub could not start.

@@ -58,6 +58,52 @@ pub struct Hello {
 enum Step {
     Hello(Hello),
     Proof([u8; 32]),
+    /// The side that checked the other says why it will not talk to it,
+    /// then closes: the refused side learns the reason instead of seeing
+    /// a closed connection.
+    Refused(Refusal),
+}
+
+/// Why a node refused a connection; the refused side gets it as
+/// [`HandshakeError::Refused`] (also over an established connection, for
+/// the checks the node task makes after the handshake).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// Another protocol version.
+    #[error("protocol version mismatch (the refusing node speaks {ours})")]
+    Version {
+        /// The refusing side's version.
+        ours: u16,
+    },
+    /// Another hub id.
+    #[error("hub id mismatch (the refusing node belongs to hub {ours:?})")]
+    HubId {
+        /// The refusing side's hub id.
+        ours: String,
+    },
+    /// The proof did not match: another cookie.
+    #[error("authentication failed (the cookies differ)")]
+    Authentication,
+    /// A live node of the cluster already has this node id.
+    #[error("node id {0:?} is taken by a live member of the cluster")]
+    DuplicateNodeId(String),
+    /// A strict-mode cluster is at its size limit (`2q - 1` nodes).
+    #[error("the strict-mode cluster is full: quorum {quorum} allows at most {} nodes", 2 * quorum - 1)]
+    ClusterFull {
+        /// The cluster's strict quorum.
+        quorum: u32,
+    },
+}
+
+impl Refusal {
+    /// Whether the refused node should stop rather than retry: its
+    /// configuration, not the network, is wrong.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Refusal::DuplicateNodeId(_) | Refusal::ClusterFull { .. }
+        )
+    }
 }
 
 /// What one side needs to run a handshake.
@@ -132,14 +178,23 @@ async fn recv<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(step)
 }
 
-fn check(local: &Local, peer: &Hello) -> Result<(), HandshakeError> {
+/// Checks the peer's hello; on a mismatch the peer is told why.
+async fn check<S: AsyncRead + AsyncWrite + Unpin>(
+    f: &mut Framed<S, LengthDelimitedCodec>,
+    local: &Local,
+    peer: &Hello,
+) -> Result<(), HandshakeError> {
     if peer.version != PROTOCOL_VERSION {
+        let ours = PROTOCOL_VERSION;
+        let _ = send(f, &Step::Refused(Refusal::Version { ours })).await;
         return Err(HandshakeError::Version {
             got: peer.version,
-            ours: PROTOCOL_VERSION,
+            ours,
         });
     }
     if peer.hub_id != local.hello.hub_id {
+        let ours = local.hello.hub_id.clone();
+        let _ = send(f, &Step::Refused(Refusal::HubId { ours })).await;
         return Err(HandshakeError::HubId(peer.hub_id.clone()));
     }
     if peer.node_id.is_empty() || peer.node_id.len() > hub_core::spec::MAX_NAME_LEN {
@@ -164,18 +219,22 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::time::timeout(local.timeout, async {
         let me = fresh(local)?;
         send(f, &Step::Hello(me.clone())).await?;
-        let Step::Hello(peer) = recv(f).await? else {
-            return Err(HandshakeError::Malformed("expected hello".into()));
+        let peer = match recv(f).await? {
+            Step::Hello(peer) => peer,
+            Step::Refused(r) => return Err(HandshakeError::Refused(r)),
+            Step::Proof(_) => return Err(HandshakeError::Malformed("expected hello".into())),
         };
-        check(local, &peer)?;
+        check(f, local, &peer).await?;
         let hub = &local.hello.hub_id;
         send(
             f,
             &Step::Proof(mac(&local.cookie, b"initiator", hub, &me, &peer)),
         )
         .await?;
-        let Step::Proof(p) = recv(f).await? else {
-            return Err(HandshakeError::Malformed("expected proof".into()));
+        let p = match recv(f).await? {
+            Step::Proof(p) => p,
+            Step::Refused(r) => return Err(HandshakeError::Refused(r)),
+            Step::Hello(_) => return Err(HandshakeError::Malformed("expected proof".into())),
         };
         if !verify(&local.cookie, b"acceptor", hub, &me, &peer, &p) {
             return Err(HandshakeError::BadCookie);
@@ -195,14 +254,17 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         let Step::Hello(peer) = recv(f).await? else {
             return Err(HandshakeError::Malformed("expected hello".into()));
         };
-        check(local, &peer)?;
+        check(f, local, &peer).await?;
         let me = fresh(local)?;
         send(f, &Step::Hello(me.clone())).await?;
         let hub = &local.hello.hub_id;
-        let Step::Proof(p) = recv(f).await? else {
-            return Err(HandshakeError::Malformed("expected proof".into()));
+        let p = match recv(f).await? {
+            Step::Proof(p) => p,
+            Step::Refused(r) => return Err(HandshakeError::Refused(r)),
+            Step::Hello(_) => return Err(HandshakeError::Malformed("expected proof".into())),
         };
         if !verify(&local.cookie, b"initiator", hub, &peer, &me, &p) {
+            let _ = send(f, &Step::Refused(Refusal::Authentication)).await;
             return Err(HandshakeError::BadCookie);
         }
         send(

@@ -263,6 +263,7 @@ impl HubBuilder {
             ));
         }
         let sup = Supervisor::new(kinds, limits, local_tx.clone(), config.node_id.to_string());
+        let stop_reason = Arc::new(std::sync::Mutex::new(None));
         let d = Driver::new(
             node,
             Instant::now(),
@@ -272,6 +273,7 @@ impl HubBuilder {
             cancel.clone(),
             net_tx,
             local_tx,
+            stop_reason.clone(),
         );
         let span = tracing::info_span!("node", id = %config.node_id);
         tokio::spawn(tracing::Instrument::instrument(
@@ -285,6 +287,7 @@ impl HubBuilder {
             cancel,
             node_id: config.node_id,
             addr: local_addr,
+            stop_reason,
         })
     }
 }
@@ -298,6 +301,7 @@ pub struct Hub {
     cancel: CancellationToken,
     node_id: NodeId,
     addr: Option<SocketAddr>,
+    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Hub {
@@ -641,9 +645,21 @@ impl Hub {
     }
 
     /// Resolves once the node has stopped: it left (on [`Hub::shutdown`],
-    /// or because a peer decommissioned it) or was aborted.
+    /// or because a peer decommissioned it), was aborted, or was refused
+    /// by the cluster ([`Hub::stop_reason`]).
     pub async fn closed(&self) {
         self.cancel.cancelled().await;
+    }
+
+    /// Why the node stopped without leaving, if it did: the cluster refused
+    /// it for a reason retrying cannot cure (its node id belongs to a live
+    /// member, or the strict cluster is full). `None` while it runs and
+    /// after a graceful leave.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops the node at once without a goodbye (what a crash looks like to

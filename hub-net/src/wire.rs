@@ -51,6 +51,9 @@ pub enum Wire {
         /// The answer.
         reply: CtlReply,
     },
+    /// The node task refused a peer after the handshake (its node id is
+    /// taken, the strict cluster is full); the connection closes after it.
+    Refused(crate::handshake::Refusal),
 }
 
 /// Encodes a frame body.

@@ -401,7 +401,10 @@ async fn run_node(
             eprintln!("shutting down: handing children over");
             hub.shutdown().await?;
         }
-        _ = hub.closed() => eprintln!("decommissioned: children handed over, left the cluster"),
+        _ = hub.closed() => match hub.stop_reason() {
+            Some(why) => return Err(why.into()),
+            None => eprintln!("decommissioned: children handed over, left the cluster"),
+        },
     }
     Ok(())
 }

@@ -1,0 +1,189 @@
+//! Mistakes a user makes when starting node processes are refused loudly:
+//! a node id already in use, a strict cluster past its size, another
+//! cookie or hub id.
+
+mod procs;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procs::*;
+
+/// A `hub node` process whose stderr is kept, with `extra` flags.
+fn loud_node(
+    id: &str,
+    addr: &str,
+    seed: &str,
+    cookie: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    Command::new(HUB)
+        .args([
+            "node",
+            "--hub-id",
+            "cli",
+            "--node-id",
+            id,
+            "--listen",
+            addr,
+            "--seed",
+            seed,
+        ])
+        .arg("--cookie-file")
+        .arg(cookie)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `p` to exit; its status and stderr.
+fn finished(mut p: std::process::Child, within: Duration) -> (std::process::ExitStatus, String) {
+    let status = exits(&mut p, within);
+    let mut err = String::new();
+    if let Some(mut s) = p.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut err);
+    }
+    (status, err)
+}
+
+/// What node `addr` says of member `id`: its address and status.
+fn member(addr: &str, cookie: &std::path::PathBuf, id: &str) -> Option<(String, String)> {
+    let s = status(addr, cookie)?;
+    s["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| {
+            (
+                m["addr"].as_str().unwrap_or_default().to_string(),
+                m["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+#[test]
+fn a_second_process_with_a_live_node_id_is_refused_and_exits_non_zero() {
+    let cookie = cookie_file("dup-id");
+    let (_procs, addrs) = processes(2, &cookie);
+    let real = member(&addrs[0], &cookie, "p1").expect("p0 knows p1");
+    assert_eq!(real.1, "up");
+
+    let dup = loud_node("p1", &free_addr(), &addrs[0], &cookie, &[]);
+    let (status, err) = finished(dup, Duration::from_secs(20));
+    assert!(!status.success(), "the duplicate exits non-zero");
+    assert!(err.contains("is taken by a live member"), "{err}");
+
+    // The cluster's view of the real p1 never changes: checked for longer
+    // than the failure detector's down_after (3 s).
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(member(&addrs[0], &cookie, "p1").as_ref(), Some(&real));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let s = procs::status(&addrs[0], &cookie).unwrap();
+    assert_eq!(s["ring"].as_array().map(Vec::len), Some(2), "{s}");
+}
+
+#[test]
+fn a_node_past_the_strict_cluster_size_is_refused_and_nothing_stops() {
+    let cookie = cookie_file("strict-full");
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let strict = ["--strict-quorum=2".to_string()];
+    let mut procs = Procs(vec![node_with_args(
+        "p0", &addrs[0], None, &cookie, &strict,
+    )]);
+    for (i, a) in addrs.iter().enumerate().skip(1) {
+        procs.0.push(node_with_args(
+            &format!("p{i}"),
+            a,
+            Some(&addrs[0]),
+            &cookie,
+            &strict,
+        ));
+    }
+    wait_ring(&addrs, &cookie, 3);
+    let granted = eventually(Duration::from_secs(20), || {
+        hub(&["ctl", "--node", &addrs[0], "start", "probe"], &cookie)
+            .status
+            .success()
+    });
+    assert!(granted, "the strict nodes never granted a child");
+    let ids: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    json(&hub(&args, &cookie));
+    let before = which(&addrs[0], &cookie);
+
+    let fourth = loud_node(
+        "p3",
+        &free_addr(),
+        &addrs[0],
+        &cookie,
+        &["--strict-quorum=2"],
+    );
+    let (status, err) = finished(fourth, Duration::from_secs(20));
+    assert!(!status.success(), "the fourth node exits non-zero");
+    assert!(err.contains("cluster is full"), "{err}");
+    for a in &addrs {
+        let s = procs::status(a, &cookie).unwrap();
+        assert_eq!(s["ring"].as_array().map(Vec::len), Some(3), "{s}");
+        assert_eq!(s["locked"], false, "{s}");
+    }
+    assert_eq!(
+        which(&addrs[0], &cookie),
+        before,
+        "nothing moved or stopped"
+    );
+}
+
+#[test]
+fn another_cookie_or_hub_id_is_refused_with_its_reason() {
+    let cookie = cookie_file("wrong-auth");
+    let (_procs, addrs) = processes(1, &cookie);
+    let other = std::env::temp_dir().join(format!("hub-cli-other-{}", std::process::id()));
+    std::fs::write(&other, "another cookie").unwrap();
+
+    let out = hub(&["status", "--node", &addrs[0]], &other);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("authentication failed"), "{err}");
+
+    let out = Command::new(HUB)
+        .args(["status", "--hub-id", "another-hub", "--cookie-file"])
+        .arg(&cookie)
+        .args(["--node", &addrs[0]])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("hub id mismatch"), "{err}");
+
+    // A joiner with another cookie says why at the default log level.
+    let mut joiner = loud_node("px", &free_addr(), &addrs[0], &other, &[]);
+    let mut err = String::new();
+    let stderr = joiner.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("authentication failed"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = joiner.kill();
+    let _ = joiner.wait();
+    if let Ok(Some(line)) = reader.join() {
+        err = line;
+    }
+    assert!(
+        err.contains("authentication failed"),
+        "joiner logged: {err:?}"
+    );
+    let _ = std::fs::remove_file(other);
+}
