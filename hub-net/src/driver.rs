@@ -409,6 +409,13 @@ impl Driver {
                 let mut framed = framed;
                 tokio::spawn(async move {
                     let _ = futures_util::SinkExt::send(&mut framed, bytes).await;
+                    // Close only once the peer has read it and closed: a
+                    // close with its frames unread would reset the
+                    // connection, and the reset can discard the refusal.
+                    let drain = async {
+                        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut framed).await {}
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
                 });
             }
             return;

@@ -144,3 +144,46 @@ fn a_strict_node_process_terminated_hands_over_promptly() {
     });
     assert!(all, "children lost: {}", which(&addrs[0], &cookie));
 }
+
+/// `--distribution balanced`: children started right after formation
+/// (before the first load report) do not move when a node joins.
+#[test]
+fn balanced_children_started_at_once_stay_put_when_a_node_joins() {
+    let cookie = cookie_file("balanced");
+    let addrs: Vec<String> = (0..4).map(|_| free_addr()).collect();
+    let balanced = ["--distribution=balanced".to_string()];
+    let mut procs = Procs(vec![node_with_args(
+        "p0", &addrs[0], None, &cookie, &balanced,
+    )]);
+    for (i, a) in addrs.iter().enumerate().take(3).skip(1) {
+        procs.0.push(node_with_args(
+            &format!("p{i}"),
+            a,
+            Some(&addrs[0]),
+            &cookie,
+            &balanced,
+        ));
+    }
+    wait_ring(&addrs[..3], &cookie, 3);
+    let ids: Vec<String> = (0..300).map(|i| format!("b{i}")).collect();
+    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    json(&hub(&args, &cookie));
+    let before = which(&addrs[0], &cookie);
+    procs.0.push(node_with_args(
+        "p3",
+        &addrs[3],
+        Some(&addrs[0]),
+        &cookie,
+        &balanced,
+    ));
+    wait_ring(&addrs, &cookie, 4);
+    let settled = eventually(Duration::from_secs(20), || {
+        addrs.iter().all(|a| {
+            status(a, &cookie).is_some_and(|s| s["settled"] == true && s["children"] == 300)
+        })
+    });
+    assert!(settled, "the join did not settle");
+    let after = which(&addrs[0], &cookie);
+    assert_eq!(after, before, "children moved on a join");
+}

@@ -93,3 +93,78 @@ async fn a_strict_graceful_leave_hands_over_promptly() {
     assert!(took < Duration::from_secs(5), "the leave took {took:?}");
     all_running(&c, &ids).await;
 }
+
+/// Where each registered child runs, as node 0 sees it.
+async fn holders(c: &SimCluster) -> std::collections::BTreeMap<String, Vec<String>> {
+    let views = c.views().await;
+    views[0]
+        .registry
+        .iter()
+        .map(|(id, at)| {
+            (
+                id.to_string(),
+                at.iter().map(|(n, _)| n.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// `--distribution balanced`: children started right after the cluster
+/// formed (before the first load report) are stamped with their node like
+/// all others, so a join moves none of them.
+#[madsim::test]
+async fn balanced_children_started_before_any_load_report_stay_put_on_a_join() {
+    let balanced = || {
+        let mut s = hub_strategies::defaults();
+        s.distribution = Box::new(hub_strategies::CentralizedLoadBalancer::default());
+        s
+    };
+    let mut c = formed_with(SimOptions::new(3).customize(move |b| b.strategies(balanced()))).await;
+    let ids = start_counters(&c, "b", 300).await;
+    c.settle(QUIET).await.unwrap();
+    let before = holders(&c).await;
+    assert_eq!(before.len(), ids.len());
+    c.add_node();
+    c.settle(QUIET).await.unwrap();
+    let after = holders(&c).await;
+    let moved: Vec<&String> = ids
+        .iter()
+        .filter(|id| before.get(*id) != after.get(*id))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "{} of 300 moved on a join, e.g. {:?}",
+        moved.len(),
+        &moved[..moved.len().min(5)]
+    );
+}
+
+/// Strict mode (quorum 2, so at most 3 nodes): a 4th node is refused and
+/// stops with the reason; nothing that runs on the three stops or moves.
+#[madsim::test]
+async fn a_node_past_the_strict_cluster_size_is_refused_and_nothing_stops() {
+    let opts = SimOptions::new(3)
+        .customize(|b| b.configure(|c| c.strict = Some(hub_core::Strict::new(2))));
+    let mut c = formed_with(opts).await;
+    wait_granting(&c, "counter").await;
+    let mut ids = start_counters(&c, "f", 100).await;
+    ids.push("probe".into());
+    c.settle(QUIET).await.unwrap();
+    let before = holders(&c).await;
+    let fourth = c.add_node();
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(h) = c.hub(fourth) {
+            if let Some(why) = h.stop_reason() {
+                refused = Some(why);
+                break;
+            }
+        }
+    }
+    let why = refused.expect("the fourth node was not refused");
+    assert!(why.contains("cluster is full"), "{why}");
+    c.kill(fourth);
+    all_running(&c, &ids).await;
+    assert_eq!(holders(&c).await, before, "something moved or stopped");
+}

@@ -133,16 +133,18 @@ fn named_or_hashed(ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId
 /// of age, and sends everyone the capacities `max(0.1, 1 - score)`. A batch
 /// is split across nodes in proportion to capacity (smooth weighted round
 /// robin, so the split is deterministic); the choice is stamped into each
-/// spec, so children never move on a join. With no scoreboard yet, ring
-/// hashing places them. Children whose chosen node is gone run on their
-/// ring owner.
+/// spec, so children never move on a join. With no scoreboard yet (the
+/// first `push_interval` after the cluster forms), ring hashing chooses
+/// and that choice is stamped likewise. Children whose chosen node is gone
+/// run on their ring owner.
 ///
 /// ```
 /// use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
 /// use hub_strategies::CentralizedLoadBalancer;
 /// let ring = Ring::new(128, ["a", "b"].map(NodeId::new));
 /// let mut lb = CentralizedLoadBalancer::default();
-/// assert_eq!(lb.assign(&ring, &ChildSpec::new("c", "k"), 1), None); // no scores yet
+/// // No scores yet: the ring owner, stamped like any other choice.
+/// assert_eq!(lb.assign(&ring, &ChildSpec::new("c", "k"), 1), Some(ring.owners_for(&ChildSpec::new("c", "k"), 1)));
 /// lb.record_load(&NodeId::new("a"), 900);
 /// lb.record_load(&NodeId::new("b"), 100);
 /// let board = lb.scoreboard();
@@ -210,9 +212,12 @@ impl DistributionStrategy for CentralizedLoadBalancer {
         (spec.nodes().is_none() && !spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
-    fn assign(&mut self, ring: &Ring, _spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {
+    fn assign(&mut self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {
         if self.board.is_empty() {
-            return None;
+            // Stamped too: an unstamped child would follow the ring and
+            // move on the next join.
+            let owners = ring.owners_for(spec, replicas);
+            return (!owners.is_empty()).then_some(owners);
         }
         // A member without a score yet (e.g. just joined) counts as idle.
         let weights: Vec<(NodeId, i64)> = ring
