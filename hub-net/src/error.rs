@@ -61,6 +61,18 @@ pub enum StartupError {
         /// Why.
         reason: &'static str,
     },
+    /// A seed or advertised address is not `host:port`.
+    #[error("bad address {addr:?}: {reason}")]
+    Address {
+        /// The address given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The node listens on an unspecified address and was not told which
+    /// one to advertise: peers could not reach it.
+    #[error("listening on {0} (any address) needs an advertised address (HubBuilder::advertise, hub node --advertise HOST:PORT) that peers can reach")]
+    Advertise(String),
     /// A static child failed to start.
     #[error("static children failed to start: {0}")]
     StaticChildren(String),

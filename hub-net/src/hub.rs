@@ -30,6 +30,7 @@ use crate::supervisor::{Limits, Supervisor};
 pub struct HubBuilder {
     config: Config,
     listen: Option<String>,
+    advertise: Option<String>,
     seeds: Vec<String>,
     cookie: Bytes,
     strategies: Option<Strategies>,
@@ -66,7 +67,16 @@ impl HubBuilder {
         self
     }
 
-    /// A seed to join through (repeatable).
+    /// The address peers reach this node at, `host:port` (default: the
+    /// bound listen address). Needed when listening on an unspecified
+    /// address (`0.0.0.0`, `[::]`), behind NAT or in a container: peers are
+    /// told this address, not the bound one.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// A seed to join through, `host:port` (repeatable).
     pub fn seed(mut self, addr: impl Into<String>) -> Self {
         self.seeds.push(addr.into());
         self
@@ -188,6 +198,7 @@ impl HubBuilder {
         let HubBuilder {
             mut config,
             listen,
+            advertise,
             seeds,
             cookie,
             strategies,
@@ -200,6 +211,9 @@ impl HubBuilder {
         kinds
             .validate()
             .map_err(|(kind, reason)| StartupError::SnapshotPolicy { kind, reason })?;
+        for s in seeds.iter().chain(advertise.as_ref()) {
+            check_host_port(s)?;
+        }
         let listener = match &listen {
             Some(addr) => Some(TcpListener::bind(addr.as_str()).await.map_err(|source| {
                 StartupError::Bind {
@@ -210,7 +224,14 @@ impl HubBuilder {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        config.addr = local_addr.map(|a| a.to_string()).unwrap_or_default();
+        config.addr = match (&advertise, local_addr) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) if a.ip().is_unspecified() => {
+                return Err(StartupError::Advertise(a.to_string()));
+            }
+            (None, Some(a)) => a.to_string(),
+            (None, None) => String::new(),
+        };
         if config.node_id.as_str().is_empty() {
             config.node_id = NodeId::new(if config.addr.is_empty() {
                 "node"
@@ -324,6 +345,7 @@ impl Hub {
         HubBuilder {
             config: Config::new(hub_id, NodeId::new("")),
             listen: None,
+            advertise: None,
             seeds: Vec::new(),
             cookie: Bytes::new(),
             strategies: None,
@@ -667,4 +689,24 @@ impl Hub {
     pub fn abort(&self) {
         self.cancel.cancel();
     }
+}
+
+/// A seed or advertised address must be `host:port` (resolved later, so a
+/// DNS name that does not resolve yet is fine; a typo is not).
+fn check_host_port(addr: &str) -> Result<(), StartupError> {
+    let bad = |reason: &str| StartupError::Address {
+        addr: addr.to_string(),
+        reason: reason.to_string(),
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    port.parse::<u16>()
+        .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_');
+    if host.is_empty() || !host.chars().all(allowed) {
+        return Err(bad("the host is not a name or an IP address"));
+    }
+    Ok(())
 }

@@ -187,3 +187,86 @@ fn another_cookie_or_hub_id_is_refused_with_its_reason() {
     );
     let _ = std::fs::remove_file(other);
 }
+
+/// Start-up mistakes are start-up errors that name the problem: a seed
+/// that is not `host:port`, a partition option that is not a number, an
+/// unspecified listen address without an advertised one.
+#[test]
+fn malformed_node_options_are_refused_at_start() {
+    let cookie = cookie_file("bad-options");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["node", "--hub-id", "cli", "--node-id", "x"];
+        args.extend(extra);
+        Command::new(HUB)
+            .args(&args)
+            .arg("--cookie-file")
+            .arg(&cookie)
+            .output()
+            .unwrap()
+    };
+    let listen = free_addr();
+    let out = run(&["--listen", &listen, "--seed", "not-an-address"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad address \"not-an-address\""),
+        "{out:?}"
+    );
+
+    let out = run(&["--listen", &listen, "--partition", "majority:abc"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("majority needs an initial cluster size as a number, not \"abc\""),
+        "{err}"
+    );
+
+    let out = run(&["--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--advertise"),
+        "{out:?}"
+    );
+}
+
+/// Nodes on distinct loopback addresses (as on distinct hosts), each
+/// listening on every address and advertising its own: they form one
+/// cluster through the advertised addresses.
+#[test]
+fn nodes_listening_on_any_address_join_through_their_advertised_ones() {
+    let cookie = cookie_file("advertise");
+    let port = |host: &str| {
+        let l = std::net::TcpListener::bind((host, 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let ports: Vec<u16> = hosts.iter().map(|h| port(h)).collect();
+    let advertised: Vec<String> = hosts
+        .iter()
+        .zip(&ports)
+        .map(|(h, p)| format!("{h}:{p}"))
+        .collect();
+    let mut procs = Procs(Vec::new());
+    for (i, (adv, p)) in advertised.iter().zip(&ports).enumerate() {
+        let listen = format!("0.0.0.0:{p}");
+        let mut args = vec!["--advertise".to_string(), adv.clone()];
+        if i > 0 {
+            args.extend(["--seed".to_string(), advertised[0].clone()]);
+        }
+        procs.0.push(node_with_args(
+            &format!("h{i}"),
+            &listen,
+            None,
+            &cookie,
+            &args,
+        ));
+    }
+    wait_ring(&advertised, &cookie, 3);
+    let s = procs::status(&advertised[0], &cookie).unwrap();
+    for m in s["members"].as_array().unwrap() {
+        let addr = m["addr"].as_str().unwrap();
+        assert!(
+            advertised.iter().any(|a| a == addr),
+            "{addr} is not an advertised address: {s}"
+        );
+    }
+}

@@ -272,3 +272,35 @@ fn ctl_failures_exit_non_zero_with_their_json() {
     let exit = exits(&mut procs.0[1], Duration::from_secs(20));
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `--distribution guided` with `hub ctl start --nodes`: the child runs
+/// where it was told; without `--nodes` the start fails naming the flag.
+#[test]
+fn guided_node_processes_place_children_where_ctl_start_names() {
+    let cookie = cookie_file("guided");
+    let addrs: Vec<String> = (0..2).map(|_| free_addr()).collect();
+    let guided = ["--distribution=guided".to_string()];
+    let _procs = Procs(vec![
+        node_with_args("p0", &addrs[0], None, &cookie, &guided),
+        node_with_args("p1", &addrs[1], Some(&addrs[0]), &cookie, &guided),
+    ]);
+    wait_ring(&addrs, &cookie, 2);
+    let placed = json(&hub(
+        &[
+            "ctl", "--node", &addrs[0], "--json", "start", "g1", "g2", "--nodes", "p1",
+        ],
+        &cookie,
+    ));
+    assert_eq!(placed["started"]["g1"][0], "p1", "{placed}");
+    assert_eq!(placed["started"]["g2"][0], "p1", "{placed}");
+    let unnamed = hub(
+        &["ctl", "--node", &addrs[0], "--json", "start", "g3"],
+        &cookie,
+    );
+    assert!(!unnamed.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&unnamed.stdout).unwrap();
+    assert!(
+        v["failed"]["g3"].as_str().unwrap().contains("--nodes"),
+        "{v}"
+    );
+}

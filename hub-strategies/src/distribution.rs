@@ -80,7 +80,7 @@ impl DistributionStrategy for Guided {
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
         let Some(nodes) = spec.nodes() else {
             return Err(format!(
-                "Guided needs a node mapping for {} (ChildSpec::with_nodes)",
+                "Guided needs a node mapping for {} (ChildSpec::with_nodes, hub ctl start --nodes)",
                 spec.id
             ));
         };

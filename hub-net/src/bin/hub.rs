@@ -48,7 +48,11 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long)]
         listen: String,
-        /// Seed address to join through (repeatable).
+        /// Address peers reach this node at (`HOST:PORT`); required when
+        /// listening on 0.0.0.0 or [::].
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Seed address to join through, `HOST:PORT` (repeatable).
         #[arg(long)]
         seed: Vec<String>,
         /// Strategies from a TOML file (see hub-net/examples/strategies.toml);
@@ -134,6 +138,10 @@ enum CtlOp {
         /// Prefer nodes tagged `key=value` (repeatable).
         #[arg(long, value_parser = parse_tag)]
         prefer: Vec<(String, String)>,
+        /// Run on these nodes, primary first (comma-separated; what
+        /// `--distribution guided` places by).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
     },
     /// Stop children (awaited).
     Stop {
@@ -178,9 +186,11 @@ fn parse_partition(s: &str) -> Result<PartitionConfig, String> {
     let mut num = |what: &str| -> Result<u64, String> {
         parts
             .next()
-            .ok_or(format!("{kind} needs {what}, e.g. {kind}:3"))?
-            .parse::<u64>()
-            .map_err(|e| format!("bad {what}: {e}"))
+            .ok_or(format!("{kind} needs {what}, e.g. {kind}:3"))
+            .and_then(|raw| {
+                raw.parse::<u64>()
+                    .map_err(|e| format!("{kind} needs {what} as a number, not {raw:?} ({e})"))
+            })
     };
     let choice = match kind {
         "divergence" => PartitionConfig::Divergence,
@@ -320,6 +330,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             auth,
             node_id,
             listen,
+            advertise,
             seed,
             strategies,
             partition,
@@ -332,6 +343,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let node = NodeOpts {
                 node_id,
                 listen,
+                advertise,
                 seeds: seed,
                 tags: tag,
                 strict: strict_quorum.map(hub_core::Strict::new),
@@ -364,6 +376,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
 struct NodeOpts {
     node_id: String,
     listen: String,
+    advertise: Option<String>,
     seeds: Vec<String>,
     tags: Vec<(String, String)>,
     strict: Option<hub_core::Strict>,
@@ -383,6 +396,9 @@ async fn run_node(
         .register::<Echo>("echo");
     for s in node.seeds {
         b = b.seed(s);
+    }
+    if let Some(a) = node.advertise {
+        b = b.advertise(a);
     }
     for (k, v) in node.tags {
         b = b.tag(k, v);
@@ -478,6 +494,7 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             kind,
             require,
             prefer,
+            nodes,
         } => {
             let specs = ids
                 .iter()
@@ -488,6 +505,9 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
                     }
                     for (k, v) in &prefer {
                         spec = spec.with_preference(k, v);
+                    }
+                    if !nodes.is_empty() {
+                        spec = spec.with_nodes(nodes.iter().map(String::as_str));
                     }
                     spec
                 })
