@@ -36,6 +36,8 @@ pub enum CtlRequest {
         /// All nodes, or only this one.
         global: bool,
     },
+    /// Children that wait to run.
+    Waiting,
     /// Call a child with a postcard-encoded message of its kind.
     Call {
         /// Child.
@@ -80,6 +82,9 @@ pub struct Status {
     pub children: usize,
     /// Children running on this node.
     pub local_children: usize,
+    /// Children this node knows of that run nowhere yet (see
+    /// [`hub_core::Node::waiting_children`]).
+    pub waiting: usize,
     /// Redistributing now.
     pub locked: bool,
     /// Lost quorum.
@@ -107,8 +112,11 @@ pub enum CtlReply {
         /// Failures, rendered.
         failed: Vec<(ChildId, String)>,
     },
-    /// For [`CtlRequest::Lookup`].
-    Lookup(Vec<(NodeId, Handle)>),
+    /// For [`CtlRequest::Lookup`]: its holders, and whether it waits to
+    /// run (known here, running nowhere yet).
+    Lookup(Vec<(NodeId, Handle)>, bool),
+    /// For [`CtlRequest::Waiting`].
+    Waiting(Vec<ChildId>),
     /// For [`CtlRequest::Which`].
     Which(BTreeMap<NodeId, Vec<(ChildId, Handle)>>),
     /// For [`CtlRequest::Call`]: the encoded reply.

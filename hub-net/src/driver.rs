@@ -75,7 +75,8 @@ pub(crate) struct Driver {
     replies: BTreeMap<RequestId, oneshot::Sender<Reply>>,
     ctl_waiting: BTreeMap<RequestId, (u64, u64)>,
     next_request: u64,
-    calls: BTreeMap<u64, oneshot::Sender<Result<Bytes, CallError>>>,
+    /// Calls sent to a peer, by request number: the peer and the caller.
+    calls: BTreeMap<u64, (NodeId, oneshot::Sender<Result<Bytes, CallError>>)>,
     next_call: u64,
     next_conn: u64,
     jitter: StdRng,
@@ -263,7 +264,13 @@ impl Driver {
     fn holder(&self, id: &ChildId) -> Result<NodeId, CallError> {
         match self.node.active_holder(id.as_str()) {
             Some(n) => Ok(n),
-            None if self.node.registry().is_moving(id.as_str()) => Err(CallError::Moving),
+            // In transit: handed over, or known here as waiting to be
+            // restarted (its node died); the caller retries.
+            None if self.node.registry().is_moving(id.as_str())
+                || self.node.waiting_children().contains(id) =>
+            {
+                Err(CallError::Moving)
+            }
             None => Err(CallError::NotFound),
         }
     }
@@ -297,13 +304,13 @@ impl Driver {
             return;
         }
         if self.calls.len() > 1024 {
-            self.calls.retain(|_, s| !s.is_closed()); // callers that gave up
+            self.calls.retain(|_, (_, s)| !s.is_closed()); // callers that gave up
         }
         self.next_call += 1;
         let req = self.next_call;
         match self.send_to(&node, &Wire::Call { req, id, payload }) {
             Ok(()) => {
-                self.calls.insert(req, reply);
+                self.calls.insert(req, (node, reply));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -328,6 +335,19 @@ impl Driver {
                     if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
                         debug!(%peer, "connection lost");
                         self.conns.remove(&peer);
+                        // Their answers cannot come any more: the callers
+                        // retry (the child may run elsewhere soon).
+                        let lost: Vec<u64> = self
+                            .calls
+                            .iter()
+                            .filter(|(_, (n, _))| *n == peer)
+                            .map(|(req, _)| *req)
+                            .collect();
+                        for req in lost {
+                            if let Some((_, s)) = self.calls.remove(&req) {
+                                let _ = s.send(Err(CallError::NotConnected(peer.to_string())));
+                            }
+                        }
                     }
                 }
             }
@@ -359,7 +379,7 @@ impl Driver {
                         }
                     }
                     (Some(_), Wire::CallReply { req, result }) => {
-                        if let Some(s) = self.calls.remove(&req) {
+                        if let Some((_, s)) = self.calls.remove(&req) {
                             let _ = s.send(result);
                         }
                     }
@@ -652,7 +672,11 @@ impl Driver {
     fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
         let reply = match request {
             CtlRequest::Status => CtlReply::Status(status(&self.node, self.conns.len())),
-            CtlRequest::Lookup { id } => CtlReply::Lookup(self.node.child_lookup(id.as_str())),
+            CtlRequest::Lookup { id } => {
+                let waiting = self.node.waiting_children().contains(&id);
+                CtlReply::Lookup(self.node.child_lookup(id.as_str()), waiting)
+            }
+            CtlRequest::Waiting => CtlReply::Waiting(self.node.waiting_children()),
             CtlRequest::Which { global } => CtlReply::Which(self.node.which_children(global)),
             CtlRequest::Start { specs } => {
                 let opts = hub_core::StartOptions::awaited();
@@ -711,6 +735,7 @@ pub(crate) fn status(node: &Node, connections: usize) -> Status {
         connections,
         children: node.count_children(),
         local_children: node.local_children().len(),
+        waiting: node.waiting_children().len(),
         locked: node.is_locked(),
         partitioned: node.is_partitioned(),
         settled: node.is_settled(),

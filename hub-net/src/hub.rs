@@ -607,10 +607,10 @@ impl Hub {
                 Err(_) => Err(CallError::Timeout),
             };
             // A child in the middle of a handover answers again from its
-            // new owner in a moment.
-            if !matches!(r, Err(CallError::Moving))
-                || tokio::time::Instant::now() + pause > deadline
-            {
+            // new owner in a moment; one whose node is unreachable is
+            // restarted elsewhere once that node is found dead.
+            let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
+            if !retry || tokio::time::Instant::now() + pause > deadline {
                 return r;
             }
             tokio::time::sleep(pause).await;

@@ -182,6 +182,46 @@ fn ctl_start_with_a_requirement_places_children_on_tagged_nodes() {
         &cookie,
     );
     assert!(!bad.status.success(), "a malformed tag is refused");
+
+    // With the only zone-b node gone, the children wait, and say so.
+    let out = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "decommission", "p1"],
+        &cookie,
+    ));
+    assert_eq!(out["decommissioned"], "p1");
+    let look = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "lookup", "z3"],
+        &cookie,
+    ));
+    assert_eq!(look["nodes"].as_array().map(Vec::len), Some(0), "{look}");
+    assert_eq!(look["waiting"], true, "{look}");
+    let waiting = json(&hub(
+        &["ctl", "--node", &addrs[0], "--json", "which", "--waiting"],
+        &cookie,
+    ));
+    assert_eq!(
+        waiting["waiting"].as_array().map(Vec::len),
+        Some(12),
+        "{waiting}"
+    );
+    assert_eq!(status(&addrs[0], &cookie).unwrap()["waiting"], 12);
+
+    // A zone-b node joins: they run there.
+    let b2 = free_addr();
+    let _b2 = Procs(vec![tagged_node(
+        "p2",
+        &b2,
+        Some(&addrs[0]),
+        &cookie,
+        &["zone=b"],
+    )]);
+    let placed = eventually(Duration::from_secs(20), || {
+        which(&addrs[0], &cookie)["p2"].as_array().map(Vec::len) == Some(12)
+    });
+    assert!(
+        placed,
+        "the waiting children did not start on the new zone-b node"
+    );
 }
 
 #[test]

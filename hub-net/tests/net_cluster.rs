@@ -197,3 +197,32 @@ async fn simultaneous_connects_leave_one_connection_per_pair() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// A call to a child whose node was just killed waits for the child to run
+/// again on its new owner and succeeds, within its timeout; it neither
+/// hangs on the dead connection nor fails with `NotConnected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_failover_waits_for_the_new_owner() {
+    let hubs = cluster(3).await;
+    let out = hubs[0]
+        .start_children(counters(30), StartOptions::awaited())
+        .await
+        .unwrap();
+    // A child on n2, the node that dies.
+    let (id, _) = out
+        .started
+        .iter()
+        .find(|(_, at)| at[0].0.as_str() == "n2")
+        .expect("a child on n2");
+    hubs[2].abort();
+    let t0 = std::time::Instant::now();
+    let timeout = Duration::from_secs(10);
+    let r = hubs[0]
+        .call::<Counter>(id.clone(), &CounterMsg::Get, timeout)
+        .await;
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{id}: {r:?} after {took:?}");
+    assert!(took < timeout, "took {took:?}");
+    let at = hubs[0].child_lookup(id.clone()).await.unwrap();
+    assert_ne!(at[0].0.as_str(), "n2");
+}

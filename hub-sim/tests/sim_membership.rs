@@ -168,3 +168,54 @@ async fn a_node_past_the_strict_cluster_size_is_refused_and_nothing_stops() {
     all_running(&c, &ids).await;
     assert_eq!(holders(&c).await, before, "something moved or stopped");
 }
+
+/// Strict mode (quorum 2 of 3): starts asked of a node cut off from the
+/// others are refused (`NotGranted`), and a refused child never runs
+/// later, not after the heal either.
+#[madsim::test]
+async fn a_start_refused_on_a_strict_minority_never_runs_later() {
+    let opts = SimOptions::new(3)
+        .customize(|b| b.configure(|c| c.strict = Some(hub_core::Strict::new(2))));
+    let c = formed_with(opts).await;
+    wait_granting(&c, "counter").await;
+    c.partition(&[&[0], &[1, 2]]);
+    // Until node 0 notices, its starts may still be forwarded; every
+    // refusal is recorded.
+    let opts = hub_core::StartOptions {
+        timeout: Duration::from_secs(2),
+        ..hub_core::StartOptions::awaited()
+    };
+    let mut refused = Vec::new();
+    for k in 0..20 {
+        let spec = hub_core::ChildSpec::new(format!("m{k}"), "counter");
+        match c.hub(0).unwrap().start_child(spec, opts).await {
+            Ok(_) => {}
+            Err(e) => {
+                let out = e.into_start_outcome().expect("a start outcome");
+                let not_granted = out
+                    .failed
+                    .iter()
+                    .all(|f| matches!(f.error, hub_core::StartError::NotGranted { .. }));
+                if not_granted {
+                    refused.push(format!("m{k}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(!refused.is_empty(), "no start was refused on the minority");
+    c.heal();
+    c.settle(QUIET).await.expect("quiet invariants");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    c.settle(QUIET).await.expect("quiet invariants");
+    for v in c.views().await {
+        for id in &refused {
+            assert!(
+                !v.registry.keys().any(|k| k.as_str() == id)
+                    && !v.local.iter().any(|l| l.as_str() == id),
+                "{id} was refused but {} has it",
+                v.id
+            );
+        }
+    }
+}

@@ -418,6 +418,24 @@ impl Node {
         out
     }
 
+    /// Children this node knows of that run nowhere yet: orphans waiting
+    /// for an owner (e.g. for a node with the tags they require, or for
+    /// strict-mode grants) and children stopped while quorum is lost,
+    /// sorted. They start as soon as they can; a lookup finds no holder
+    /// for them meanwhile.
+    pub fn waiting_children(&self) -> Vec<ChildId> {
+        let mut ids: Vec<ChildId> = self
+            .orphans
+            .keys()
+            .chain(self.suspended.keys())
+            .filter(|id| self.registry.lookup_ref(id.as_str()).is_empty())
+            .cloned()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Children whose metadata has `key == value`, sorted.
     pub fn match_metadata(&self, key: &str, value: &str) -> Vec<ChildId> {
         self.registry.match_metadata(key, value)
@@ -918,12 +936,15 @@ impl Node {
     }
 
     /// [`Node::successor`] against a ring from [`Node::ring_without_me`].
+    /// When no remaining node satisfies the child's constraints, the first
+    /// remaining node keeps it, waiting, rather than it being lost.
     fn successor_in(&self, without_me: &Ring, spec: &ChildSpec) -> Option<NodeId> {
         self.strategies
             .distribution
             .owners(without_me, spec, 1)
             .into_iter()
             .next()
+            .or_else(|| without_me.nodes().first().cloned())
     }
 
     /// Heartbeat ticks in one `suspect_after`: how often unanswered

@@ -398,8 +398,16 @@ impl Node {
                         // handed the child on, possibly to this very node,
                         // and the removal has not arrived): keep a
                         // responsible orphan, offered to the owner until it
-                        // acknowledges that it runs the child.
-                        self.orphans.insert(id, Orphan::new(local.spec, None, true));
+                        // acknowledges that it runs the child. It carries
+                        // the winner's spec, which every node judges by
+                        // (this copy's may name other nodes, and would
+                        // start here again).
+                        let spec = self
+                            .registry
+                            .spec(id.as_str())
+                            .cloned()
+                            .unwrap_or(local.spec);
+                        self.orphans.insert(id, Orphan::new(spec, None, true));
                         self.reconcile();
                     }
                     StopPurpose::Requested => {

@@ -337,6 +337,16 @@ impl Node {
                     // once this node is gone.
                     _ => debug!(child = %id, "leaving node cannot take a handoff"),
                 }
+            } else if self.owners(&self.ring, &spec).is_empty() {
+                // No node satisfies its constraints (its last one left):
+                // it waits here, registered nowhere, and starts on its
+                // owner once one joins.
+                debug!(child = %id, "handed a child no node can run; it waits");
+                let mut orphan = Orphan::new(spec, h.state, true);
+                orphan.recovered = h.recovered;
+                orphan.lineage = h.lineage;
+                self.orphans.insert(id.clone(), orphan);
+                self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else {
                 let (state, recovered) = if h.repair {
                     (h.state, None)

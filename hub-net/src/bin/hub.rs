@@ -158,6 +158,11 @@ enum CtlOp {
         /// Only this node's.
         #[arg(long)]
         local: bool,
+        /// Instead, the children this node knows of that run nowhere yet
+        /// (waiting for a node with the tags they require, for a quorum,
+        /// for strict-mode grants): `{"waiting": [id]}`.
+        #[arg(long, conflicts_with = "local")]
+        waiting: bool,
     },
     /// Drain a node on purpose: it hands its children over and leaves, and
     /// no longer counts towards quorum. Returns once it has left.
@@ -460,6 +465,9 @@ fn print_status(s: &Status) {
         "children   {} in the hub, {} here",
         s.children, s.local_children
     );
+    if s.waiting > 0 {
+        println!("waiting    {} (known here, running nowhere yet)", s.waiting);
+    }
     println!("locked     {}   partitioned {}", s.locked, s.partitioned);
     for m in &s.members {
         println!("  {:<12} {:<22} {}", m.id, m.addr, m.status);
@@ -547,25 +555,34 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             )
             .await?
         {
-            CtlReply::Lookup(at) => serde_json::json!({
+            CtlReply::Lookup(at, waiting) => serde_json::json!({
                 "id": id,
                 "nodes": at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
+                "waiting": waiting,
             }),
             other => return Err(reply_error(other)),
         },
-        CtlOp::Which { local } => match c.request(CtlRequest::Which { global: !local }, t).await? {
-            CtlReply::Which(m) => serde_json::to_value(
-                m.iter()
-                    .map(|(n, ids)| {
-                        (
-                            n.to_string(),
-                            ids.iter().map(|(i, _)| i.to_string()).collect::<Vec<_>>(),
-                        )
-                    })
-                    .collect::<BTreeMap<_, _>>(),
-            )?,
+        CtlOp::Which { waiting: true, .. } => match c.request(CtlRequest::Waiting, t).await? {
+            CtlReply::Waiting(ids) => serde_json::json!({
+                "waiting": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            }),
             other => return Err(reply_error(other)),
         },
+        CtlOp::Which { local, .. } => {
+            match c.request(CtlRequest::Which { global: !local }, t).await? {
+                CtlReply::Which(m) => serde_json::to_value(
+                    m.iter()
+                        .map(|(n, ids)| {
+                            (
+                                n.to_string(),
+                                ids.iter().map(|(i, _)| i.to_string()).collect::<Vec<_>>(),
+                            )
+                        })
+                        .collect::<BTreeMap<_, _>>(),
+                )?,
+                other => return Err(reply_error(other)),
+            }
+        }
         CtlOp::Decommission { node } => {
             let req = CtlRequest::Decommission {
                 node: node.as_str().into(),
