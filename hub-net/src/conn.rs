@@ -114,8 +114,14 @@ pub(crate) fn start(
             };
             match frame {
                 None => break,
-                Some(Err(e)) => {
+                // An oversized or malformed length prefix is the peer's
+                // fault; a reset or EOF mid-frame is a peer going away.
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                     warn!(conn = id, error = %e, "closing connection: bad frame");
+                    break;
+                }
+                Some(Err(e)) => {
+                    debug!(conn = id, error = %e, "connection read failed");
                     break;
                 }
                 Some(Ok(bytes)) => match wire::decode(&bytes) {

@@ -38,6 +38,11 @@ pub enum CtlRequest {
     },
     /// Children that wait to run.
     Waiting,
+    /// The registered process kind of a child.
+    Kind {
+        /// Id.
+        id: ChildId,
+    },
     /// Call a child with a postcard-encoded message of its kind.
     Call {
         /// Child.
@@ -117,6 +122,8 @@ pub enum CtlReply {
     Lookup(Vec<(NodeId, Handle)>, bool),
     /// For [`CtlRequest::Waiting`].
     Waiting(Vec<ChildId>),
+    /// For [`CtlRequest::Kind`]: `None` if no such child is registered.
+    Kind(Option<String>),
     /// For [`CtlRequest::Which`].
     Which(BTreeMap<NodeId, Vec<(ChildId, Handle)>>),
     /// For [`CtlRequest::Call`]: the encoded reply.

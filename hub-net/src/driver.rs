@@ -677,6 +677,12 @@ impl Driver {
                 CtlReply::Lookup(self.node.child_lookup(id.as_str()), waiting)
             }
             CtlRequest::Waiting => CtlReply::Waiting(self.node.waiting_children()),
+            CtlRequest::Kind { id } => CtlReply::Kind(
+                self.node
+                    .registry()
+                    .spec(id.as_str())
+                    .map(|s| s.kind.clone()),
+            ),
             CtlRequest::Which { global } => CtlReply::Which(self.node.which_children(global)),
             CtlRequest::Start { specs } => {
                 let opts = hub_core::StartOptions::awaited();

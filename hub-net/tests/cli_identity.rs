@@ -185,6 +185,25 @@ fn another_cookie_or_hub_id_is_refused_with_its_reason() {
         err.contains("authentication failed"),
         "joiner logged: {err:?}"
     );
+
+    // With --join-timeout it gives up and exits 1; --log-format json makes
+    // every log line a JSON object.
+    let joiner = loud_node(
+        "py",
+        &free_addr(),
+        &addrs[0],
+        &other,
+        &["--join-timeout", "2", "--log-format", "json"],
+    );
+    let (status, err) = finished(joiner, Duration::from_secs(20));
+    assert!(!status.success(), "a node that never joins exits non-zero");
+    assert!(err.contains("joined no peer within 2s"), "{err}");
+    let warned = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["level"] == "WARN" && v.to_string().contains("authentication failed"));
+    assert!(warned, "no JSON warning naming the reason in: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a log file: {err}");
     let _ = std::fs::remove_file(other);
 }
 

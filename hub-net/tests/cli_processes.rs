@@ -263,6 +263,15 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
             .is_some_and(|m| m.len() == 1)
     });
     assert!(granted, "two strict nodes never granted a child");
+    // The start refused while alone never runs later.
+    for a in &addrs {
+        let look = json(&hub(
+            &["ctl", "--node", a, "--json", "lookup", "lonely"],
+            &cookie,
+        ));
+        assert_eq!(look["nodes"].as_array().map(Vec::len), Some(0), "{look}");
+        assert_eq!(look["waiting"], false, "{look}");
+    }
 }
 
 /// Every failure exits non-zero, still printing its JSON: a start of an
@@ -296,6 +305,18 @@ fn ctl_failures_exit_non_zero_with_their_json() {
         "a second start of k1 exits non-zero"
     );
     assert!(printed(&again)["failed"]["k1"].is_string());
+
+    // `ctl call` speaks the child's registered kind; naming another fails.
+    assert!(ctl(&["start", "e1", "--kind", "echo"]).status.success());
+    let echoed = ctl(&["call", "e1", r#""hello""#]);
+    assert!(echoed.status.success(), "{echoed:?}");
+    assert_eq!(printed(&echoed)["reply"], "e1: hello");
+    let wrong = ctl(&["call", "e1", r#"{"Add":3}"#, "--kind", "counter"]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("is a \"echo\" child, not \"counter\""),
+        "{wrong:?}"
+    );
 
     let stop = ctl(&["stop", "nobody"]);
     assert!(

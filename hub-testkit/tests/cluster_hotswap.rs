@@ -1,5 +1,6 @@
-//! HotSwap (start-then-stop migration) over the in-memory cluster: state
-//! handover across joins and graceful leaves, overlap, refusals, timeouts.
+//! Migration over the in-memory cluster: state kept across joins, graceful
+//! leaves and decommissions by ColdSwap (final state) and HotSwap
+//! (handover); HotSwap's overlap, refusals and timeouts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +54,46 @@ fn assert_counters_kept(c: &Cluster, counters: &BTreeMap<ChildId, u64>) {
         let at = holder(c, id);
         assert_eq!(c.runtime(at).counter(id.as_str()), Some(n), "{id} on {at}");
     }
+}
+
+/// 1,000 stateful children through a join, a graceful leave and a
+/// decommission: every counter survives, with either migration strategy.
+fn counters_survive_join_leave_and_decommission(strategies: impl Fn() -> Strategies + 'static) {
+    let opts = ClusterOptions::new(3).seed(21).strategies(strategies);
+    let mut c = Cluster::formed(opts).unwrap();
+    let counters = start_and_work(&mut c, 1000);
+    let joined = c.add_node();
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert!(
+        c.runtime(joined).running().count() > 100,
+        "the join moved too little"
+    );
+    assert_counters_kept(&c, &counters);
+    c.leave(1).unwrap();
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert_counters_kept(&c, &counters);
+    let target = c.id(2);
+    let r = c
+        .command(0, hub_core::Command::Decommission(target))
+        .unwrap();
+    let reply = c.wait_reply(r, Duration::from_secs(120)).unwrap();
+    assert!(
+        matches!(reply, hub_core::Reply::Decommissioned(_)),
+        "{reply:?}"
+    );
+    assert!(c.settle(), "{:?}", c.unquiet_reason());
+    assert_eq!(c.runtime(2).running().count(), 0);
+    assert_counters_kept(&c, &counters);
+}
+
+#[test]
+fn cold_swap_keeps_every_counter_across_a_join_a_leave_and_a_decommission() {
+    counters_survive_join_leave_and_decommission(cold);
+}
+
+#[test]
+fn hot_swap_with_handover_keeps_every_counter_across_a_join_a_leave_and_a_decommission() {
+    counters_survive_join_leave_and_decommission(strategies(handover()));
 }
 
 fn handover() -> HotSwap {

@@ -220,8 +220,10 @@ struct Outbox {
 }
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
-/// hub-testkit in memory) run. See the [crate docs](crate) for a driving
-/// loop.
+/// hub-testkit in memory) run. Each input runs in a `debug` span named
+/// for it (`message{peer}`, `command`, `local`, `timeout`); a driver
+/// wraps them in a span naming the node (hub-net's is `node{id}`). See
+/// the [crate docs](crate) for a driving loop.
 #[derive(Debug)]
 pub struct Node {
     cfg: Config,
@@ -550,7 +552,7 @@ impl Node {
             return;
         }
         self.now = now;
-        let span = tracing::debug_span!("node", id = %self.me, peer = %from);
+        let span = tracing::debug_span!("message", peer = %from);
         let _g = span.enter();
         self.dispatch_message(now, from, message);
         self.finish();
@@ -667,7 +669,7 @@ impl Node {
     /// `request` (at once, or after the results when awaited).
     pub fn handle_command(&mut self, now: Time, request: RequestId, command: Command) {
         self.now = now;
-        let span = tracing::debug_span!("node", id = %self.me);
+        let span = tracing::debug_span!("command");
         let _g = span.enter();
         self.dispatch_command(now, request, command);
         self.finish();
@@ -731,7 +733,7 @@ impl Node {
             return;
         }
         self.now = now;
-        let span = tracing::debug_span!("node", id = %self.me);
+        let span = tracing::debug_span!("local");
         let _g = span.enter();
         for report in reports {
             self.local_report(now, report);
@@ -758,7 +760,7 @@ impl Node {
             return;
         }
         self.now = now;
-        let span = tracing::debug_span!("node", id = %self.me);
+        let span = tracing::debug_span!("timeout");
         let _g = span.enter();
         if now >= self.timers.heartbeat {
             self.timers.heartbeat = now + self.cfg.heartbeat_interval;

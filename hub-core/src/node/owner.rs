@@ -482,7 +482,7 @@ impl Node {
                 self.hand_off(spec, to, state, None, lineage);
             }
             None if self.leaving.is_some() => {
-                warn!(child = %id, "no node left to take it over");
+                debug!(child = %id, "no node left to take it over");
                 self.write_own(None, &id);
             }
             None => {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{LocalState, Lock, Node, Orphan, Queued, StartPurpose, StopPurpose};
 use crate::command::Reply;
@@ -535,6 +535,12 @@ impl Node {
         }
         let without_me = self.ring_without_me();
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        if without_me.is_empty() && !ids.is_empty() {
+            warn!(
+                children = ids.len(),
+                "the last node leaves: its children stop for good"
+            );
+        }
         for id in ids {
             if self.handing.contains_key(&id) {
                 continue;

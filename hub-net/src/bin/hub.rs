@@ -21,6 +21,10 @@ use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig, Strat
     about = "processhub-rs: distributed processes over a consistent-hash ring"
 )]
 struct Cli {
+    /// Log lines as `text` (colours only on a terminal) or `json` (one
+    /// object per line); filtered by RUST_LOG (default `warn`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -55,6 +59,10 @@ enum Cmd {
         /// Seed address to join through, `HOST:PORT` (repeatable).
         #[arg(long)]
         seed: Vec<String>,
+        /// Exit 1 if no peer has joined this node within this many seconds
+        /// (a wrong cookie or hub id, an unreachable seed).
+        #[arg(long, value_name = "SECS")]
+        join_timeout: Option<u64>,
         /// Strategies from a TOML file (see hub-net/examples/strategies.toml);
         /// the flags below override it.
         #[arg(long)]
@@ -177,9 +185,11 @@ enum CtlOp {
         id: String,
         /// The message, as JSON.
         message: String,
-        /// Process kind: counter or echo.
-        #[arg(long, default_value = "counter")]
-        kind: String,
+        /// The kind you expect it to be (counter or echo): the call is
+        /// refused if the child is of another kind. By default the
+        /// child's registered kind.
+        #[arg(long)]
+        kind: Option<String>,
     },
 }
 
@@ -306,13 +316,17 @@ fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
 
 fn main() {
     let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cli.log_format == "json" {
+        logs.json().try_init()
+    } else {
+        use std::io::IsTerminal;
+        logs.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -337,6 +351,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             listen,
             advertise,
             seed,
+            join_timeout,
             strategies,
             partition,
             migration,
@@ -350,6 +365,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 listen,
                 advertise,
                 seeds: seed,
+                join_timeout: join_timeout.map(Duration::from_secs),
                 tags: tag,
                 strict: strict_quorum.map(hub_core::Strict::new),
             };
@@ -383,6 +399,7 @@ struct NodeOpts {
     listen: String,
     advertise: Option<String>,
     seeds: Vec<String>,
+    join_timeout: Option<Duration>,
     tags: Vec<(String, String)>,
     strict: Option<hub_core::Strict>,
 }
@@ -417,7 +434,25 @@ async fn run_node(
         hub.node_id(),
         hub.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
+    let joined = async {
+        let Some(within) = node.join_timeout else {
+            return std::future::pending::<String>().await;
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if hub.nodes().await.is_ok_and(|n| n.len() > 1) {
+                return std::future::pending::<String>().await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return format!(
+                    "joined no peer within {within:?} (--join-timeout); see the warnings above"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
     tokio::select! {
+        why = joined => return Err(why.into()),
         _ = wait_for_signal() => {
             eprintln!("shutting down: handing children over");
             hub.shutdown().await?;
@@ -486,15 +521,16 @@ fn encode_message(kind: &str, json: &str) -> Result<Bytes, AnyError> {
 fn decode_reply(kind: &str, bytes: &[u8]) -> Result<serde_json::Value, AnyError> {
     Ok(match kind {
         "counter" => serde_json::to_value(postcard::from_bytes::<i64>(bytes)?)?,
-        _ => serde_json::to_value(postcard::from_bytes::<String>(bytes)?)?,
+        "echo" => serde_json::to_value(postcard::from_bytes::<String>(bytes)?)?,
+        other => return Err(format!("cannot decode replies of kind {other:?}").into()),
     })
 }
 
 async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
     let t = Duration::from_secs(30);
     // Children a start or stop could not handle: the JSON is printed
-    // anyway, and the command then fails.
-    let mut failures = 0;
+    // anyway, and the command then fails naming them.
+    let mut failures: Vec<String> = Vec::new();
     let mut asked = 0;
     let out: serde_json::Value = match op {
         CtlOp::Start {
@@ -523,7 +559,7 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             asked = ids.len();
             match c.request(CtlRequest::Start { specs }, t).await? {
                 CtlReply::Started { started, failed } => {
-                    failures = failed.len();
+                    failures = failed.iter().map(|(id, e)| format!("{id}: {e}")).collect();
                     serde_json::json!({
                     "started": started.iter().map(|(id, at)| (id.to_string(), at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
                     "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
@@ -537,7 +573,7 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             let ids = ids.into_iter().map(ChildId::from).collect();
             match c.request(CtlRequest::Stop { ids }, t).await? {
                 CtlReply::Stopped { stopped, failed } => {
-                    failures = failed.len();
+                    failures = failed.iter().map(|(id, e)| format!("{id}: {e}")).collect();
                     serde_json::json!({
                     "stopped": stopped.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                     "failed": failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect::<BTreeMap<_, _>>(),
@@ -596,6 +632,23 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
             }
         }
         CtlOp::Call { id, message, kind } => {
+            let registered = match c
+                .request(
+                    CtlRequest::Kind {
+                        id: id.as_str().into(),
+                    },
+                    t,
+                )
+                .await?
+            {
+                CtlReply::Kind(Some(k)) => k,
+                CtlReply::Kind(None) => return Err(format!("no child {id:?} is registered").into()),
+                other => return Err(reply_error(other)),
+            };
+            if let Some(k) = kind.filter(|k| *k != registered) {
+                return Err(format!("{id} is a {registered:?} child, not {k:?}").into());
+            }
+            let kind = registered;
             let payload = encode_message(&kind, &message)?;
             let req = CtlRequest::Call {
                 id: id.as_str().into(),
@@ -616,8 +669,13 @@ async fn ctl(c: &mut Client, op: CtlOp, json: bool) -> Result<(), AnyError> {
     } else {
         println!("{out}");
     }
-    if failures > 0 {
-        return Err(format!("{failures} of {asked} children failed (see \"failed\")").into());
+    if !failures.is_empty() {
+        let n = failures.len();
+        let mut named = failures.into_iter().take(3).collect::<Vec<_>>().join("; ");
+        if n > 3 {
+            named.push_str(&format!("; and {} more", n - 3));
+        }
+        return Err(format!("{n} of {asked} children failed: {named}").into());
     }
     Ok(())
 }
