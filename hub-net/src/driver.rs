@@ -37,8 +37,19 @@ pub(crate) enum Api {
     Command(Command, oneshot::Sender<Reply>),
     Query(Query),
     Status(oneshot::Sender<Status>),
-    Cast(ChildId, Bytes, oneshot::Sender<Result<(), CallError>>),
-    Call(ChildId, Bytes, oneshot::Sender<Result<Bytes, CallError>>),
+    /// To a child; with `Some(kind)`, refused unless the child is of it.
+    Cast(
+        ChildId,
+        Bytes,
+        Option<String>,
+        oneshot::Sender<Result<(), CallError>>,
+    ),
+    Call(
+        ChildId,
+        Bytes,
+        Option<String>,
+        oneshot::Sender<Result<Bytes, CallError>>,
+    ),
 }
 
 /// Transport settings.
@@ -245,8 +256,8 @@ impl Driver {
             Api::Status(reply) => {
                 let _ = reply.send(status(&self.node, self.conns.len()));
             }
-            Api::Cast(id, payload, reply) => {
-                let r = match self.holder(&id) {
+            Api::Cast(id, payload, kind, reply) => {
+                let r = match self.check_kind(&id, kind).and_then(|()| self.holder(&id)) {
                     Ok(n) if n == *self.node.id() => self
                         .sup
                         .deliver(&id, Envelope::Cast(payload))
@@ -256,7 +267,26 @@ impl Driver {
                 };
                 let _ = reply.send(r);
             }
-            Api::Call(id, payload, reply) => self.call(id, payload, reply),
+            Api::Call(id, payload, kind, reply) => match self.check_kind(&id, kind) {
+                Ok(()) => self.call(id, payload, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+        }
+    }
+
+    /// A typed message for `id` must match the kind it is registered with.
+    fn check_kind(&self, id: &ChildId, expected: Option<String>) -> Result<(), CallError> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        match self.node.registry().spec(id.as_str()) {
+            Some(spec) if spec.kind != expected => Err(CallError::WrongKind {
+                expected,
+                actual: spec.kind.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 

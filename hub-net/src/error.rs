@@ -95,6 +95,13 @@ pub enum HubError {
     /// started, where, and why the others did not.
     #[error("{}", start_summary(.0))]
     StartFailed(Box<StartOutcome>),
+    /// [`crate::Hub::entity`] of a process type not registered on this
+    /// node.
+    #[error("process type {0} is not registered on this node")]
+    UnregisteredType(&'static str),
+    /// Arguments that cannot be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
     /// An awaited stop in which some child did not stop.
     #[error("{}", stop_summary(.0))]
     StopFailed(Box<StopOutcome>),
@@ -208,4 +215,12 @@ pub enum CallError {
     /// retries this until its timeout.
     #[error("child is moving to another node")]
     Moving,
+    /// A typed message for a child of another kind.
+    #[error("the child is of kind {actual:?}, not {expected:?}")]
+    WrongKind {
+        /// The kind the message's type is registered as.
+        expected: String,
+        /// The child's registered kind.
+        actual: String,
+    },
 }

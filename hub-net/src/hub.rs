@@ -20,7 +20,7 @@ use hub_core::{
 
 use crate::control::Status;
 use crate::driver::{self, Api, Driver, NetSettings};
-use crate::error::{CallError, HubError, StartupError};
+use crate::error::{HubError, StartupError};
 use crate::handshake::{Hello, Local, Role};
 use crate::process::{Kinds, Process};
 use crate::snapshot::SnapshotPolicy;
@@ -283,6 +283,7 @@ impl HubBuilder {
                 cancel.clone(),
             ));
         }
+        let kind_names = Arc::new(kinds.names_by_type());
         let sup = Supervisor::new(kinds, limits, local_tx.clone(), config.node_id.to_string());
         let stop_reason = Arc::new(std::sync::Mutex::new(None));
         let d = Driver::new(
@@ -309,6 +310,7 @@ impl HubBuilder {
             node_id: config.node_id,
             addr: local_addr,
             stop_reason,
+            kind_names,
         })
     }
 }
@@ -317,12 +319,14 @@ impl HubBuilder {
 /// the node task.
 #[derive(Clone, Debug)]
 pub struct Hub {
-    tx: mpsc::Sender<Api>,
+    pub(crate) tx: mpsc::Sender<Api>,
     events: broadcast::Sender<Event>,
     cancel: CancellationToken,
     node_id: NodeId,
     addr: Option<SocketAddr>,
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    /// The kind name each registered process type runs under.
+    pub(crate) kind_names: Arc<BTreeMap<std::any::TypeId, String>>,
 }
 
 impl Hub {
@@ -554,68 +558,6 @@ impl Hub {
     ) -> Result<Option<(NodeId, u64)>, HubError> {
         let id = id.into();
         self.query(move |n| n.stored_snapshot(id.as_str())).await
-    }
-
-    /// Sends `msg` to child `id` wherever it runs (fire and forget once
-    /// handed to the transport).
-    pub async fn send<P: Process>(
-        &self,
-        id: impl Into<ChildId>,
-        msg: &P::Message,
-    ) -> Result<(), CallError> {
-        let payload = postcard::to_stdvec(msg).map_err(|e| CallError::BadMessage(e.to_string()))?;
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Api::Cast(id.into(), payload.into(), tx))
-            .await
-            .map_err(|_| CallError::Closed)?;
-        rx.await.map_err(|_| CallError::Closed)?
-    }
-
-    /// Calls child `id` wherever it runs and waits up to `timeout`.
-    pub async fn call<P: Process>(
-        &self,
-        id: impl Into<ChildId>,
-        msg: &P::Message,
-        timeout: Duration,
-    ) -> Result<P::Reply, CallError> {
-        let payload = postcard::to_stdvec(msg).map_err(|e| CallError::BadMessage(e.to_string()))?;
-        let bytes = self.call_raw(id.into(), payload.into(), timeout).await?;
-        postcard::from_bytes(&bytes).map_err(|e| CallError::BadMessage(e.to_string()))
-    }
-
-    /// [`Hub::call`] with an already encoded message and reply.
-    pub async fn call_raw(
-        &self,
-        id: ChildId,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, CallError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let (tx, rx) = oneshot::channel();
-            self.tx
-                .send(Api::Call(id.clone(), payload.clone(), tx))
-                .await
-                .map_err(|_| CallError::Closed)?;
-            // (madsim's tokio has no `timeout_at`.)
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let r = match tokio::time::timeout(left, rx).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(CallError::Closed),
-                Err(_) => Err(CallError::Timeout),
-            };
-            // A child in the middle of a handover answers again from its
-            // new owner in a moment; one whose node is unreachable is
-            // restarted elsewhere once that node is found dead.
-            let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
-            if !retry || tokio::time::Instant::now() + pause > deadline {
-                return r;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
     }
 
     /// A stream of this node's events (lagging receivers skip ahead).

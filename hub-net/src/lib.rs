@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod calls;
 pub mod client;
 mod conn;
 pub mod control;
@@ -53,6 +54,7 @@ mod snapshot;
 mod supervisor;
 pub mod wire;
 
+pub use calls::Entity;
 pub use client::{Client, ClientError};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hub::{Hub, HubBuilder};

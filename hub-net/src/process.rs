@@ -165,6 +165,8 @@ pub(crate) type Factory = dyn Fn(ChildId, Bytes, Option<Bytes>) -> BoxFuture<'st
 pub struct Kinds {
     map: BTreeMap<String, Arc<Factory>>,
     snapshots: BTreeMap<String, SnapshotPolicy>,
+    /// The name each process type was last registered under.
+    types: BTreeMap<std::any::TypeId, String>,
 }
 
 impl std::fmt::Debug for Kinds {
@@ -196,7 +198,13 @@ impl Kinds {
         });
         let name = name.into();
         self.snapshots.remove(&name);
+        self.types.insert(std::any::TypeId::of::<P>(), name.clone());
         self.map.insert(name, factory);
+    }
+
+    /// The kind name of every registered process type.
+    pub(crate) fn names_by_type(&self) -> BTreeMap<std::any::TypeId, String> {
+        self.types.clone()
     }
 
     /// Registers `P` under `name` with crash-recovery snapshots taken per

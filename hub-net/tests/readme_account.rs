@@ -55,9 +55,21 @@ impl Process for Account {
 
 const ACCOUNTS: usize = 1000;
 
-async fn bank(id: &str, seed: Option<&Hub>, strategies: fn() -> Strategies) -> Hub {
+/// A bank node; with `snapshots`, accounts also keep crash snapshots
+/// after every message (`register_with_snapshots`).
+async fn bank(
+    id: &str,
+    seed: Option<&Hub>,
+    strategies: fn() -> Strategies,
+    snapshots: bool,
+) -> Hub {
     node_built(id, seed, |b| {
-        b.strategies(strategies()).register::<Account>("account")
+        let b = b.strategies(strategies());
+        if snapshots {
+            b.register_with_snapshots::<Account>("account", hub_net::SnapshotPolicy::every(1))
+        } else {
+            b.register::<Account>("account")
+        }
     })
     .await
 }
@@ -81,10 +93,10 @@ async fn wrong_balances(hub: &Hub) -> Vec<String> {
     wrong
 }
 
-async fn balances_survive_moves(strategies: fn() -> Strategies) {
-    let a = bank("a", None, strategies).await;
-    let b = bank("b", Some(&a), strategies).await;
-    let c = bank("c", Some(&a), strategies).await;
+async fn balances_survive_moves(strategies: fn() -> Strategies, snapshots: bool) {
+    let a = bank("a", None, strategies, snapshots).await;
+    let b = bank("b", Some(&a), strategies, snapshots).await;
+    let c = bank("c", Some(&a), strategies, snapshots).await;
     wait_formed(&[&a, &b, &c], 3).await;
     let specs: Vec<ChildSpec> = (0..ACCOUNTS)
         .map(|i| {
@@ -105,7 +117,7 @@ async fn balances_survive_moves(strategies: fn() -> Strategies) {
     }
     assert_eq!(wrong_balances(&a).await, Vec::<String>::new());
 
-    let d = bank("d", Some(&a), strategies).await;
+    let d = bank("d", Some(&a), strategies, snapshots).await;
     wait_formed(&[&a, &b, &c, &d], 4).await;
     assert!(
         wait_settled(&[&a, &b, &c, &d], ACCOUNTS).await,
@@ -147,7 +159,12 @@ async fn balances_survive_moves(strategies: fn() -> Strategies) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_strategies_keep_every_balance_through_join_leave_and_decommission() {
-    balances_survive_moves(hub_strategies::defaults).await;
+    balances_survive_moves(hub_strategies::defaults, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_swap_with_crash_snapshots_keeps_every_balance_through_join_leave_and_decommission() {
+    balances_survive_moves(hub_strategies::defaults, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,5 +174,78 @@ async fn hot_swap_handover_keeps_every_balance_through_join_leave_and_decommissi
         s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));
         s
     }
-    balances_survive_moves(hot).await;
+    balances_survive_moves(hot, false).await;
+}
+
+/// The README's typed entity: start with typed args, call and cast with
+/// typed messages; a message of another kind's type is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_entities_start_call_cast_and_refuse_other_kinds() {
+    let a = node_built("ta", None, |b| {
+        b.register::<Account>("account")
+            .register::<hub_net::examples::Echo>("echo")
+    })
+    .await;
+    let acct = a.entity::<Account>("acct-42").unwrap();
+    assert_eq!(acct.kind(), "account");
+    acct.start(&100, StartOptions::awaited()).await.unwrap();
+    let again = acct.start(&100, StartOptions::awaited()).await;
+    assert!(again.is_err(), "a second start is an error: {again:?}");
+    assert_eq!(
+        acct.call(&Op::Deposit(5), Duration::from_secs(1))
+            .await
+            .unwrap(),
+        105
+    );
+    acct.cast(&Op::Deposit(1)).await.unwrap();
+    assert_eq!(
+        acct.call(&Op::Balance, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        106
+    );
+
+    let echo = ChildSpec::new("e1", "echo").with_args(postcard::to_stdvec(&()).unwrap());
+    a.start_child(echo, StartOptions::awaited()).await.unwrap();
+    let wrong = a
+        .call::<Account>("e1", &Op::Balance, Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        wrong,
+        Err(hub_net::CallError::WrongKind {
+            expected: "account".into(),
+            actual: "echo".into()
+        })
+    );
+    let wrong = a
+        .entity::<Account>("e1")
+        .unwrap()
+        .cast(&Op::Deposit(1))
+        .await;
+    assert!(
+        matches!(wrong, Err(hub_net::CallError::WrongKind { .. })),
+        "{wrong:?}"
+    );
+
+    struct NotRegistered;
+    impl Process for NotRegistered {
+        type Args = ();
+        type Message = ();
+        type Reply = ();
+        type State = ();
+        async fn init(_: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+            Ok(NotRegistered)
+        }
+        async fn handle_cast(&mut self, _: ()) -> Result<(), String> {
+            Ok(())
+        }
+        async fn handle_call(&mut self, _: ()) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    assert!(matches!(
+        a.entity::<NotRegistered>("x"),
+        Err(hub_net::HubError::UnregisteredType(_))
+    ));
+    a.shutdown().await.unwrap();
 }

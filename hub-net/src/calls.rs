@@ -1,0 +1,194 @@
+//! Messages to children wherever they run: untyped casts and calls by id,
+//! and typed entity handles that check the child's kind.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use hub_core::{ChildId, ChildSpec, StartOptions, StartOutcome};
+
+use crate::driver::Api;
+use crate::error::{CallError, HubError};
+use crate::hub::Hub;
+use crate::process::Process;
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, CallError> {
+    postcard::to_stdvec(v)
+        .map(Bytes::from)
+        .map_err(|e| CallError::BadMessage(e.to_string()))
+}
+
+impl Hub {
+    /// The kind `P` is registered under on this node, if it is.
+    fn kind_of<P: Process>(&self) -> Option<String> {
+        self.kind_names.get(&std::any::TypeId::of::<P>()).cloned()
+    }
+
+    /// Sends `msg` to child `id` wherever it runs (fire and forget once
+    /// handed to the transport). If `P` is registered here, a child of
+    /// another kind is refused with [`CallError::WrongKind`].
+    pub async fn send<P: Process>(
+        &self,
+        id: impl Into<ChildId>,
+        msg: &P::Message,
+    ) -> Result<(), CallError> {
+        self.cast_raw(id.into(), encode(msg)?, self.kind_of::<P>())
+            .await
+    }
+
+    async fn cast_raw(
+        &self,
+        id: ChildId,
+        payload: Bytes,
+        kind: Option<String>,
+    ) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Api::Cast(id, payload, kind, tx))
+            .await
+            .map_err(|_| CallError::Closed)?;
+        rx.await.map_err(|_| CallError::Closed)?
+    }
+
+    /// Calls child `id` wherever it runs and waits up to `timeout`. If `P`
+    /// is registered here, a child of another kind is refused with
+    /// [`CallError::WrongKind`].
+    pub async fn call<P: Process>(
+        &self,
+        id: impl Into<ChildId>,
+        msg: &P::Message,
+        timeout: Duration,
+    ) -> Result<P::Reply, CallError> {
+        let bytes = self
+            .call_kind(id.into(), encode(msg)?, self.kind_of::<P>(), timeout)
+            .await?;
+        postcard::from_bytes(&bytes).map_err(|e| CallError::BadMessage(e.to_string()))
+    }
+
+    /// [`Hub::call`] with an already encoded message and reply (no kind
+    /// check).
+    pub async fn call_raw(
+        &self,
+        id: ChildId,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        self.call_kind(id, payload, None, timeout).await
+    }
+
+    async fn call_kind(
+        &self,
+        id: ChildId,
+        payload: Bytes,
+        kind: Option<String>,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.tx
+                .send(Api::Call(id.clone(), payload.clone(), kind.clone(), tx))
+                .await
+                .map_err(|_| CallError::Closed)?;
+            // (madsim's tokio has no `timeout_at`.)
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = match tokio::time::timeout(left, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CallError::Closed),
+                Err(_) => Err(CallError::Timeout),
+            };
+            // A child in the middle of a handover answers again from its
+            // new owner in a moment; one whose node is unreachable is
+            // restarted elsewhere once that node is found dead.
+            let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
+            if !retry || tokio::time::Instant::now() + pause > deadline {
+                return r;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// A typed handle on child `id` of process type `P`: start it with
+    /// typed arguments, call and cast it with typed messages; every message
+    /// is checked against the child's registered kind. `P` must be
+    /// registered on this node (`HubBuilder::register`), else
+    /// [`HubError::UnregisteredType`].
+    ///
+    /// ```no_run
+    /// # use hub_net::examples::{Counter, CounterMsg};
+    /// # async fn f(hub: hub_net::Hub) -> Result<(), Box<dyn std::error::Error>> {
+    /// let c = hub.entity::<Counter>("c-1")?;
+    /// c.start(&0, hub_core::StartOptions::awaited()).await?;
+    /// let n = c.call(&CounterMsg::Add(5), std::time::Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn entity<P: Process>(&self, id: impl Into<ChildId>) -> Result<Entity<P>, HubError> {
+        let kind = self
+            .kind_of::<P>()
+            .ok_or_else(|| HubError::UnregisteredType(std::any::type_name::<P>()))?;
+        Ok(Entity {
+            hub: self.clone(),
+            id: id.into(),
+            kind,
+            process: PhantomData,
+        })
+    }
+}
+
+/// A typed handle on one child (see [`Hub::entity`]).
+#[derive(Debug)]
+pub struct Entity<P> {
+    hub: Hub,
+    id: ChildId,
+    kind: String,
+    process: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for Entity<P> {
+    fn clone(&self) -> Self {
+        Entity {
+            hub: self.hub.clone(),
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            process: PhantomData,
+        }
+    }
+}
+
+impl<P: Process> Entity<P> {
+    /// The child's id.
+    pub fn id(&self) -> &ChildId {
+        &self.id
+    }
+
+    /// The kind it runs as.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Starts it with `args` (see [`Hub::start_child`]: an awaited start
+    /// that did not happen is an error).
+    pub async fn start(
+        &self,
+        args: &P::Args,
+        opts: StartOptions,
+    ) -> Result<StartOutcome, HubError> {
+        let args = postcard::to_stdvec(args).map_err(|e| HubError::Encode(e.to_string()))?;
+        let spec = ChildSpec::new(self.id.clone(), self.kind.as_str()).with_args(args);
+        self.hub.start_child(spec, opts).await
+    }
+
+    /// Calls it (see [`Hub::call`]).
+    pub async fn call(&self, msg: &P::Message, timeout: Duration) -> Result<P::Reply, CallError> {
+        self.hub.call::<P>(self.id.clone(), msg, timeout).await
+    }
+
+    /// Casts to it (see [`Hub::send`]).
+    pub async fn cast(&self, msg: &P::Message) -> Result<(), CallError> {
+        self.hub.send::<P>(self.id.clone(), msg).await
+    }
+}
