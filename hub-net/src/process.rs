@@ -99,6 +99,14 @@ pub trait Process: Sized + Send + 'static {
     fn terminate(&mut self, _reason: Terminate) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Asked after every message it handled: `true` ends it normally (its
+    /// work is done). Then, per the spec's restart policy, a `Permanent`
+    /// child is restarted (from its init arguments) and a `Transient` or
+    /// `Temporary` one is removed cluster-wide (`ExitReason::Normal`).
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -110,6 +118,7 @@ pub(crate) trait Instance: Send {
     fn snapshot(&self) -> Option<Bytes>;
     fn role_changed(&mut self, role: Role) -> BoxFuture<'_, Result<(), String>>;
     fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()>;
+    fn finished(&self) -> bool;
 }
 
 struct Typed<P>(P);
@@ -153,6 +162,10 @@ impl<P: Process> Instance for Typed<P> {
 
     fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()> {
         Box::pin(self.0.terminate(reason))
+    }
+
+    fn finished(&self) -> bool {
+        self.0.finished()
     }
 }
 

@@ -182,6 +182,8 @@ struct ChildRun {
 enum Exit {
     /// With the final state, when the stop asked for it.
     Stopped(Option<Bytes>),
+    /// It said its work is done ([`crate::Process::finished`]).
+    Normal,
     Crashed(String),
 }
 
@@ -244,10 +246,14 @@ impl ChildRun {
                     state = last;
                     ExitReason::Stopped
                 }
+                Exit::Normal if self.spec.restart != RestartPolicy::Permanent => {
+                    debug!("finished");
+                    ExitReason::Normal
+                }
                 Exit::Crashed(r) if self.spec.restart == RestartPolicy::Temporary => {
                     ExitReason::Crashed(r)
                 }
-                Exit::Crashed(_) => {
+                Exit::Crashed(_) | Exit::Normal => {
                     let now = Instant::now();
                     restarts.push_back(now);
                     while restarts
@@ -334,14 +340,14 @@ async fn handle(
 ) -> Option<Exit> {
     match env {
         Envelope::Cast(b) => match AssertUnwindSafe(inst.cast(b)).catch_unwind().await {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => inst.finished().then_some(Exit::Normal),
             Ok(Err(e)) => Some(Exit::Crashed(e)),
             Err(_) => Some(Exit::Crashed("panicked in handle_cast".into())),
         },
         Envelope::Call(b, reply) => match AssertUnwindSafe(inst.call(b)).catch_unwind().await {
             Ok(Ok(r)) => {
                 let _ = reply.send(r.map_err(CallError::BadMessage));
-                None
+                inst.finished().then_some(Exit::Normal)
             }
             Ok(Err(e)) => {
                 let _ = reply.send(Err(CallError::Crashed(e.clone())));

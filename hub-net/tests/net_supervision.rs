@@ -215,3 +215,79 @@ async fn a_start_that_did_not_happen_is_an_error() {
     );
     hub.shutdown().await.unwrap();
 }
+
+/// Ends itself normally when told `true`.
+struct Job {
+    done: bool,
+}
+
+impl Process for Job {
+    type Args = ();
+    type Message = bool;
+    type Reply = ();
+    type State = ();
+
+    async fn init(_id: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+        Ok(Job { done: false })
+    }
+    async fn handle_cast(&mut self, done: bool) -> Result<(), String> {
+        self.done = done;
+        Ok(())
+    }
+    async fn handle_call(&mut self, done: bool) -> Result<(), String> {
+        self.done = done;
+        Ok(())
+    }
+    fn finished(&self) -> bool {
+        self.done
+    }
+}
+
+/// A process that finishes ends normally: a Transient or Temporary child
+/// is then removed cluster-wide, a Permanent one restarted.
+#[tokio::test]
+async fn a_finished_process_ends_normally_per_its_restart_policy() {
+    let hub = Hub::builder("sup-test")
+        .node_id("jobs")
+        .register::<Job>("job")
+        .start()
+        .await
+        .unwrap();
+    let start = |id: &str, restart: hub_core::RestartPolicy| {
+        let mut spec = ChildSpec::new(id, "job");
+        spec.restart = restart;
+        hub.start_child(spec, StartOptions::awaited())
+    };
+    start("transient", hub_core::RestartPolicy::Transient)
+        .await
+        .unwrap();
+    start("temporary", hub_core::RestartPolicy::Temporary)
+        .await
+        .unwrap();
+    start("permanent", hub_core::RestartPolicy::Permanent)
+        .await
+        .unwrap();
+    let t = Duration::from_secs(2);
+    // Not finished yet: the call is answered and the child stays.
+    hub.call::<Job>("transient", &false, t).await.unwrap();
+    for id in ["transient", "temporary", "permanent"] {
+        hub.call::<Job>(id, &true, t).await.unwrap();
+    }
+    let gone = async {
+        loop {
+            let t = hub.child_lookup("transient").await.unwrap();
+            let p = hub.child_lookup("temporary").await.unwrap();
+            if t.is_empty() && p.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), gone)
+        .await
+        .expect("finished Transient and Temporary children are removed");
+    assert_eq!(hub.child_lookup("permanent").await.unwrap().len(), 1);
+    // The restarted permanent one answers again.
+    hub.call::<Job>("permanent", &false, t).await.unwrap();
+    hub.shutdown().await.unwrap();
+}
