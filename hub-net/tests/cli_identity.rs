@@ -90,31 +90,8 @@ fn a_second_process_with_a_live_node_id_is_refused_and_exits_non_zero() {
 #[test]
 fn a_node_past_the_strict_cluster_size_is_refused_and_nothing_stops() {
     let cookie = cookie_file("strict-full");
-    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let strict = ["--strict-quorum=2".to_string()];
-    let mut procs = Procs(vec![node_with_args(
-        "p0", &addrs[0], None, &cookie, &strict,
-    )]);
-    for (i, a) in addrs.iter().enumerate().skip(1) {
-        procs.0.push(node_with_args(
-            &format!("p{i}"),
-            a,
-            Some(&addrs[0]),
-            &cookie,
-            &strict,
-        ));
-    }
-    wait_ring(&addrs, &cookie, 3);
-    let granted = eventually(Duration::from_secs(20), || {
-        hub(&["ctl", "--node", &addrs[0], "start", "probe"], &cookie)
-            .status
-            .success()
-    });
-    assert!(granted, "the strict nodes never granted a child");
-    let ids: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
-    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
-    args.extend(ids.iter().map(String::as_str));
-    json(&hub(&args, &cookie));
+    let (_procs, addrs) = strict_processes(3, 2, &cookie);
+    start_ids(&addrs[0], &cookie, "f", 60);
     let before = which(&addrs[0], &cookie);
 
     let fourth = loud_node(

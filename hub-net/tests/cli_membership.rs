@@ -12,15 +12,7 @@ use procs::*;
 fn five_with_counters(test: &str, n: usize) -> (Procs, Vec<String>, std::path::PathBuf) {
     let cookie = cookie_file(test);
     let (procs, addrs) = processes(5, &cookie);
-    let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
-    args.extend(ids.iter().map(String::as_str));
-    let started = json(&hub(&args, &cookie));
-    assert_eq!(
-        started["started"].as_object().unwrap().len(),
-        n,
-        "{started}"
-    );
+    start_ids(&addrs[0], &cookie, "m", n);
     (procs, addrs, cookie)
 }
 
@@ -90,34 +82,8 @@ fn two_node_processes_decommissioned_together_hand_over_every_child() {
 #[test]
 fn a_strict_node_process_terminated_hands_over_promptly() {
     let cookie = cookie_file("strict-term");
-    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    let strict = ["--strict-quorum=2".to_string()];
-    let mut procs = Procs(vec![node_with_args(
-        "p0", &addrs[0], None, &cookie, &strict,
-    )]);
-    for (i, a) in addrs.iter().enumerate().skip(1) {
-        let id = format!("p{i}");
-        procs
-            .0
-            .push(node_with_args(&id, a, Some(&addrs[0]), &cookie, &strict));
-    }
-    wait_ring(&addrs, &cookie, 3);
-    // New nodes grant nothing for the takeover delay (4.6 s by default).
-    let granted = eventually(Duration::from_secs(20), || {
-        hub(&["ctl", "--node", &addrs[0], "start", "probe"], &cookie)
-            .status
-            .success()
-    });
-    assert!(granted, "the strict nodes never granted a child");
-    let ids: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
-    let mut args = vec!["ctl", "--node", &addrs[0], "--json", "start"];
-    args.extend(ids.iter().map(String::as_str));
-    let started = json(&hub(&args, &cookie));
-    assert_eq!(
-        started["started"].as_object().unwrap().len(),
-        200,
-        "{started}"
-    );
+    let (mut procs, addrs) = strict_processes(3, 2, &cookie);
+    start_ids(&addrs[0], &cookie, "s", 200);
     let on_p2 = which(&addrs[0], &cookie)["p2"]
         .as_array()
         .map_or(0, Vec::len);

@@ -107,15 +107,48 @@ pub fn status(addr: &str, cookie: &PathBuf) -> Option<serde_json::Value> {
 
 /// Node processes p0..p{n-1}, all seeded with p0, once each sees all.
 pub fn processes(n: usize, cookie: &PathBuf) -> (Procs, Vec<String>) {
+    processes_with(n, cookie, &[])
+}
+
+/// [`processes`] with `extra` flags for every node.
+pub fn processes_with(n: usize, cookie: &PathBuf, extra: &[String]) -> (Procs, Vec<String>) {
     let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
-    let mut procs = Procs(vec![node("p0", &addrs[0], None, cookie)]);
+    let mut procs = Procs(vec![node_with_args("p0", &addrs[0], None, cookie, extra)]);
     for (i, a) in addrs.iter().enumerate().skip(1) {
+        let id = format!("p{i}");
         procs
             .0
-            .push(node(&format!("p{i}"), a, Some(&addrs[0]), cookie));
+            .push(node_with_args(&id, a, Some(&addrs[0]), cookie, extra));
     }
     wait_ring(&addrs, cookie, n);
     (procs, addrs)
+}
+
+/// Strict-mode node processes with quorum `q`, once they grant (new nodes
+/// grant nothing for the takeover delay, 4.6 s by default).
+pub fn strict_processes(n: usize, q: u32, cookie: &PathBuf) -> (Procs, Vec<String>) {
+    let (procs, addrs) = processes_with(n, cookie, &[format!("--strict-quorum={q}")]);
+    let granted = eventually(Duration::from_secs(20), || {
+        hub(&["ctl", "--node", &addrs[0], "start", "probe"], cookie)
+            .status
+            .success()
+    });
+    assert!(granted, "the strict nodes never granted a child");
+    (procs, addrs)
+}
+
+/// Starts `{prefix}0..{prefix}{n}` through `addr`; panics unless all start.
+pub fn start_ids(addr: &str, cookie: &PathBuf, prefix: &str, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let mut args = vec!["ctl", "--node", addr, "--json", "start"];
+    args.extend(ids.iter().map(String::as_str));
+    let started = json(&hub(&args, cookie));
+    assert_eq!(
+        started["started"].as_object().map(|m| m.len()),
+        Some(n),
+        "{started}"
+    );
+    ids
 }
 
 /// Waits until every node at `addrs` has `n` nodes in its ring.
