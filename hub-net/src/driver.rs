@@ -448,7 +448,11 @@ impl Driver {
         }
         let id = NodeId::new(&peer.node_id);
         debug!(peer = %id, incarnation = peer.incarnation, initiator, "connection up");
-        let refusal = if id == me {
+        let refusal = if id == me && peer.incarnation == self.node.config().incarnation {
+            // Ourselves, e.g. through a seed list that names this node.
+            debug!("dropping a connection to ourselves");
+            return;
+        } else if id == me {
             Some(handshake::Refusal::DuplicateNodeId(peer.node_id.clone()))
         } else {
             self.refusal_for(&peer)

@@ -266,3 +266,30 @@ fn nodes_listening_on_any_address_join_through_their_advertised_ones() {
         );
     }
 }
+
+/// Kubernetes style: every node gets the same seed list, itself included.
+/// A node reaching itself through it drops that connection quietly (it is
+/// not a duplicate of itself), and the nodes form one cluster.
+#[test]
+fn the_same_seed_list_on_every_node_including_itself_forms_one_cluster() {
+    let cookie = cookie_file("self-seed");
+    let addrs: Vec<String> = (0..3).map(|_| free_addr()).collect();
+    let mut seeds = Vec::new();
+    for a in &addrs {
+        seeds.extend(["--seed".to_string(), a.clone()]);
+    }
+    let mut procs = Procs(Vec::new());
+    for (i, a) in addrs.iter().enumerate() {
+        procs
+            .0
+            .push(node_with_args(&format!("k{i}"), a, None, &cookie, &seeds));
+    }
+    wait_ring(&addrs, &cookie, 3);
+    for p in &mut procs.0 {
+        assert!(
+            p.try_wait().unwrap().is_none(),
+            "a node stopped: {:?}",
+            p.try_wait()
+        );
+    }
+}
