@@ -230,12 +230,10 @@ fn malformed_node_options_are_refused_at_start() {
 #[test]
 fn nodes_listening_on_any_address_join_through_their_advertised_ones() {
     let cookie = cookie_file("advertise");
-    let port = |host: &str| {
-        let l = std::net::TcpListener::bind((host, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Ports outside the ephemeral range, as free_addr picks them.
+    let port = |_: &&str| -> u16 { free_addr().rsplit(':').next().unwrap().parse().unwrap() };
     let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
-    let ports: Vec<u16> = hosts.iter().map(|h| port(h)).collect();
+    let ports: Vec<u16> = hosts.iter().map(port).collect();
     let advertised: Vec<String> = hosts
         .iter()
         .zip(&ports)

@@ -19,9 +19,22 @@ impl Drop for Procs {
     }
 }
 
+/// A port a node process can bind a moment later. Taken below the
+/// kernel's ephemeral range (32768 and up), which outgoing connections
+/// draw from: a port the system chose and released could be taken by one
+/// of the many client connections before the node binds it. Each test
+/// process walks its own block of ports.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let block = 20_000 + (std::process::id() % 48) * 250;
+    for _ in 0..250 {
+        let port = block + NEXT.fetch_add(1, Ordering::Relaxed) % 250;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port in 20000..32000 for this test process");
 }
 
 /// A cookie file per test: tests run in parallel threads of one process.
