@@ -318,6 +318,15 @@ fn ctl_failures_exit_non_zero_with_their_json() {
         "{wrong:?}"
     );
 
+    // Naming nodes under the default (consistent hashing) distribution is
+    // refused, not silently ignored.
+    let named = ctl(&["start", "n1", "--nodes", "p1"]);
+    assert!(!named.status.success());
+    assert!(printed(&named)["failed"]["n1"]
+        .as_str()
+        .unwrap()
+        .contains("Guided"));
+
     let stop = ctl(&["stop", "nobody"]);
     assert!(
         !stop.status.success(),

@@ -42,6 +42,18 @@ impl DistributionStrategy for ConsistentHashing {
     fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
         (!spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
+
+    /// Named nodes would be ignored here: refused rather than silently
+    /// placed elsewhere.
+    fn validate(&self, _ring: &Ring, spec: &ChildSpec, _replicas: usize) -> Result<(), String> {
+        match spec.nodes() {
+            Some(_) => Err(format!(
+                "{} names nodes (ChildSpec::with_nodes, hub ctl start --nodes), but consistent hashing places children by id: choose the Guided distribution",
+                spec.id
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The caller names the node(s) of each child with
