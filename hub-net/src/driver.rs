@@ -297,7 +297,7 @@ impl Driver {
             // In transit: handed over, or known here as waiting to be
             // restarted (its node died); the caller retries.
             None if self.node.registry().is_moving(id.as_str())
-                || self.node.waiting_children().contains(id) =>
+                || self.node.is_waiting(id.as_str()) =>
             {
                 Err(CallError::Moving)
             }
@@ -707,7 +707,7 @@ impl Driver {
         let reply = match request {
             CtlRequest::Status => CtlReply::Status(status(&self.node, self.conns.len())),
             CtlRequest::Lookup { id } => {
-                let waiting = self.node.waiting_children().contains(&id);
+                let waiting = self.node.is_waiting(id.as_str());
                 CtlReply::Lookup(self.node.child_lookup(id.as_str()), waiting)
             }
             CtlRequest::Waiting => CtlReply::Waiting(self.node.waiting_children()),

@@ -29,6 +29,23 @@ fn survivors_run_all(addrs: &[String], cookie: &std::path::PathBuf, n: usize) ->
         })
 }
 
+/// p3 and p4 exit 0 after their leave, and p0..p2 then run all `n`.
+fn leavers_exit_and_survivors_run_all(
+    procs: &mut Procs,
+    addrs: &[String],
+    cookie: &std::path::PathBuf,
+    n: usize,
+) {
+    for p in &mut procs.0[3..] {
+        let exit = exits(p, Duration::from_secs(30));
+        assert!(exit.success(), "a node that left exits 0: {exit:?}");
+    }
+    let all = eventually(Duration::from_secs(20), || {
+        survivors_run_all(addrs, cookie, n)
+    });
+    assert!(all, "children lost: {}", which(&addrs[0], cookie));
+}
+
 #[test]
 fn two_node_processes_terminated_together_hand_over_every_child() {
     let (mut procs, addrs, cookie) = five_with_counters("sigterm2", 500);
@@ -39,14 +56,7 @@ fn two_node_processes_terminated_together_hand_over_every_child() {
             .unwrap();
         assert!(term.success());
     }
-    for p in &mut procs.0[3..] {
-        let exit = exits(p, Duration::from_secs(30));
-        assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
-    }
-    let all = eventually(Duration::from_secs(20), || {
-        survivors_run_all(&addrs, &cookie, 500)
-    });
-    assert!(all, "children lost: {}", which(&addrs[0], &cookie));
+    leavers_exit_and_survivors_run_all(&mut procs, &addrs, &cookie, 500);
 }
 
 #[test]
@@ -66,14 +76,7 @@ fn two_node_processes_decommissioned_together_hand_over_every_child() {
     });
     assert_eq!(json(&a)["decommissioned"], "p3");
     assert_eq!(json(&b)["decommissioned"], "p4");
-    for p in &mut procs.0[3..] {
-        let exit = exits(p, Duration::from_secs(30));
-        assert!(exit.success(), "a decommissioned node exits 0: {exit:?}");
-    }
-    let all = eventually(Duration::from_secs(20), || {
-        survivors_run_all(&addrs, &cookie, 500)
-    });
-    assert!(all, "children lost: {}", which(&addrs[0], &cookie));
+    leavers_exit_and_survivors_run_all(&mut procs, &addrs, &cookie, 500);
 }
 
 /// Strict mode, three node processes with quorum 2: SIGTERM to one hands

@@ -78,6 +78,13 @@ fn acct(i: usize) -> String {
     format!("acct-{i}")
 }
 
+/// Panics, naming a few, if any balance asked through `hub` is wrong.
+async fn assert_balances(hub: &Hub, when: &str) {
+    let wrong = wrong_balances(hub).await;
+    let few = &wrong[..wrong.len().min(5)];
+    assert!(wrong.is_empty(), "{when}, {} wrong: {few:?}", wrong.len());
+}
+
 /// Every account's balance, asked through `hub`; the wrong ones listed.
 async fn wrong_balances(hub: &Hub) -> Vec<String> {
     let mut wrong = Vec::new();
@@ -123,24 +130,12 @@ async fn balances_survive_moves(strategies: fn() -> Strategies, snapshots: bool)
         wait_settled(&[&a, &b, &c, &d], ACCOUNTS).await,
         "join settled"
     );
-    let wrong = wrong_balances(&a).await;
-    assert!(
-        wrong.is_empty(),
-        "after a join, {} wrong: {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
-    );
+    assert_balances(&a, "after a join").await;
 
     b.shutdown().await.unwrap();
     wait_formed(&[&a, &c, &d], 3).await;
     assert!(wait_settled(&[&a, &c, &d], ACCOUNTS).await, "leave settled");
-    let wrong = wrong_balances(&a).await;
-    assert!(
-        wrong.is_empty(),
-        "after a graceful leave, {} wrong: {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
-    );
+    assert_balances(&a, "after a graceful leave").await;
 
     a.decommission(c.node_id().clone()).await.unwrap();
     wait_formed(&[&a, &d], 2).await;
@@ -148,13 +143,7 @@ async fn balances_survive_moves(strategies: fn() -> Strategies, snapshots: bool)
         wait_settled(&[&a, &d], ACCOUNTS).await,
         "decommission settled"
     );
-    let wrong = wrong_balances(&d).await;
-    assert!(
-        wrong.is_empty(),
-        "after a decommission, {} wrong: {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(5)]
-    );
+    assert_balances(&d, "after a decommission").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -438,6 +438,12 @@ impl Node {
         ids
     }
 
+    /// Whether `id` is one of [`Node::waiting_children`].
+    pub fn is_waiting(&self, id: &str) -> bool {
+        (self.orphans.contains_key(id) || self.suspended.contains_key(id))
+            && self.registry.lookup_ref(id).is_empty()
+    }
+
     /// Children whose metadata has `key == value`, sorted.
     pub fn match_metadata(&self, key: &str, value: &str) -> Vec<ChildId> {
         self.registry.match_metadata(key, value)
