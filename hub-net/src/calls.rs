@@ -14,7 +14,8 @@ use crate::error::{CallError, HubError};
 use crate::hub::Hub;
 use crate::process::Process;
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, CallError> {
+/// Encodes a message the way every child decodes it.
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, CallError> {
     postcard::to_stdvec(v)
         .map(Bytes::from)
         .map_err(|e| CallError::BadMessage(e.to_string()))

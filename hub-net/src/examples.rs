@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use hub_core::ChildId;
 
+use crate::context::Context;
 use crate::process::Process;
 
 /// A counter that survives migrations with HotSwap handover.
@@ -28,7 +29,7 @@ impl Process for Counter {
     type Reply = i64;
     type State = i64;
 
-    async fn init(_id: ChildId, start: i64, restored: Option<i64>) -> Result<Self, String> {
+    async fn init(_ctx: Context<Self>, start: i64, restored: Option<i64>) -> Result<Self, String> {
         Ok(Counter {
             n: restored.unwrap_or(start),
         })
@@ -63,8 +64,10 @@ impl Process for Echo {
     type Reply = String;
     type State = ();
 
-    async fn init(id: ChildId, _args: (), _restored: Option<()>) -> Result<Self, String> {
-        Ok(Echo { id })
+    async fn init(ctx: Context<Self>, _args: (), _restored: Option<()>) -> Result<Self, String> {
+        Ok(Echo {
+            id: ctx.id().clone(),
+        })
     }
 
     async fn handle_cast(&mut self, _msg: String) -> Result<(), String> {
@@ -90,7 +93,7 @@ impl Process for RoleProbe {
     type Reply = String;
     type State = ();
 
-    async fn init(_id: ChildId, _args: (), _restored: Option<()>) -> Result<Self, String> {
+    async fn init(_ctx: Context<Self>, _args: (), _restored: Option<()>) -> Result<Self, String> {
         Ok(RoleProbe { role: None })
     }
 

@@ -283,19 +283,32 @@ impl HubBuilder {
                 cancel.clone(),
             ));
         }
-        let kind_names = Arc::new(kinds.names_by_type());
-        let sup = Supervisor::new(kinds, limits, local_tx.clone(), config.node_id.to_string());
-        let stop_reason = Arc::new(std::sync::Mutex::new(None));
+        let hub = Hub {
+            tx: api_tx,
+            events: events.clone(),
+            cancel: cancel.clone(),
+            node_id: config.node_id.clone(),
+            addr: local_addr,
+            stop_reason: Arc::new(std::sync::Mutex::new(None)),
+            kind_names: Arc::new(kinds.names_by_type()),
+        };
+        let sup = Supervisor::new(
+            kinds,
+            limits,
+            local_tx.clone(),
+            config.node_id.clone(),
+            hub.downgrade(),
+        );
         let d = Driver::new(
             node,
             Instant::now(),
             net,
             sup,
-            events.clone(),
-            cancel.clone(),
+            events,
+            cancel,
             net_tx,
             local_tx,
-            stop_reason.clone(),
+            hub.stop_reason.clone(),
         );
         let span = tracing::info_span!("node", id = %config.node_id);
         tokio::spawn(tracing::Instrument::instrument(
@@ -303,15 +316,7 @@ impl HubBuilder {
             span,
         ));
         info!(node = %config.node_id, addr = %config.addr, "hub node started");
-        Ok(Hub {
-            tx: api_tx,
-            events,
-            cancel,
-            node_id: config.node_id,
-            addr: local_addr,
-            stop_reason,
-            kind_names,
-        })
+        Ok(hub)
     }
 }
 
@@ -329,7 +334,46 @@ pub struct Hub {
     pub(crate) kind_names: Arc<BTreeMap<std::any::TypeId, String>>,
 }
 
+/// A [`Hub`] that does not keep its node running: what children hold.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakHub {
+    tx: mpsc::WeakSender<Api>,
+    events: broadcast::Sender<Event>,
+    cancel: CancellationToken,
+    node_id: NodeId,
+    addr: Option<SocketAddr>,
+    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    kind_names: Arc<BTreeMap<std::any::TypeId, String>>,
+}
+
+impl WeakHub {
+    /// The hub, while any user handle keeps its node running.
+    pub(crate) fn upgrade(&self) -> Option<Hub> {
+        Some(Hub {
+            tx: self.tx.upgrade()?,
+            events: self.events.clone(),
+            cancel: self.cancel.clone(),
+            node_id: self.node_id.clone(),
+            addr: self.addr,
+            stop_reason: self.stop_reason.clone(),
+            kind_names: self.kind_names.clone(),
+        })
+    }
+}
+
 impl Hub {
+    fn downgrade(&self) -> WeakHub {
+        WeakHub {
+            tx: self.tx.downgrade(),
+            events: self.events.clone(),
+            cancel: self.cancel.clone(),
+            node_id: self.node_id.clone(),
+            addr: self.addr,
+            stop_reason: self.stop_reason.clone(),
+            kind_names: self.kind_names.clone(),
+        }
+    }
+
     /// Starts configuring a node of hub `hub_id`.
     ///
     /// ```no_run

@@ -43,6 +43,7 @@
 mod calls;
 pub mod client;
 mod conn;
+mod context;
 pub mod control;
 mod driver;
 pub mod error;
@@ -56,6 +57,7 @@ pub mod wire;
 
 pub use calls::Entity;
 pub use client::{Client, ClientError};
+pub use context::{Context, Timer};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hub::{Hub, HubBuilder};
 pub use process::{Kinds, Process, Terminate};

@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use hub_core::{ChildId, Role};
+use hub_core::Role;
 
+use crate::context::{Context, Seed};
 use crate::snapshot::SnapshotPolicy;
 
 /// Why a process instance is being terminated.
@@ -25,10 +27,16 @@ pub enum Terminate {
 /// A stateful process (actor) run under a child id.
 ///
 /// Errors returned from a handler are crashes: the supervisor restarts the
-/// process per its restart policy (and so is a panic).
+/// process per its restart policy (and so is a panic). A crash restart
+/// calls `init` again with the spec's arguments and no state (OTP
+/// semantics), unless the kind was registered with a snapshot policy that
+/// opts in to [`SnapshotPolicy::restarting_from_last`].
+///
+/// `init` gets the instance's [`Context`]: its id, role, the hub, timers
+/// and [`Context::stop`].
 ///
 /// ```
-/// use hub_net::Process;
+/// use hub_net::{Context, Process};
 /// use serde::{Deserialize, Serialize};
 ///
 /// struct Counter { n: u64 }
@@ -41,7 +49,7 @@ pub enum Terminate {
 ///     type Message = Msg;
 ///     type Reply = u64;
 ///     type State = u64;
-///     async fn init(_id: hub_core::ChildId, start: u64, restored: Option<u64>) -> Result<Self, String> {
+///     async fn init(_ctx: Context<Self>, start: u64, restored: Option<u64>) -> Result<Self, String> {
 ///         Ok(Counter { n: restored.unwrap_or(start) })
 ///     }
 ///     async fn handle_cast(&mut self, msg: Msg) -> Result<(), String> {
@@ -67,7 +75,7 @@ pub trait Process: Sized + Send + 'static {
 
     /// Creates the instance, from handed-over state when there is one.
     fn init(
-        id: ChildId,
+        ctx: Context<Self>,
         args: Self::Args,
         restored: Option<Self::State>,
     ) -> impl Future<Output = Result<Self, String>> + Send;
@@ -101,7 +109,7 @@ pub trait Process: Sized + Send + 'static {
     }
 
     /// Asked after every message it handled: `true` ends it normally (its
-    /// work is done). Then, per the spec's restart policy, a `Permanent`
+    /// work is done), as [`Context::stop`] does. Then, per the spec's restart policy, a `Permanent`
     /// child is restarted (from its init arguments) and a `Transient` or
     /// `Temporary` one is removed cluster-wide (`ExitReason::Normal`).
     fn finished(&self) -> bool {
@@ -114,6 +122,9 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A running instance with its types erased to bytes.
 pub(crate) trait Instance: Send {
     fn cast(&mut self, payload: Bytes) -> BoxFuture<'_, Result<(), String>>;
+    /// A message from this child to itself ([`Context::send_after`]),
+    /// dropped when an earlier instance of the child sent it.
+    fn timer(&mut self, instance: u64, payload: Bytes) -> BoxFuture<'_, Result<(), String>>;
     fn call(&mut self, payload: Bytes) -> BoxFuture<'_, Result<Result<Bytes, String>, String>>;
     fn snapshot(&self) -> Option<Bytes>;
     fn role_changed(&mut self, role: Role) -> BoxFuture<'_, Result<(), String>>;
@@ -121,13 +132,18 @@ pub(crate) trait Instance: Send {
     fn finished(&self) -> bool;
 }
 
-struct Typed<P>(P);
+struct Typed<P> {
+    process: P,
+    /// Set by [`Context::stop`].
+    stop: Arc<AtomicBool>,
+    seed: Seed,
+}
 
 impl<P: Process> Instance for Typed<P> {
     fn cast(&mut self, payload: Bytes) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             match postcard::from_bytes::<P::Message>(&payload) {
-                Ok(msg) => self.0.handle_cast(msg).await,
+                Ok(msg) => self.process.handle_cast(msg).await,
                 Err(e) => {
                     // A malformed message is the sender's fault, not a crash.
                     tracing::warn!(error = %e, "dropping undecodable cast");
@@ -144,32 +160,40 @@ impl<P: Process> Instance for Typed<P> {
                 Ok(m) => m,
                 Err(e) => return Ok(Err(format!("cannot decode message: {e}"))),
             };
-            let reply = self.0.handle_call(msg).await?;
+            let reply = self.process.handle_call(msg).await?;
             Ok(postcard::to_stdvec(&reply)
                 .map(Bytes::from)
                 .map_err(|e| format!("cannot encode reply: {e}")))
         })
     }
 
+    fn timer(&mut self, instance: u64, payload: Bytes) -> BoxFuture<'_, Result<(), String>> {
+        if instance != self.seed.instance {
+            return Box::pin(async { Ok(()) });
+        }
+        self.cast(payload)
+    }
+
     fn snapshot(&self) -> Option<Bytes> {
-        let state = self.0.snapshot_state()?;
+        let state = self.process.snapshot_state()?;
         postcard::to_stdvec(&state).ok().map(Bytes::from)
     }
 
     fn role_changed(&mut self, role: Role) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(self.0.role_changed(role))
+        *self.seed.role.lock().unwrap_or_else(|e| e.into_inner()) = Some(role);
+        Box::pin(self.process.role_changed(role))
     }
 
     fn terminate(&mut self, reason: Terminate) -> BoxFuture<'_, ()> {
-        Box::pin(self.0.terminate(reason))
+        Box::pin(self.process.terminate(reason))
     }
 
     fn finished(&self) -> bool {
-        self.0.finished()
+        self.stop.load(Ordering::Acquire) || self.process.finished()
     }
 }
 
-pub(crate) type Factory = dyn Fn(ChildId, Bytes, Option<Bytes>) -> BoxFuture<'static, Result<Box<dyn Instance>, String>>
+pub(crate) type Factory = dyn Fn(Seed, Bytes, Option<Bytes>) -> BoxFuture<'static, Result<Box<dyn Instance>, String>>
     + Send
     + Sync;
 
@@ -191,7 +215,7 @@ impl std::fmt::Debug for Kinds {
 impl Kinds {
     /// Registers `P` under `name` (replacing an earlier one).
     pub fn register<P: Process>(&mut self, name: impl Into<String>) {
-        let factory: Arc<Factory> = Arc::new(|id, args: Bytes, restore: Option<Bytes>| {
+        let factory: Arc<Factory> = Arc::new(|seed: Seed, args: Bytes, restore: Option<Bytes>| {
             Box::pin(async move {
                 let args: P::Args = if args.is_empty() {
                     // Empty args mean "default" for kinds whose Args allow it.
@@ -205,8 +229,14 @@ impl Kinds {
                     }
                     None => None,
                 };
-                let p = P::init(id, args, restored).await?;
-                Ok(Box::new(Typed(p)) as Box<dyn Instance>)
+                let stop = Arc::new(AtomicBool::new(false));
+                let ctx = Context::new(seed.clone(), stop.clone());
+                let process = P::init(ctx, args, restored).await?;
+                Ok(Box::new(Typed {
+                    process,
+                    stop,
+                    seed,
+                }) as Box<dyn Instance>)
             })
         });
         let name = name.into();

@@ -28,6 +28,11 @@ pub struct SnapshotPolicy {
     pub every_messages: Option<u32>,
     /// Snapshot this often while messages arrive.
     pub interval: Option<Duration>,
+    /// A crash restart on the same node begins from the latest snapshot
+    /// (or the state the instance started from) instead of from the init
+    /// arguments alone. Off by default: a crash may come from a bad state,
+    /// and OTP restarts clean.
+    pub restart_from_snapshot: bool,
 }
 
 impl SnapshotPolicy {
@@ -36,6 +41,7 @@ impl SnapshotPolicy {
         SnapshotPolicy {
             every_messages: Some(n),
             interval: None,
+            restart_from_snapshot: false,
         }
     }
 
@@ -44,12 +50,20 @@ impl SnapshotPolicy {
         SnapshotPolicy {
             every_messages: None,
             interval: Some(interval),
+            restart_from_snapshot: false,
         }
     }
 
     /// Adds an interval to a message-count policy.
     pub fn and_interval(mut self, interval: Duration) -> Self {
         self.interval = Some(interval);
+        self
+    }
+
+    /// Crash restarts begin from the latest snapshot (see
+    /// [`SnapshotPolicy::restart_from_snapshot`]).
+    pub fn restarting_from_last(mut self) -> Self {
+        self.restart_from_snapshot = true;
         self
     }
 

@@ -13,9 +13,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info_span, warn, Instrument};
 
-use hub_core::{ChildId, ChildSpec, ExitReason, Handle, LocalReport, RestartPolicy, StartError};
+use hub_core::{
+    ChildId, ChildSpec, ExitReason, Handle, LocalReport, NodeId, RestartPolicy, StartError,
+};
 
+use crate::context::Seed;
 use crate::error::CallError;
+use crate::hub::WeakHub;
 use crate::process::{Instance, Kinds, Terminate};
 use crate::snapshot::SnapshotPolicy;
 
@@ -43,6 +47,10 @@ impl Default for Limits {
 /// A request to a running child.
 pub(crate) enum Envelope {
     Cast(Bytes),
+    /// A message the child sent itself, from its instance number `.0`.
+    Timer(u64, Bytes),
+    /// Look at the stop flag ([`crate::Context::stop`]).
+    Wake,
     Call(Bytes, oneshot::Sender<Result<Bytes, CallError>>),
     /// Snapshot for a handover, then pause until `Resume` or `Stop`.
     Handover(oneshot::Sender<Option<Bytes>>),
@@ -62,7 +70,10 @@ pub(crate) struct Supervisor {
     children: BTreeMap<ChildId, mpsc::Sender<Envelope>>,
     reports: mpsc::UnboundedSender<LocalReport>,
     next_handle: Arc<std::sync::atomic::AtomicU64>,
-    node: String,
+    node: NodeId,
+    /// Given to every child's [`crate::Context`]; weak, so children do not
+    /// keep the node alive.
+    hub: WeakHub,
 }
 
 impl Supervisor {
@@ -70,7 +81,8 @@ impl Supervisor {
         kinds: Kinds,
         limits: Limits,
         reports: mpsc::UnboundedSender<LocalReport>,
-        node: String,
+        node: NodeId,
+        hub: WeakHub,
     ) -> Self {
         Supervisor {
             kinds,
@@ -79,6 +91,7 @@ impl Supervisor {
             reports,
             next_handle: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             node,
+            hub,
         }
     }
 
@@ -110,8 +123,17 @@ impl Supervisor {
             return;
         }
         let (tx, rx) = mpsc::channel(MAILBOX);
+        let seed = Seed {
+            id: id.clone(),
+            node: self.node.clone(),
+            role: Arc::new(std::sync::Mutex::new(None)),
+            mailbox: tx.downgrade(),
+            hub: self.hub.clone(),
+            instance: 0,
+        };
         self.children.insert(id.clone(), tx);
         let run = ChildRun {
+            seed,
             spec: spec.clone(),
             snapshots: self.kinds.snapshot_policy(&spec.kind),
             factory,
@@ -169,6 +191,7 @@ impl Supervisor {
 }
 
 struct ChildRun {
+    seed: Seed,
     spec: Arc<ChildSpec>,
     snapshots: Option<SnapshotPolicy>,
     factory: Arc<crate::process::Factory>,
@@ -192,12 +215,23 @@ impl ChildRun {
         let _ = self.reports.send(r);
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Envelope>, mut restore: Option<Bytes>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>, restore: Option<Bytes>) {
         let id = self.spec.id.clone();
         let mut restarts: VecDeque<Instant> = VecDeque::new();
         let mut first = true;
+        // The state a crash restart begins from, when the kind opts in.
+        let mut last = restore;
+        let from_last = self.snapshots.is_some_and(|p| p.restart_from_snapshot);
+        // A normal end restarts clean, whatever the policy.
+        let mut crashed = false;
         loop {
-            let init = (self.factory)(id.clone(), self.spec.args.clone(), restore.take());
+            self.seed.instance += 1;
+            let restore = if first || (from_last && crashed) {
+                last.clone()
+            } else {
+                None
+            };
+            let init = (self.factory)(self.seed.clone(), self.spec.args.clone(), restore);
             let instance = match AssertUnwindSafe(init).catch_unwind().await {
                 Ok(Ok(i)) => Some(i),
                 Ok(Err(e)) if first => {
@@ -236,11 +270,12 @@ impl ChildRun {
                         }
                     });
                     first = false;
-                    self.serve(inst.as_mut(), &mut rx).await
+                    self.serve(inst.as_mut(), &mut rx, &mut last).await
                 }
                 None => Exit::Crashed("init failed on restart".into()),
             };
             let mut state = None;
+            crashed = matches!(exit, Exit::Crashed(_));
             let reason = match exit {
                 Exit::Stopped(last) => {
                     state = last;
@@ -281,7 +316,12 @@ impl ChildRun {
 impl ChildRun {
     /// Runs one instance until it stops or crashes, snapshotting it for
     /// crash recovery per its kind's policy.
-    async fn serve(&self, inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Exit {
+    async fn serve(
+        &self,
+        inst: &mut dyn Instance,
+        rx: &mut mpsc::Receiver<Envelope>,
+        last: &mut Option<Bytes>,
+    ) -> Exit {
         let Some(policy) = self.snapshots else {
             while let Some(env) = rx.recv().await {
                 if let Some(exit) = handle(inst, env, rx).await {
@@ -299,21 +339,21 @@ impl ChildRun {
             tokio::select! {
                 env = rx.recv() => {
                     let Some(env) = env else { return Exit::Stopped(None) };
-                    let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..));
+                    let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..) | Envelope::Timer(..));
                     if let Some(exit) = handle(inst, env, rx).await {
                         return exit;
                     }
                     if counts {
                         since = since.saturating_add(1);
                         if policy.every_messages.is_some_and(|n| since >= n) {
-                            self.take_snapshot(inst);
+                            self.take_snapshot(inst, last);
                             since = 0;
                         }
                     }
                 }
                 _ = tick.tick(), if policy.interval.is_some() => {
                     if since > 0 {
-                        self.take_snapshot(inst);
+                        self.take_snapshot(inst, last);
                         since = 0;
                     }
                 }
@@ -321,12 +361,15 @@ impl ChildRun {
         }
     }
 
-    fn take_snapshot(&self, inst: &mut dyn Instance) {
+    fn take_snapshot(&self, inst: &mut dyn Instance, last: &mut Option<Bytes>) {
         match inst.snapshot() {
-            Some(state) => self.report(LocalReport::Snapshot {
-                id: self.spec.id.clone(),
-                state,
-            }),
+            Some(state) => {
+                *last = Some(state.clone());
+                self.report(LocalReport::Snapshot {
+                    id: self.spec.id.clone(),
+                    state,
+                })
+            }
             None => debug!("kind has a snapshot policy but returned no state"),
         }
     }
@@ -358,6 +401,14 @@ async fn handle(
                 Some(Exit::Crashed("panicked in handle_call".into()))
             }
         },
+        Envelope::Timer(instance, b) => {
+            match AssertUnwindSafe(inst.timer(instance, b)).catch_unwind().await {
+                Ok(Ok(())) => inst.finished().then_some(Exit::Normal),
+                Ok(Err(e)) => Some(Exit::Crashed(e)),
+                Err(_) => Some(Exit::Crashed("panicked in handle_cast".into())),
+            }
+        }
+        Envelope::Wake => inst.finished().then_some(Exit::Normal),
         Envelope::Handover(reply) => {
             let _ = reply.send(inst.snapshot());
             paused(inst, rx).await
@@ -403,7 +454,13 @@ async fn paused(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> O
             Some(Envelope::Handover(reply)) => {
                 let _ = reply.send(inst.snapshot());
             }
-            Some(env @ (Envelope::Cast(_) | Envelope::Call(..) | Envelope::Role(_))) => {
+            Some(
+                env @ (Envelope::Cast(_)
+                | Envelope::Timer(..)
+                | Envelope::Wake
+                | Envelope::Call(..)
+                | Envelope::Role(_)),
+            ) => {
                 if held.len() < MAILBOX {
                     held.push(env);
                 } else if let Envelope::Call(_, reply) = env {

@@ -19,7 +19,7 @@ impl Process for Fragile {
     type Reply = u32;
     type State = ();
 
-    async fn init(_id: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+    async fn init(_: hub_net::Context<Self>, _: (), _: Option<()>) -> Result<Self, String> {
         let generation = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Fragile { generation })
     }
@@ -227,7 +227,7 @@ impl Process for Job {
     type Reply = ();
     type State = ();
 
-    async fn init(_id: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+    async fn init(_: hub_net::Context<Self>, _: (), _: Option<()>) -> Result<Self, String> {
         Ok(Job { done: false })
     }
     async fn handle_cast(&mut self, done: bool) -> Result<(), String> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use hub_core::{ChildSpec, StartOptions, Strategies};
-use hub_net::{Hub, Process};
+use hub_net::{Context, Hub, Process};
 use serde::{Deserialize, Serialize};
 
 // ---- as in README.md ----
@@ -29,7 +29,7 @@ impl Process for Account {
     type Reply = i64;
     type State = i64; // handed over when the account moves
     async fn init(
-        _id: hub_core::ChildId,
+        _ctx: Context<Self>,
         open: i64,
         restored: Option<i64>,
     ) -> Result<Self, String> {
@@ -222,7 +222,7 @@ async fn typed_entities_start_call_cast_and_refuse_other_kinds() {
         type Message = ();
         type Reply = ();
         type State = ();
-        async fn init(_: hub_core::ChildId, _: (), _: Option<()>) -> Result<Self, String> {
+        async fn init(_: hub_net::Context<Self>, _: (), _: Option<()>) -> Result<Self, String> {
             Ok(NotRegistered)
         }
         async fn handle_cast(&mut self, _: ()) -> Result<(), String> {

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use hub_core::ChildId;
-use hub_net::Process;
+use hub_net::{Context, Process};
 
 thread_local! {
     // madsim runs a whole simulation on one thread; a thread-local keeps
@@ -47,7 +47,8 @@ impl Process for Witness {
     type Reply = String;
     type State = ();
 
-    async fn init(id: ChildId, _args: (), _restored: Option<()>) -> Result<Self, String> {
+    async fn init(ctx: Context<Self>, _args: (), _restored: Option<()>) -> Result<Self, String> {
+        let id = ctx.id().clone();
         let machine = madsim::plugin::node().to_string();
         LIVE.with(|l| {
             let mut l = l.borrow_mut();
