@@ -154,3 +154,107 @@ pub enum Event {
         reason: String,
     },
 }
+
+/// The kind of an [`Event`], without its data: what a hook is registered
+/// for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// [`Event::ClusterJoin`].
+    ClusterJoin,
+    /// [`Event::ClusterLeave`].
+    ClusterLeave,
+    /// [`Event::RegistryInserted`].
+    RegistryInserted,
+    /// [`Event::RegistryRemoved`].
+    RegistryRemoved,
+    /// [`Event::ChildMigrated`].
+    ChildMigrated,
+    /// [`Event::ForwardedMigration`].
+    ForwardedMigration,
+    /// [`Event::PriorityStateUpdated`].
+    PriorityStateUpdated,
+    /// [`Event::PreRedistribution`].
+    PreRedistribution,
+    /// [`Event::PostRedistribution`].
+    PostRedistribution,
+    /// [`Event::ChildStarted`].
+    ChildStarted,
+    /// [`Event::ChildRestarted`].
+    ChildRestarted,
+    /// [`Event::RoleChanged`].
+    RoleChanged,
+    /// [`Event::PlacementFallback`].
+    PlacementFallback,
+    /// [`Event::PeerRefused`].
+    PeerRefused,
+    /// [`Event::ForwardingLimit`].
+    ForwardingLimit,
+    /// [`Event::DuplicateResolved`].
+    DuplicateResolved,
+    /// [`Event::Recovered`].
+    Recovered,
+    /// [`Event::ChildFailed`].
+    ChildFailed,
+    /// [`Event::Partitioned`].
+    Partitioned,
+    /// [`Event::QuorumRestored`].
+    QuorumRestored,
+    /// [`Event::Shutdown`].
+    Shutdown,
+}
+
+impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 21] = [
+        EventKind::ClusterJoin,
+        EventKind::ClusterLeave,
+        EventKind::RegistryInserted,
+        EventKind::RegistryRemoved,
+        EventKind::ChildMigrated,
+        EventKind::ForwardedMigration,
+        EventKind::PriorityStateUpdated,
+        EventKind::PreRedistribution,
+        EventKind::PostRedistribution,
+        EventKind::ChildStarted,
+        EventKind::ChildRestarted,
+        EventKind::RoleChanged,
+        EventKind::PlacementFallback,
+        EventKind::PeerRefused,
+        EventKind::ForwardingLimit,
+        EventKind::DuplicateResolved,
+        EventKind::Recovered,
+        EventKind::ChildFailed,
+        EventKind::Partitioned,
+        EventKind::QuorumRestored,
+        EventKind::Shutdown,
+    ];
+}
+
+impl Event {
+    /// This event's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::ClusterJoin(_) => EventKind::ClusterJoin,
+            Event::ClusterLeave(_) => EventKind::ClusterLeave,
+            Event::RegistryInserted { .. } => EventKind::RegistryInserted,
+            Event::RegistryRemoved { .. } => EventKind::RegistryRemoved,
+            Event::ChildMigrated { .. } => EventKind::ChildMigrated,
+            Event::ForwardedMigration { .. } => EventKind::ForwardedMigration,
+            Event::PriorityStateUpdated { .. } => EventKind::PriorityStateUpdated,
+            Event::PreRedistribution { .. } => EventKind::PreRedistribution,
+            Event::PostRedistribution { .. } => EventKind::PostRedistribution,
+            Event::ChildStarted { .. } => EventKind::ChildStarted,
+            Event::ChildRestarted { .. } => EventKind::ChildRestarted,
+            Event::RoleChanged { .. } => EventKind::RoleChanged,
+            Event::PlacementFallback { .. } => EventKind::PlacementFallback,
+            Event::PeerRefused { .. } => EventKind::PeerRefused,
+            Event::ForwardingLimit { .. } => EventKind::ForwardingLimit,
+            Event::DuplicateResolved { .. } => EventKind::DuplicateResolved,
+            Event::Recovered { .. } => EventKind::Recovered,
+            Event::ChildFailed { .. } => EventKind::ChildFailed,
+            Event::Partitioned => EventKind::Partitioned,
+            Event::QuorumRestored => EventKind::QuorumRestored,
+            Event::Shutdown { .. } => EventKind::Shutdown,
+        }
+    }
+}

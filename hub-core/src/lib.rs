@@ -85,7 +85,7 @@ pub use config::Config;
 pub use error::{
     CommandError, ConfigError, DecodeError, EncodeError, SpecError, StartError, StopError,
 };
-pub use event::{Direction, Event};
+pub use event::{Direction, Event, EventKind};
 pub use id::{ChildId, Handle, Incarnation, NodeId, RequestId};
 pub use node::Node;
 pub use output::{ExitReason, LocalReport, Output, StopReason};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use crate::conn::{self, Conn, FramedTcp, NetEvent};
 use crate::control::{CtlReply, CtlRequest, MemberStatus, Status};
 use crate::error::CallError;
 use crate::handshake::{self, Role, MAX_HANDSHAKE_FRAME};
+use crate::hooks::Events;
 use crate::process::Terminate;
 use crate::supervisor::{Envelope, Supervisor};
 use crate::wire::Wire;
@@ -73,7 +74,7 @@ pub(crate) struct Driver {
     pub(crate) epoch: Instant,
     pub(crate) net: NetSettings,
     pub(crate) sup: Supervisor,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: Events,
     pub(crate) cancel: CancellationToken,
     pub(crate) net_tx: mpsc::Sender<NetEvent>,
     pub(crate) local_tx: mpsc::UnboundedSender<LocalReport>,
@@ -103,7 +104,7 @@ impl Driver {
         epoch: Instant,
         net: NetSettings,
         sup: Supervisor,
-        events: broadcast::Sender<Event>,
+        events: Events,
         cancel: CancellationToken,
         net_tx: mpsc::Sender<NetEvent>,
         local_tx: mpsc::UnboundedSender<LocalReport>,
@@ -577,7 +578,7 @@ impl Driver {
                             }
                         }
                     }
-                    let _ = self.events.send(e);
+                    self.events.emit(e);
                 }
             }
         }

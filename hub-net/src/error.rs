@@ -73,9 +73,12 @@ pub enum StartupError {
     /// one to advertise: peers could not reach it.
     #[error("listening on {0} (any address) needs an advertised address (HubBuilder::advertise, hub node --advertise HOST:PORT) that peers can reach")]
     Advertise(String),
-    /// A static child failed to start.
+    /// Static children did not start: each with why.
     #[error("static children failed to start: {0}")]
     StaticChildren(String),
+    /// A hook given to the builder could not be registered.
+    #[error("bad hook: {0}")]
+    Hook(#[from] crate::hooks::HookError),
 }
 
 /// Why a call to a hub failed.

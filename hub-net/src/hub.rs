@@ -8,20 +8,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use hub_core::protocol::{DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 use hub_core::{
-    ChildId, ChildSpec, Command, Config, Event, Handle, Node, NodeId, Reply, StartOptions,
-    StartOutcome, StopOptions, StopOutcome, Strategies, Time,
+    ChildId, ChildSpec, Command, Config, Event, EventKind, Handle, Node, NodeId, Reply,
+    StartOptions, StartOutcome, StopOptions, StopOutcome, Strategies, Time,
 };
 
 use crate::control::Status;
 use crate::driver::{self, Api, Driver, NetSettings};
 use crate::error::{HubError, StartupError};
 use crate::handshake::{Hello, Local, Role};
+use crate::hooks::{Events, HookError, HookFn};
 use crate::process::{Kinds, Process};
 use crate::snapshot::SnapshotPolicy;
 use crate::supervisor::{Limits, Supervisor};
@@ -39,6 +41,9 @@ pub struct HubBuilder {
     max_frame: usize,
     handshake_timeout: Duration,
     clock_rate: f64,
+    hooks: Vec<(EventKind, String, i32, HookFn)>,
+    hook_queue: usize,
+    static_children: Vec<ChildSpec>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -187,6 +192,39 @@ impl HubBuilder {
         self
     }
 
+    /// Registers a hook at start (see [`Hub::register_hook`]); a duplicate
+    /// id for one kind fails [`HubBuilder::start`] with
+    /// [`StartupError::Hook`].
+    pub fn hook(
+        mut self,
+        kind: EventKind,
+        id: impl Into<String>,
+        priority: i32,
+        run: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.push((kind, id.into(), priority, Arc::new(run)));
+        self
+    }
+
+    /// How many events may wait for the hooks (default
+    /// [`crate::HOOK_QUEUE`]).
+    pub fn hook_queue(mut self, events: usize) -> Self {
+        self.hook_queue = events;
+        self
+    }
+
+    /// Static children: started (awaited) as part of [`HubBuilder::start`],
+    /// which fails with [`StartupError::StaticChildren`] naming every
+    /// child that did not start (the node then leaves; children that did
+    /// start stay in the cluster). A child already running in the cluster
+    /// counts as started, so every node may list the same ones. With
+    /// seeds, the start waits up to [`STATIC_JOIN_WAIT`] for a first peer,
+    /// so that a node joining a running cluster does not start them alone.
+    pub fn child_specs(mut self, specs: impl IntoIterator<Item = ChildSpec>) -> Self {
+        self.static_children.extend(specs);
+        self
+    }
+
     /// Adjusts the core configuration (timers, lock timeout, hop limit...).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
@@ -207,10 +245,14 @@ impl HubBuilder {
             max_frame,
             handshake_timeout,
             clock_rate,
+            hooks,
+            hook_queue,
+            static_children,
         } = self;
         kinds
             .validate()
             .map_err(|(kind, reason)| StartupError::SnapshotPolicy { kind, reason })?;
+        let has_seeds = !seeds.is_empty();
         for s in seeds.iter().chain(advertise.as_ref()) {
             check_host_port(s)?;
         }
@@ -274,7 +316,13 @@ impl HubBuilder {
         // not lose, the node task itself sends some (so it must never block
         // on this channel), and there are at most a few in flight per child.
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(4096);
+        let (events, hook_task) = Events::new(cancel.clone(), hook_queue);
+        tokio::spawn(hook_task);
+        for (kind, id, priority, run) in hooks {
+            events
+                .register(kind, id, priority, run)
+                .map_err(StartupError::Hook)?;
+        }
         if let Some(l) = listener {
             tokio::spawn(driver::accept_loop(
                 l,
@@ -310,14 +358,53 @@ impl HubBuilder {
             local_tx,
             hub.stop_reason.clone(),
         );
+        let mut joins = hub.subscribe();
         let span = tracing::info_span!("node", id = %config.node_id);
         tokio::spawn(tracing::Instrument::instrument(
             d.run(api_rx, net_rx, local_rx),
             span,
         ));
         info!(node = %config.node_id, addr = %config.addr, "hub node started");
+        if !static_children.is_empty() {
+            if has_seeds {
+                let joined = async {
+                    loop {
+                        match joins.recv().await {
+                            Ok(Event::ClusterJoin(_))
+                            | Err(broadcast::error::RecvError::Closed) => break,
+                            _ => {}
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(STATIC_JOIN_WAIT, joined).await;
+            }
+            start_static(&hub, static_children).await?;
+        }
         Ok(hub)
     }
+}
+
+/// How long a node with seeds and static children waits for a first peer
+/// before starting them.
+pub const STATIC_JOIN_WAIT: Duration = Duration::from_secs(2);
+
+/// Starts the static children; on failure the node leaves.
+async fn start_static(hub: &Hub, specs: Vec<ChildSpec>) -> Result<(), StartupError> {
+    let failed: Vec<String> = match hub.start_children(specs, StartOptions::awaited()).await {
+        Ok(_) => return Ok(()),
+        Err(HubError::StartFailed(outcome)) => outcome
+            .failed
+            .iter()
+            .filter(|f| !matches!(f.error, hub_core::StartError::AlreadyStarted { .. }))
+            .map(|f| format!("{}: {}", f.id, f.error))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    };
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let _ = hub.shutdown().await;
+    Err(StartupError::StaticChildren(failed.join("; ")))
 }
 
 /// A handle on a running hub node. Cheap to clone; every method talks to
@@ -325,7 +412,7 @@ impl HubBuilder {
 #[derive(Clone, Debug)]
 pub struct Hub {
     pub(crate) tx: mpsc::Sender<Api>,
-    events: broadcast::Sender<Event>,
+    events: Events,
     cancel: CancellationToken,
     node_id: NodeId,
     addr: Option<SocketAddr>,
@@ -338,7 +425,7 @@ pub struct Hub {
 #[derive(Clone, Debug)]
 pub(crate) struct WeakHub {
     tx: mpsc::WeakSender<Api>,
-    events: broadcast::Sender<Event>,
+    events: Events,
     cancel: CancellationToken,
     node_id: NodeId,
     addr: Option<SocketAddr>,
@@ -402,6 +489,9 @@ impl Hub {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             clock_rate: 1.0,
+            hooks: Vec::new(),
+            hook_queue: crate::hooks::HOOK_QUEUE,
+            static_children: Vec::new(),
         }
     }
 
@@ -604,9 +694,53 @@ impl Hub {
         self.query(move |n| n.stored_snapshot(id.as_str())).await
     }
 
-    /// A stream of this node's events (lagging receivers skip ahead).
+    /// A stream of this node's events. A receiver that falls more than
+    /// 4,096 events behind skips ahead and is told how many it missed
+    /// (`RecvError::Lagged(n)`); for delivery in order with priorities,
+    /// use [`Hub::register_hook`].
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Runs `run` for every event of `kind` on this node, after the hooks
+    /// of higher priority (ties: in registration order), on the node's
+    /// hook task. `id` names it for [`Hub::cancel_hook`]; an id already
+    /// registered for `kind` is [`HookError::Duplicate`]. Events wait for
+    /// hooks in a queue of [`crate::HOOK_QUEUE`]; if hooks fall that far
+    /// behind, further events are not queued for them, and are counted
+    /// ([`Hub::hook_overflows`]) and warned about, never dropped silently.
+    /// A hook that panics is logged and the others still run.
+    ///
+    /// ```no_run
+    /// # fn f(hub: &hub_net::Hub) -> Result<(), hub_net::HookError> {
+    /// use hub_core::{Event, EventKind};
+    /// hub.register_hook(EventKind::ChildFailed, "alert", 10, |e: &Event| {
+    ///     eprintln!("{e:?}");
+    /// })?;
+    /// hub.cancel_hook(EventKind::ChildFailed, "alert")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register_hook(
+        &self,
+        kind: EventKind,
+        id: impl Into<String>,
+        priority: i32,
+        run: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> Result<(), HookError> {
+        self.events
+            .register(kind, id.into(), priority, Arc::new(run))
+    }
+
+    /// Removes hook `id` of `kind`; it runs for no event after this
+    /// returns, except the one it may be running now.
+    pub fn cancel_hook(&self, kind: EventKind, id: &str) -> Result<(), HookError> {
+        self.events.cancel(kind, id)
+    }
+
+    /// Events that could not be queued for hooks because they were too
+    /// far behind (see [`Hub::register_hook`]).
+    pub fn hook_overflows(&self) -> u64 {
+        self.events.overflowed()
     }
 
     /// Leaves gracefully: announces it, hands children to their new owners

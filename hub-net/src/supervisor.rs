@@ -402,7 +402,10 @@ async fn handle(
             }
         },
         Envelope::Timer(instance, b) => {
-            match AssertUnwindSafe(inst.timer(instance, b)).catch_unwind().await {
+            match AssertUnwindSafe(inst.timer(instance, b))
+                .catch_unwind()
+                .await
+            {
                 Ok(Ok(())) => inst.finished().then_some(Exit::Normal),
                 Ok(Err(e)) => Some(Exit::Crashed(e)),
                 Err(_) => Some(Exit::Crashed("panicked in handle_cast".into())),

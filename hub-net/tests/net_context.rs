@@ -39,7 +39,10 @@ enum Job {
     /// Crash now, after setting a timer for 50 ms from now.
     CrashAfterTimer,
     /// Add `by` to counter `id`, wherever it runs, through the hub.
-    AddTo { id: String, by: i64 },
+    AddTo {
+        id: String,
+        by: i64,
+    },
     /// End normally.
     Done,
     /// A timer that must never arrive.
@@ -183,7 +186,9 @@ async fn call(hub: &Hub, id: &str, job: Job) -> Answer {
 }
 
 async fn start(hub: &Hub, spec: ChildSpec) {
-    hub.start_child(spec, StartOptions::awaited()).await.unwrap();
+    hub.start_child(spec, StartOptions::awaited())
+        .await
+        .unwrap();
 }
 
 fn worker(id: &str, start: u64) -> ChildSpec {
@@ -264,7 +269,10 @@ async fn a_transient_child_that_stops_itself_is_removed_cluster_wide() {
             && b.child_lookup("t1").await.unwrap().is_empty()
     })
     .await;
-    assert!(gone, "a transient child that stopped itself left every registry");
+    assert!(
+        gone,
+        "a transient child that stopped itself left every registry"
+    );
 
     // A permanent one is restarted from its init arguments instead.
     call(&b, "p1", Job::Bump).await;
@@ -275,7 +283,10 @@ async fn a_transient_child_that_stops_itself_is_removed_cluster_wide() {
         now.len() == 1 && now != before
     })
     .await;
-    assert!(restarted, "a permanent child that stopped itself got a new handle");
+    assert!(
+        restarted,
+        "a permanent child that stopped itself got a new handle"
+    );
     assert_eq!(call(&a, "p1", Job::Count).await, Answer::Count(0));
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();

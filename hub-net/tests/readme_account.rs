@@ -28,11 +28,7 @@ impl Process for Account {
     type Message = Op;
     type Reply = i64;
     type State = i64; // handed over when the account moves
-    async fn init(
-        _ctx: Context<Self>,
-        open: i64,
-        restored: Option<i64>,
-    ) -> Result<Self, String> {
+    async fn init(_ctx: Context<Self>, open: i64, restored: Option<i64>) -> Result<Self, String> {
         Ok(Account {
             balance: restored.unwrap_or(open),
         })
