@@ -1,12 +1,21 @@
-//! Shared by the OS-process tests: node processes of the `hub` binary on
-//! loopback, the `hub` client, and waiting with deadlines.
+//! Shared by the OS-process tests: node processes of the `hub` binary (or,
+//! in the `bank-node` example's tests, of that binary) on loopback, the
+//! control client, and waiting with deadlines.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
+/// The binary under test: `hub`, or `bank-node` in that crate's tests.
+pub const HUB: &str = match (
+    option_env!("CARGO_BIN_EXE_hub"),
+    option_env!("CARGO_BIN_EXE_bank-node"),
+) {
+    (Some(hub), _) => hub,
+    (None, Some(bank)) => bank,
+    (None, None) => panic!("no node binary in this crate"),
+};
 
 pub struct Procs(pub Vec<Child>);
 

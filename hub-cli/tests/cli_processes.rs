@@ -374,3 +374,28 @@ fn guided_node_processes_place_children_where_ctl_start_names() {
         "{v}"
     );
 }
+
+/// The README's first command, smaller: the demo runs its story to the end
+/// (form, start, join, kill -9, restart, a call) and exits 0.
+#[test]
+fn the_demo_runs_its_story_and_exits_zero() {
+    let out = std::process::Command::new(HUB)
+        .args(["demo", "--nodes", "3", "--children", "300"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "formed in",
+        "started 300 (0 failed)",
+        "children moved to n3",
+        "restarted on their new owners",
+        "call to counter-1                    ok",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}

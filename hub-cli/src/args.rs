@@ -1,0 +1,197 @@
+//! The command line: subcommands and their flags.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use hub_net::Client;
+use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig};
+
+use crate::flags::{cookie, parse_distribution, parse_migration, parse_partition, parse_tag};
+use crate::AnyError;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "processhub-rs: distributed processes over a consistent-hash ring"
+)]
+pub(crate) struct Args {
+    /// Log lines as `text` (colours only on a terminal) or `json` (one
+    /// object per line); filtered by RUST_LOG (default `warn`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct Auth {
+    /// Hub id.
+    #[arg(long, default_value = "hub")]
+    pub(crate) hub_id: String,
+    /// File holding the shared cookie (else $HUB_COOKIE, else a development
+    /// default, with a warning).
+    #[arg(long)]
+    pub(crate) cookie_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Run one node until Ctrl-C or SIGTERM (then leave gracefully).
+    Node(NodeArgs),
+    /// Start a local cluster of separate processes and show what it does.
+    Demo {
+        /// Nodes to start.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Children to start.
+        #[arg(long, default_value_t = 10_000)]
+        children: usize,
+    },
+    /// Show a node's view of the hub.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Control a running hub through one of its nodes.
+    Ctl {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        op: CtlOp,
+    },
+}
+
+/// `node`: what the node is told about itself.
+#[derive(clap::Args)]
+pub(crate) struct NodeArgs {
+    #[command(flatten)]
+    pub(crate) auth: Auth,
+    /// Node id (unique in the hub).
+    #[arg(long)]
+    pub(crate) node_id: String,
+    /// Address to listen on.
+    #[arg(long)]
+    pub(crate) listen: String,
+    /// Address peers reach this node at (`HOST:PORT`); required when
+    /// listening on 0.0.0.0 or [::].
+    #[arg(long)]
+    pub(crate) advertise: Option<String>,
+    /// Seed address to join through, `HOST:PORT` (repeatable).
+    #[arg(long)]
+    pub(crate) seed: Vec<String>,
+    /// Exit 1 if no peer has joined this node within this many seconds
+    /// (a wrong cookie or hub id, an unreachable seed).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) join_timeout: Option<u64>,
+    /// Strategies from a TOML file (see hub-cli/examples/strategies.toml);
+    /// the flags below override it.
+    #[arg(long)]
+    pub(crate) strategies: Option<PathBuf>,
+    /// Partition tolerance: `divergence` (default), `static:N`,
+    /// `majority:N` (initial cluster size) or `dynamic:P[:SECONDS]`
+    /// (percent, threshold time).
+    #[arg(long, value_parser = parse_partition)]
+    pub(crate) partition: Option<PartitionConfig>,
+    /// Migration: `cold` (default), `hot` or `hot-handover`.
+    #[arg(long, value_parser = parse_migration)]
+    pub(crate) migration: Option<MigrationConfig>,
+    /// Distribution: `hashing` (default), `guided` or `balanced`
+    /// (centralized load balancer).
+    #[arg(long, value_parser = parse_distribution)]
+    pub(crate) distribution: Option<DistributionConfig>,
+    /// Node tag `key=value` for placement constraints (repeatable),
+    /// e.g. `--tag zone=a`.
+    #[arg(long, value_parser = parse_tag)]
+    pub(crate) tag: Vec<(String, String)>,
+    /// Strict single-instance mode: a child runs only with this many
+    /// nodes' grants (a majority of the largest cluster), never on two
+    /// nodes at once. Every node must pass the same value.
+    #[arg(long)]
+    pub(crate) strict_quorum: Option<usize>,
+    /// Also run the example kinds (counter, echo, role-probe): what
+    /// `demo` starts its nodes with.
+    #[arg(long, hide = true)]
+    pub(crate) example_kinds: bool,
+}
+
+/// Which running node to talk to, and how to print.
+#[derive(clap::Args, Clone)]
+pub(crate) struct Target {
+    #[command(flatten)]
+    pub(crate) auth: Auth,
+    /// The node's address.
+    #[arg(long)]
+    pub(crate) node: String,
+    /// Print JSON (see README for the format).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl Target {
+    pub(crate) async fn connect(&self) -> Result<Client, AnyError> {
+        Ok(Client::connect(&self.node, &self.auth.hub_id, cookie(&self.auth)?).await?)
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CtlOp {
+    /// Start children (awaited).
+    Start {
+        /// Child ids.
+        ids: Vec<String>,
+        /// Process kind (one this binary registers).
+        #[arg(long, default_value = "counter")]
+        kind: String,
+        /// Run only on nodes tagged `key=value` (repeatable).
+        #[arg(long, value_parser = parse_tag)]
+        require: Vec<(String, String)>,
+        /// Prefer nodes tagged `key=value` (repeatable).
+        #[arg(long, value_parser = parse_tag)]
+        prefer: Vec<(String, String)>,
+        /// Run on these nodes, primary first (comma-separated; what
+        /// `--distribution guided` places by).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
+    /// Stop children (awaited).
+    Stop {
+        /// Child ids.
+        ids: Vec<String>,
+    },
+    /// Where a child runs.
+    Lookup {
+        /// Child id.
+        id: String,
+    },
+    /// Children per node.
+    Which {
+        /// Only this node's.
+        #[arg(long)]
+        local: bool,
+        /// Instead, the children this node knows of that run nowhere yet
+        /// (waiting for a node with the tags they require, for a quorum,
+        /// for strict-mode grants): `{"waiting": [id]}`.
+        #[arg(long, conflicts_with = "local")]
+        waiting: bool,
+    },
+    /// Drain a node on purpose: it hands its children over and leaves, and
+    /// no longer counts towards quorum. Returns once it has left.
+    Decommission {
+        /// The node's id.
+        node: String,
+    },
+    /// Call a child with a JSON message of its kind (serde's JSON form of
+    /// the kind's message type), e.g. '{"Add":5}' or '"Get"' for counter,
+    /// '"hello"' for echo.
+    Call {
+        /// Child id.
+        id: String,
+        /// The message, as JSON.
+        message: String,
+        /// The kind you expect it to be: the call is
+        /// refused if the child is of another kind. By default the
+        /// child's registered kind.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
