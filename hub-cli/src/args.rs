@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use hub_net::Client;
 use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig};
 
-use crate::flags::{cookie, parse_distribution, parse_migration, parse_partition, parse_tag};
+use crate::flags::{cookie, parse_tag};
 use crate::AnyError;
 
 #[derive(Parser)]
@@ -90,14 +90,14 @@ pub(crate) struct NodeArgs {
     /// Partition tolerance: `divergence` (default), `static:N`,
     /// `majority:N` (initial cluster size) or `dynamic:P[:SECONDS]`
     /// (percent, threshold time).
-    #[arg(long, value_parser = parse_partition)]
+    #[arg(long)]
     pub(crate) partition: Option<PartitionConfig>,
     /// Migration: `cold` (default), `hot` or `hot-handover`.
-    #[arg(long, value_parser = parse_migration)]
+    #[arg(long)]
     pub(crate) migration: Option<MigrationConfig>,
     /// Distribution: `hashing` (default), `guided` or `balanced`
     /// (centralized load balancer).
-    #[arg(long, value_parser = parse_distribution)]
+    #[arg(long)]
     pub(crate) distribution: Option<DistributionConfig>,
     /// Node tag `key=value` for placement constraints (repeatable),
     /// e.g. `--tag zone=a`.

@@ -42,6 +42,10 @@ fn print_status(s: &Status) {
         println!("waiting    {} (known here, running nowhere yet)", s.waiting);
     }
     println!("locked     {}   partitioned {}", s.locked, s.partitioned);
+    match &s.unsettled {
+        None => println!("settled    yes"),
+        Some(why) => println!("settled    no: {why}"),
+    }
     for m in &s.members {
         println!("  {:<12} {:<22} {}", m.id, m.addr, m.status);
     }

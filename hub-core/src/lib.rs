@@ -87,7 +87,7 @@ pub use error::{
 };
 pub use event::{Direction, Event, EventKind};
 pub use id::{ChildId, Handle, Incarnation, NodeId, RequestId};
-pub use node::Node;
+pub use node::{Node, Unsettled};
 pub use output::{ExitReason, LocalReport, Output, StopReason};
 pub use protocol::{Message, NodeInfo};
 pub use registry::Registry;

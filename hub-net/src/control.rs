@@ -94,8 +94,11 @@ pub struct Status {
     pub locked: bool,
     /// Lost quorum.
     pub partitioned: bool,
-    /// No migration, handoff or orphan restart in flight on this node.
+    /// No migration, handoff or orphan restart in flight on this node
+    /// (exactly when `unsettled` is `None`).
     pub settled: bool,
+    /// Why it is not settled.
+    pub unsettled: Option<hub_core::Unsettled>,
 }
 
 /// A control answer.

@@ -761,6 +761,7 @@ impl Driver {
 
 /// The node's status report.
 pub(crate) fn status(node: &Node, connections: usize) -> Status {
+    let unsettled = node.unsettled();
     Status {
         hub_id: node.config().hub_id.clone(),
         node_id: node.id().clone(),
@@ -779,7 +780,8 @@ pub(crate) fn status(node: &Node, connections: usize) -> Status {
         waiting: node.waiting_children().len(),
         locked: node.is_locked(),
         partitioned: node.is_partitioned(),
-        settled: node.is_settled(),
+        settled: unsettled.is_none(),
+        unsettled,
     }
 }
 

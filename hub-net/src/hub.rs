@@ -159,7 +159,9 @@ impl HubBuilder {
     /// How fast this node's clock runs against real time (default 1.0;
     /// 1.1 is 10% fast). Only for fault injection: the node's timers
     /// (heartbeats, failure detection, rounds, timeouts) run at that rate.
-    /// Rates outside 0.1..=10 are clamped.
+    /// Rates outside 0.1..=10 are clamped. Behind the `faults` feature,
+    /// which the simulator enables.
+    #[cfg(feature = "faults")]
     pub fn clock_rate(mut self, rate: f64) -> Self {
         self.clock_rate = if rate.is_finite() {
             rate.clamp(0.1, 10.0)
@@ -226,6 +228,10 @@ impl HubBuilder {
     }
 
     /// Adjusts the core configuration (timers, lock timeout, hop limit...).
+    /// What it sets is kept: `start` fills in only `addr` (from
+    /// [`HubBuilder::advertise`] or the bound address), `incarnation` (the
+    /// start time in ms) and `rng_seed` when they are still at
+    /// [`Config::new`]'s defaults (empty, 1, 0).
     pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
         self
@@ -266,7 +272,10 @@ impl HubBuilder {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        config.addr = match (&advertise, local_addr) {
+        // What `configure` set stays (an address, an incarnation, a seed);
+        // only what it left at `Config::new`'s defaults is filled in here.
+        let configured_addr = (!config.addr.is_empty()).then(|| config.addr.clone());
+        config.addr = match (advertise.as_ref().or(configured_addr.as_ref()), local_addr) {
             (Some(a), _) => a.clone(),
             (None, Some(a)) if a.ip().is_unspecified() => {
                 return Err(StartupError::Advertise(a.to_string()));
@@ -281,12 +290,17 @@ impl HubBuilder {
                 &config.addr
             });
         }
-        // A restarted node must look new to its peers.
-        config.incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1);
-        config.rng_seed = config.incarnation ^ 0x5eed;
+        let defaults = Config::new("", NodeId::new(""));
+        if config.incarnation == defaults.incarnation {
+            // A restarted node must look new to its peers.
+            config.incarnation = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(1);
+        }
+        if config.rng_seed == defaults.rng_seed {
+            config.rng_seed = config.incarnation ^ 0x5eed;
+        }
         let strategies = strategies.unwrap_or_else(hub_strategies::defaults);
         let node = Node::new(config.clone(), strategies, Time::ZERO)?;
         let hello = Hello {

@@ -23,6 +23,7 @@ mod migration;
 mod partition;
 mod quorum;
 mod redundancy;
+mod short_form;
 mod sync;
 
 pub use config::{
@@ -34,6 +35,7 @@ pub use migration::{ColdSwap, HotSwap};
 pub use partition::Divergence;
 pub use quorum::{DynamicQuorum, MajorityQuorum, StaticQuorum};
 pub use redundancy::{RedundancySignal, Replication, ReplicationModel, Singularity};
+pub use short_form::ChoiceError;
 pub use sync::{Gossip, PubSub};
 
 use hub_core::Strategies;

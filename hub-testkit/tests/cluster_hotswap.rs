@@ -279,7 +279,7 @@ fn the_old_copy_stays_when_the_new_owner_crashes_mid_move() {
     let handing = |c: &Cluster| {
         (0..3).any(|i| {
             c.node(i)
-                .is_some_and(|n| n.unsettled().contains("handing=") && !n.is_settled())
+                .is_some_and(|n| n.unsettled().is_some_and(|u| u.handing > 0))
         })
     };
     assert!(c.run_until(Duration::from_secs(30), handing).unwrap());

@@ -1,17 +1,4 @@
-//! The node state machine.
-//!
-//! Methods come in four kinds, quinn-proto style:
-//! - **getters** answer queries from local state (`child_lookup`,
-//!   `which_children`, `registry`, `is_locked`...);
-//! - **`handle_*`** feed inputs: a peer's message, a local command, a local
-//!   process report, a timer expiry, a peer the driver connected to;
-//! - **`poll_output`** drains the actions the inputs produced; call it until
-//!   it returns `None` after every input;
-//! - **`poll_timeout`** gives the next deadline; call `handle_timeout` then.
-//!
-//! Every input takes `now`; the node never reads a clock and draws
-//! randomness only from its seeded RNG, so a run is a pure function of its
-//! inputs.
+//! The node state machine; its contract is on [`Node`].
 
 mod acks;
 mod decommission;
@@ -21,6 +8,7 @@ mod ops;
 mod owner;
 mod redistribute;
 mod replicas;
+mod settled;
 mod snapshots;
 mod strict;
 mod sync;
@@ -48,6 +36,7 @@ use crate::strategy::{MigrationMode, Role, Strategies};
 use crate::time::Time;
 
 use ops::Op;
+pub use settled::Unsettled;
 
 /// Why a local child is being started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,10 +209,51 @@ struct Outbox {
 }
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
-/// hub-testkit in memory) run. Each input runs in a `debug` span named
-/// for it (`message{peer}`, `command`, `local`, `timeout`); a driver
-/// wraps them in a span naming the node (hub-net's is `node{id}`). See
-/// the [crate docs](crate) for a driving loop.
+/// hub-testkit in memory, your own) run.
+///
+/// # The contract
+///
+/// Methods come in four kinds (quinn-proto style):
+///
+/// 1. **Inputs**, `handle_*` and [`Node::add_peer`]: a peer's message
+///    ([`Node::handle_message`], from an authenticated peer), a local API
+///    call ([`Node::handle_command`], answered by an [`Output::Reply`] with
+///    its request id), reports of the local supervisor
+///    ([`Node::handle_local`], [`Node::handle_locals`]), and timer expiry
+///    ([`Node::handle_timeout`]). Each takes `now`, a [`Time`] that never
+///    goes backwards.
+/// 2. **[`Node::poll_output`]**: after every input, call it until it
+///    returns `None` and perform each action in order (send, spawn, stop,
+///    reply, event...). Actions left undrained are not lost, but their
+///    order relative to the next input's is then yours to keep.
+/// 3. **[`Node::poll_timeout`]**: after draining, the next deadline; call
+///    [`Node::handle_timeout`] at (or after) it. Calling it early is
+///    harmless; the deadline changes after every input.
+/// 4. **Getters** answer queries from local state at once (`child_lookup`,
+///    `which_children`, `registry`, `is_settled`, `unsettled`...); they
+///    change nothing.
+///
+/// The node never reads a clock, spawns a task or does I/O, and draws
+/// randomness only from its seeded RNG ([`Config::rng_seed`]), so a run
+/// is a pure function of its inputs. Each input runs in a `debug` span
+/// named for it (`message{peer}`, `command`, `local`, `timeout`); a driver
+/// wraps them in a span naming the node (hub-net's is `node{id}`).
+///
+/// The driver loop, as hub-net runs it:
+///
+/// ```text
+/// loop {
+///     select! {
+///         message from peer p  => node.handle_message(now, &p, m),
+///         API call             => node.handle_command(now, request, cmd),
+///         supervisor reports   => node.handle_locals(now, batch),
+///         sleep until node.poll_timeout() => node.handle_timeout(now),
+///     }
+///     while let Some(out) = node.poll_output() { perform(out) }
+/// }
+/// ```
+///
+/// The [crate docs](crate) have the same loop as a runnable example.
 #[derive(Debug)]
 pub struct Node {
     cfg: Config,
@@ -492,50 +522,6 @@ impl Node {
     /// Children waiting for a node to restart them (their holder died).
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()
-    }
-
-    /// Whether this node is at rest: no migration, handoff or orphan
-    /// restart in flight, and every local child is one it owns (a test
-    /// waits for all nodes to be settled).
-    pub fn is_settled(&self) -> bool {
-        // A partitioned node holds orphans it must not act on until quorum
-        // returns.
-        (self.partitioned || self.orphans.is_empty())
-            && self.outbound.is_empty()
-            && self.handing.is_empty()
-            && self.lock.is_none()
-            && self.local.iter().all(|(id, l)| {
-                matches!(l.state, LocalState::Running(_))
-                    && (self.partitioned
-                        || self
-                            .owners(&self.ring, self.agreed_spec(id, &l.spec))
-                            .contains(&self.me))
-            })
-            && self.replicas_complete()
-    }
-
-    /// What keeps [`Node::is_settled`] false, for diagnostics: counts of
-    /// orphans, unacknowledged handoffs, children starting or stopping, and
-    /// whether the lock is held.
-    pub fn unsettled(&self) -> String {
-        let busy = self
-            .local
-            .values()
-            .filter(|l| !matches!(l.state, LocalState::Running(_)))
-            .count();
-        let misplaced = self
-            .local
-            .values()
-            .filter(|l| !self.owners(&self.ring, &l.spec).contains(&self.me))
-            .count();
-        format!(
-            "orphans={} outbound={} handing={} busy={busy} misplaced={misplaced} locked={} partitioned={}",
-            self.orphans.len(),
-            self.outbound.len(),
-            self.handing.len(),
-            self.lock.is_some(),
-            self.partitioned
-        )
     }
 
     // ----- inputs --------------------------------------------------------
@@ -833,11 +819,13 @@ impl Node {
     }
 
     /// The next action: drain after every input.
+    #[must_use = "every output is an action the driver must perform"]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
     /// When [`Node::handle_timeout`] must next be called.
+    #[must_use = "the node's timers only fire if the driver calls handle_timeout then"]
     pub fn poll_timeout(&self) -> Option<Time> {
         if self.left {
             return None;

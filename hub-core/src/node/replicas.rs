@@ -20,18 +20,6 @@ impl Node {
         self.strategies.redundancy.replicas(usize::MAX) > 1
     }
 
-    /// Whether every owner of every child running here holds it (always
-    /// true with one copy).
-    pub(super) fn replicas_complete(&self) -> bool {
-        !self.redundant()
-            || self.partitioned
-            || self.local.iter().all(|(id, l)| {
-                self.owners(&self.ring, self.agreed_spec(id, &l.spec))
-                    .iter()
-                    .all(|o| self.registry.holds(o, id.as_str()))
-            })
-    }
-
     /// Every child this node runs is offered to its owners that lack it.
     pub(super) fn repair_replicas(&mut self) {
         if !self.redundant() {
