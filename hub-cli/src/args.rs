@@ -139,9 +139,14 @@ pub(crate) enum CtlOp {
     Start {
         /// Child ids.
         ids: Vec<String>,
-        /// Process kind (one this binary registers).
-        #[arg(long, default_value = "counter")]
-        kind: String,
+        /// Process kind (default: the first kind this binary registers,
+        /// `counter` for `hub`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Start arguments as JSON of the kind's `Args` type (e.g. `100`);
+        /// without them a kind starts from its `Args`' zero value.
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
         /// Run only on nodes tagged `key=value` (repeatable).
         #[arg(long, value_parser = parse_tag)]
         require: Vec<(String, String)>,
@@ -193,5 +198,9 @@ pub(crate) enum CtlOp {
         /// child's registered kind.
         #[arg(long)]
         kind: Option<String>,
+        /// How long to wait for the answer, through moves and failovers
+        /// (a child whose node died is called again on its new owner).
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
     },
 }

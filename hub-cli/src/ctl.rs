@@ -51,13 +51,21 @@ fn print_status(s: &Status) {
     }
 }
 
+/// The kinds this binary knows: how to speak their JSON, and which one
+/// `ctl start` means without `--kind`.
+pub(crate) struct Kinds<'a> {
+    pub(crate) codecs: &'a BTreeMap<String, Codec>,
+    pub(crate) default: Option<&'a str>,
+}
+
 /// Runs one `ctl` subcommand against a node.
 pub(crate) async fn run(
     c: &mut Client,
     op: CtlOp,
     json: bool,
-    codecs: &BTreeMap<String, Codec>,
+    kinds: Kinds<'_>,
 ) -> Result<(), AnyError> {
+    let codecs = kinds.codecs;
     let t = Duration::from_secs(30);
     // Children a start or stop could not handle: the JSON is printed
     // anyway, and the command then fails naming them.
@@ -67,14 +75,29 @@ pub(crate) async fn run(
         CtlOp::Start {
             ids,
             kind,
+            args,
             require,
             prefer,
             nodes,
         } => {
+            let kind = kind
+                .or(kinds.default.map(str::to_string))
+                .ok_or("this binary registers no kind: name one with --kind")?;
+            let args = match args {
+                None => bytes::Bytes::new(),
+                Some(json) => {
+                    let codec = codecs.get(&kind).ok_or_else(|| {
+                        format!("--args needs a kind this binary registers, not {kind:?}")
+                    })?;
+                    (codec.encode_args)(&json)
+                        .map_err(|e| format!("bad {kind:?} arguments {json:?}: {e}"))?
+                }
+            };
             let specs = ids
                 .iter()
                 .map(|id| {
-                    let mut spec = ChildSpec::new(id.as_str(), kind.as_str());
+                    let mut spec =
+                        ChildSpec::new(id.as_str(), kind.as_str()).with_args(args.clone());
                     for (k, v) in &require {
                         spec = spec.with_requirement(k, v);
                     }
@@ -162,7 +185,12 @@ pub(crate) async fn run(
                 other => return Err(reply_error(other)),
             }
         }
-        CtlOp::Call { id, message, kind } => {
+        CtlOp::Call {
+            id,
+            message,
+            kind,
+            timeout,
+        } => {
             let registered = match c
                 .request(
                     CtlRequest::Kind {
@@ -177,7 +205,7 @@ pub(crate) async fn run(
                 other => return Err(reply_error(other)),
             };
             if let Some(k) = kind.filter(|k| *k != registered) {
-                return Err(format!("{id} is a {registered:?} child, not {k:?}").into());
+                return Err(format!("{id} is of kind {registered:?}, not {k:?}").into());
             }
             let codec = codecs.get(&registered).ok_or_else(|| {
                 format!(
@@ -187,12 +215,13 @@ pub(crate) async fn run(
             })?;
             let payload = (codec.encode)(&message)
                 .map_err(|e| format!("bad {registered:?} message {message:?}: {e}"))?;
+            let within = Duration::from_secs(timeout);
             let req = CtlRequest::Call {
                 id: id.as_str().into(),
                 payload,
-                timeout_ms: 5_000,
+                timeout_ms: within.as_millis() as u64,
             };
-            match c.request(req, t).await? {
+            match c.request(req, within + Duration::from_secs(5)).await? {
                 CtlReply::Called(Ok(b)) => {
                     serde_json::json!({ "id": id, "reply": (codec.decode)(&b)? })
                 }

@@ -49,9 +49,16 @@ pub(crate) fn cookie(auth: &Auth) -> Result<Bytes, AnyError> {
     if let Some(f) = &auth.cookie_file {
         let s =
             std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-        return Ok(Bytes::from(s.trim().to_string()));
+        let secret = s.trim();
+        if secret.is_empty() {
+            return Err(format!("the cookie file {} is empty", f.display()).into());
+        }
+        return Ok(Bytes::from(secret.to_string()));
     }
     if let Ok(s) = std::env::var("HUB_COOKIE") {
+        if s.trim().is_empty() {
+            return Err("HUB_COOKIE is empty".into());
+        }
         return Ok(Bytes::from(s));
     }
     tracing::warn!("no --cookie-file or HUB_COOKIE: using the development cookie");

@@ -43,8 +43,14 @@ pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 /// How `ctl call` turns JSON into a kind's message and its reply back.
 #[derive(Clone, Copy)]
 pub(crate) struct Codec {
+    pub(crate) encode_args: fn(&str) -> Result<Bytes, AnyError>,
     pub(crate) encode: fn(&str) -> Result<Bytes, AnyError>,
     pub(crate) decode: fn(&[u8]) -> Result<serde_json::Value, AnyError>,
+}
+
+fn encode_args<P: Process>(json: &str) -> Result<Bytes, AnyError> {
+    let args: P::Args = serde_json::from_str(json)?;
+    Ok(Bytes::from(postcard::to_stdvec(&args)?))
 }
 
 fn encode_json<P: Process>(json: &str) -> Result<Bytes, AnyError> {
@@ -134,6 +140,7 @@ impl NodeCli {
         self.codecs.insert(
             name.clone(),
             Codec {
+                encode_args: encode_args::<P>,
                 encode: encode_json::<P>,
                 decode: decode_json::<P>,
             },
@@ -213,7 +220,11 @@ impl NodeCli {
             Cmd::Status { target } => ctl::status(&target).await,
             Cmd::Ctl { target, op } => {
                 let mut c = target.connect().await?;
-                ctl::run(&mut c, op, target.json, &self.codecs).await
+                let kinds = ctl::Kinds {
+                    codecs: &self.codecs,
+                    default: self.kinds.first().map(|(k, _)| k.as_str()),
+                };
+                ctl::run(&mut c, op, target.json, kinds).await
             }
         }
     }

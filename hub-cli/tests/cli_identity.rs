@@ -222,6 +222,27 @@ fn malformed_node_options_are_refused_at_start() {
         String::from_utf8_lossy(&out.stderr).contains("--advertise"),
         "{out:?}"
     );
+
+    // An empty secret is a mistake, not a cookie.
+    let empty = std::env::temp_dir().join(format!("hub-cli-empty-{}", std::process::id()));
+    std::fs::write(&empty, " \n").unwrap();
+    let out = Command::new(HUB)
+        .args([
+            "node",
+            "--node-id",
+            "x",
+            "--listen",
+            &listen,
+            "--cookie-file",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is empty"),
+        "{out:?}"
+    );
 }
 
 /// Nodes on distinct loopback addresses (as on distinct hosts), each

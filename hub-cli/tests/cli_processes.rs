@@ -47,6 +47,29 @@ fn three_node_processes_survive_a_kill_9() {
     p2.kill().unwrap();
     p2.wait().unwrap();
     let t0 = Instant::now();
+    // A call right after the kill waits (within its timeout) for the child
+    // to run on its new owner, as `Hub::call` does.
+    let orphan = w["p2"][0].as_str().unwrap().to_string();
+    let out = hub(
+        &[
+            "ctl",
+            "--node",
+            &addrs[0],
+            "--json",
+            "call",
+            &orphan,
+            r#"{"Add":1}"#,
+            "--timeout",
+            "15",
+        ],
+        &cookie,
+    );
+    assert!(
+        out.status.success(),
+        "a call to {orphan} after its node died: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json(&out)["reply"].is_i64(), "{out:?}");
     let recovered = eventually(Duration::from_secs(20), || {
         survivors_run(&addrs[..2], &cookie, 60, "p2")
     });

@@ -42,6 +42,14 @@ pub struct Config {
     pub lock_timeout: Duration,
     /// Longest graceful leave before the node goes anyway (default 60 s).
     pub shutdown_timeout: Duration,
+    /// This node was told of peers to join (hub-net sets it when seeds are
+    /// given): a graceful leave that finds no other member (e.g. right
+    /// after a restart, before the node has rejoined) waits up to
+    /// `successor_wait` for one to hand its children to, instead of
+    /// stopping them for good at once (default false).
+    pub expect_peers: bool,
+    /// See `expect_peers` (default 5 s).
+    pub successor_wait: Duration,
     /// Most nodes a start may be forwarded through (default 3).
     pub forward_hop_limit: usize,
     /// This node's tags (e.g. `zone=a`), matched by children's placement
@@ -68,6 +76,8 @@ impl Config {
             discover_interval: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(60),
+            expect_peers: false,
+            successor_wait: Duration::from_secs(5),
             forward_hop_limit: 3,
             tags: Default::default(),
             strict: None,

@@ -8,6 +8,7 @@ use crate::id::{ChildId, Handle, NodeId};
 
 /// Why a [`crate::ChildSpec`] was refused (nothing was started).
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The child id is empty.
     #[error("child id is empty")]
@@ -32,6 +33,7 @@ pub enum SpecError {
 /// Why one child did not start (reported per child; other children of the
 /// same batch are unaffected unless the batch asked for rollback).
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum StartError {
     /// The id is already registered (with `check_existing`); nothing restarted.
     #[error("already started on {node} as {handle}")]
@@ -90,6 +92,7 @@ pub enum StartError {
 
 /// Why one child was not stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum StopError {
     /// No such child in the registry.
     #[error("child not found")]
@@ -107,6 +110,7 @@ pub enum StopError {
 
 /// A command refused as a whole (nothing was done).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// An empty batch.
     #[error("no children given")]
@@ -144,6 +148,7 @@ pub enum CommandError {
 
 /// A [`crate::Config`] the node cannot run with.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `hub_id` is empty.
     #[error("hub id is empty")]
@@ -154,9 +159,6 @@ pub enum ConfigError {
     /// A timing option is inconsistent.
     #[error("invalid timing: {0}")]
     Timing(&'static str),
-    /// A strategy asks for behaviour this version does not implement.
-    #[error("unsupported strategy option: {0}")]
-    Unsupported(&'static str),
     /// Strict single-instance mode is misconfigured or combined with a
     /// strategy that would run two copies.
     #[error("strict mode: {0}")]
@@ -165,6 +167,7 @@ pub enum ConfigError {
 
 /// A message could not be encoded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The frame would exceed the maximum frame size.
     #[error("frame of {size} bytes exceeds the {max}-byte limit")]
@@ -181,6 +184,7 @@ pub enum EncodeError {
 
 /// A frame could not be decoded. The transport must close the connection.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The frame exceeds the maximum frame size.
     #[error("frame of {size} bytes exceeds the {max}-byte limit")]

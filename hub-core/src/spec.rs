@@ -55,7 +55,11 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
-    /// A spec with empty args, `Permanent` restart and no metadata.
+    /// A spec with empty args, `Permanent` restart and no metadata. hub-net
+    /// starts a child with empty args from its `Args` type's zero value
+    /// (the postcard decoding of a single `0` byte: 0, an empty string or
+    /// list, `None`, the first enum variant); a type without one fails to
+    /// start with a clear error.
     pub fn new(id: impl Into<ChildId>, kind: impl Into<String>) -> Self {
         ChildSpec {
             id: id.into(),

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use hub_core::{ChildId, ChildSpec, StartOptions, StartOutcome};
 
@@ -86,31 +86,7 @@ impl Hub {
         kind: Option<String>,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let (tx, rx) = oneshot::channel();
-            self.tx
-                .send(Api::Call(id.clone(), payload.clone(), kind.clone(), tx))
-                .await
-                .map_err(|_| CallError::Closed)?;
-            // (madsim's tokio has no `timeout_at`.)
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let r = match tokio::time::timeout(left, rx).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(CallError::Closed),
-                Err(_) => Err(CallError::Timeout),
-            };
-            // A child in the middle of a handover answers again from its
-            // new owner in a moment; one whose node is unreachable is
-            // restarted elsewhere once that node is found dead.
-            let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
-            if !retry || tokio::time::Instant::now() + pause > deadline {
-                return r;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+        call_retrying(&self.tx, id, payload, kind, timeout).await
     }
 
     /// A typed handle on child `id` of process type `P`: start it with
@@ -191,5 +167,39 @@ impl<P: Process> Entity<P> {
     /// Casts to it (see [`Hub::send`]).
     pub async fn cast(&self, msg: &P::Message) -> Result<(), CallError> {
         self.hub.send::<P>(self.id.clone(), msg).await
+    }
+}
+
+/// A call through the node task `api`, asked again while the child is
+/// moving or its node unreachable (it is restarted elsewhere once that
+/// node is found dead), until `timeout`: what [`Hub::call`] and the
+/// control protocol's calls do.
+pub(crate) async fn call_retrying(
+    api: &mpsc::Sender<Api>,
+    id: ChildId,
+    payload: Bytes,
+    kind: Option<String>,
+    timeout: Duration,
+) -> Result<Bytes, CallError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let (tx, rx) = oneshot::channel();
+        api.send(Api::Call(id.clone(), payload.clone(), kind.clone(), tx))
+            .await
+            .map_err(|_| CallError::Closed)?;
+        // (madsim's tokio has no `timeout_at`.)
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let r = match tokio::time::timeout(left, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CallError::Closed),
+            Err(_) => Err(CallError::Timeout),
+        };
+        let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
+        if !retry || tokio::time::Instant::now() + pause > deadline {
+            return r;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }

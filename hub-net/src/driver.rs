@@ -95,6 +95,9 @@ pub(crate) struct Driver {
     /// Why the node stopped without leaving (a fatal refusal), for
     /// [`crate::Hub::stop_reason`].
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+    /// The node's own API, for control calls that retry through failover
+    /// as [`crate::Hub::call`] does; weak, so it does not keep the node up.
+    api: mpsc::WeakSender<Api>,
 }
 
 impl Driver {
@@ -109,9 +112,11 @@ impl Driver {
         net_tx: mpsc::Sender<NetEvent>,
         local_tx: mpsc::UnboundedSender<LocalReport>,
         stop_reason: Arc<std::sync::Mutex<Option<String>>>,
+        api: mpsc::WeakSender<Api>,
     ) -> Self {
         Driver {
             stop_reason,
+            api,
             epoch,
             net,
             sup,
@@ -735,15 +740,13 @@ impl Driver {
                 payload,
                 timeout_ms,
             } => {
-                let (tx, rx) = oneshot::channel();
-                self.call(id, payload, tx);
+                let api = self.api.clone();
                 let c = self.conn_peer.get(&conn).map(|(_, c)| c.clone());
                 tokio::spawn(async move {
                     let t = Duration::from_millis(timeout_ms);
-                    let result = match tokio::time::timeout(t, rx).await {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(_)) => Err(CallError::Closed),
-                        Err(_) => Err(CallError::Timeout),
+                    let result = match api.upgrade() {
+                        Some(api) => crate::calls::call_retrying(&api, id, payload, None, t).await,
+                        None => Err(CallError::Closed),
                     };
                     if let Some(c) = c {
                         c.send(&Wire::CtlReply {

@@ -7,6 +7,7 @@ use hub_core::{CommandError, ConfigError, StartOutcome, StopOutcome};
 
 /// Why a connection's handshake failed (the connection is closed).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The peer speaks another protocol version.
     #[error("unsupported protocol version {got} (ours: {ours})")]
@@ -41,6 +42,7 @@ pub enum HandshakeError {
 
 /// Why a hub could not start.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StartupError {
     /// The core refused the configuration.
     #[error("invalid configuration: {0}")]
@@ -83,6 +85,7 @@ pub enum StartupError {
 
 /// Why a call to a hub failed.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum HubError {
     /// The hub has shut down.
     #[error("hub is shut down")]
@@ -195,6 +198,7 @@ fn stop_summary(o: &StopOutcome) -> String {
 
 /// Why a `send` or `call` to a child failed.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum CallError {
     /// No such child in the registry.
     #[error("child not found")]

@@ -25,6 +25,7 @@ pub const HOOK_QUEUE: usize = 65_536;
 
 /// Why a hook could not be registered or cancelled.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum HookError {
     /// A hook of that id is already registered for that kind.
     #[error("a hook with id {id:?} is already registered for {kind:?}")]

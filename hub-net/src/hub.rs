@@ -291,6 +291,8 @@ impl HubBuilder {
             });
         }
         let defaults = Config::new("", NodeId::new(""));
+        // With seeds, a leave that finds no member yet waits for one.
+        config.expect_peers |= has_seeds;
         if config.incarnation == defaults.incarnation {
             // A restarted node must look new to its peers.
             config.incarnation = std::time::SystemTime::now()
@@ -371,6 +373,7 @@ impl HubBuilder {
             net_tx,
             local_tx,
             hub.stop_reason.clone(),
+            hub.tx.downgrade(),
         );
         let mut joins = hub.subscribe();
         let span = tracing::info_span!("node", id = %config.node_id);

@@ -161,3 +161,41 @@ pub async fn adds_and_reads(c: &SimCluster, adds: &mut Adds, steps: usize) {
         }
     }
 }
+
+/// Rounds of `steps` workload operations, each followed by a random kill,
+/// restart, join (up to `max_nodes`), graceful leave or wait.
+pub async fn churn(
+    c: &mut SimCluster,
+    w: &mut Workload,
+    rounds: usize,
+    steps: usize,
+    max_nodes: usize,
+) {
+    let mut rng = seeded_rng();
+    for _ in 0..rounds {
+        load(c, w, steps).await;
+        let alive = c.alive();
+        match rng.random_range(0..5) {
+            0 if alive.len() > 2 => {
+                // A kill may take starts that no registry had heard of yet.
+                c.kill(alive[rng.random_range(0..alive.len())]);
+                w.forget_unknown(c).await;
+            }
+            1 => {
+                let dead: Vec<usize> = (0..c.len()).filter(|i| !alive.contains(i)).collect();
+                if let Some(&i) = dead.first() {
+                    c.restart(i);
+                }
+            }
+            2 if c.len() < max_nodes => {
+                c.add_node();
+            }
+            3 if alive.len() > 2 => {
+                // A graceful leave loses nothing: nothing is forgotten.
+                let i = alive[rng.random_range(1..alive.len())];
+                let _ = c.shutdown(i).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(rng.random_range(10..2000))).await,
+        }
+    }
+}

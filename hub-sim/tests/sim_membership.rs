@@ -219,3 +219,42 @@ async fn a_start_refused_on_a_strict_minority_never_runs_later() {
         }
     }
 }
+
+/// A node restarted and shut down again before it has rejoined (it knows
+/// no member yet: here it is cut off) holds children it started meanwhile,
+/// the only copies. Its leave waits for a member to answer and hands them
+/// over, instead of stopping them for good (found by the churn scenarios
+/// once they stopped forgetting children after graceful leaves).
+#[madsim::test]
+async fn a_node_leaving_before_it_rejoined_hands_its_children_over() {
+    use hub_core::{ChildSpec, StartOptions};
+    let mut c = formed(3).await;
+    let before = counters(&c, 30).await;
+    c.kill(2);
+    c.restart(2);
+    c.partition(&[&[2], &[0, 1]]);
+    let hub = loop {
+        if let Some(h) = c.hub(2) {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert_eq!(hub.nodes().await.unwrap().len(), 1, "cut off: alone");
+    let ids: Vec<String> = (0..20).map(|k| format!("alone-{k}")).collect();
+    let specs = ids
+        .iter()
+        .map(|id| ChildSpec::new(id.as_str(), "counter"))
+        .collect();
+    hub.start_children(specs, StartOptions::awaited())
+        .await
+        .expect("started on the lone node");
+    let heal_later = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        c.heal();
+    };
+    let (left, ()) = tokio::join!(hub.shutdown(), heal_later);
+    left.expect("graceful leave");
+    c.kill(2);
+    let all: Vec<String> = before.into_iter().chain(ids).collect();
+    all_running(&c, &all).await;
+}

@@ -58,6 +58,50 @@ fn own_binary_runs_nodes_of_its_kinds_and_ctl_speaks_their_json() {
         "nodes of bank-node run no counters"
     );
 
+    // Opening balances as JSON of the kind's Args; without --kind, the
+    // binary's first kind.
+    let opened = json(&hub(
+        &[
+            "ctl", "--node", &addrs[1], "--json", "start", "rich", "--args", "100",
+        ],
+        &cookie,
+    ));
+    assert_eq!(
+        opened["started"].as_object().map(|m| m.len()),
+        Some(1),
+        "{opened}"
+    );
+    let out = json(&hub(
+        &[
+            "ctl",
+            "--node",
+            &addrs[0],
+            "--json",
+            "call",
+            "rich",
+            r#""Balance""#,
+        ],
+        &cookie,
+    ));
+    assert_eq!(out["reply"], 100, "{out}");
+    let bad = hub(
+        &[
+            "ctl",
+            "--node",
+            &addrs[0],
+            "start",
+            "poor",
+            "--args",
+            r#""lots""#,
+        ],
+        &cookie,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad \"account\" arguments"),
+        "{bad:?}"
+    );
+
     let help = std::process::Command::new(HUB)
         .arg("--help")
         .output()

@@ -178,6 +178,10 @@ struct Leaving {
     /// The local `Leave` to answer; `None` when a peer decommissioned us.
     request: Option<RequestId>,
     deadline: Time,
+    /// No other member was known when the leave began: the children wait
+    /// here until one joins, or until this time
+    /// ([`Config::successor_wait`]).
+    awaiting_successor: Option<Time>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -812,6 +816,10 @@ impl Node {
             debug!("redistribution lock timed out");
             self.unlock(now);
         }
+        let awaited = self.leaving.as_ref().and_then(|l| l.awaiting_successor);
+        if awaited.is_some_and(|t| now >= t) {
+            self.drain_leaving(now);
+        }
         if self.leaving.as_ref().is_some_and(|l| now >= l.deadline) {
             self.finish_leave();
         }
@@ -845,6 +853,7 @@ impl Node {
             .chain(self.lock.as_ref().map(|l| l.until))
             .chain(self.handing.values().map(|h| h.deadline))
             .chain(self.leaving.as_ref().map(|l| l.deadline))
+            .chain(self.leaving.as_ref().and_then(|l| l.awaiting_successor))
             .chain(
                 self.decommissions
                     .iter()

@@ -70,6 +70,14 @@ impl Node {
         }
         self.recheck_acks();
         self.resend_snapshots();
+        let awaiting = self
+            .leaving
+            .as_ref()
+            .is_some_and(|l| l.awaiting_successor.is_some());
+        if awaiting && !self.ring_without_me().is_empty() {
+            info!("a member joined during the leave: handing children over");
+            self.drain_leaving(now);
+        }
         // Quorum first: a minority node must not start orphans.
         self.check_quorum(now);
         if triggers.is_empty() {
@@ -442,7 +450,11 @@ impl Node {
         if self.lock.is_some() && !migrating {
             self.unlock(now);
         }
-        if self.leaving.is_some() && self.local.is_empty() && self.outbound.is_empty() {
+        let draining = self
+            .leaving
+            .as_ref()
+            .is_some_and(|l| l.awaiting_successor.is_none());
+        if draining && self.local.is_empty() && self.outbound.is_empty() {
             self.finish_leave();
         }
     }
@@ -521,9 +533,14 @@ impl Node {
             }
             return;
         }
+        let alone = self.ring_without_me().is_empty();
+        let holding = !self.local.is_empty() || !self.orphans.is_empty();
+        let awaiting_successor =
+            (alone && holding && self.cfg.expect_peers).then(|| now + self.cfg.successor_wait);
         self.leaving = Some(super::Leaving {
             request,
             deadline: now + self.cfg.shutdown_timeout,
+            awaiting_successor,
         });
         for to in self.contactable() {
             self.send(to, Message::Leaving);
@@ -532,6 +549,23 @@ impl Node {
             if let Queued::Command { request, .. } = q {
                 self.reply(request, Reply::Error(CommandError::ShuttingDown));
             }
+        }
+        if awaiting_successor.is_some() {
+            info!(
+                children = self.local.len() + self.orphans.len(),
+                wait = ?self.cfg.successor_wait,
+                "leaving, but no other member is known yet: waiting for one to hand children to"
+            );
+            return;
+        }
+        self.drain_leaving(now);
+    }
+
+    /// A leaving node hands every child (and orphan) to its owner in the
+    /// ring without itself; with none, they stop for good.
+    pub(super) fn drain_leaving(&mut self, now: Time) {
+        if let Some(l) = &mut self.leaving {
+            l.awaiting_successor = None;
         }
         let without_me = self.ring_without_me();
         let ids: Vec<ChildId> = self.local.keys().cloned().collect();
