@@ -17,21 +17,28 @@ use crate::AnyError;
 pub(crate) struct Args {
     /// Log lines as `text` (colours only on a terminal) or `json` (one
     /// object per line); filtered by RUST_LOG (default `warn`).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, global = true, env = "HUB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub(crate) log_format: String,
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub(crate) struct Auth {
-    /// Hub id.
-    #[arg(long, default_value = "hub")]
-    pub(crate) hub_id: String,
+    /// Hub id (default `hub`).
+    #[arg(long, env = "HUB_ID")]
+    pub(crate) hub_id: Option<String>,
     /// File holding the shared cookie (else $HUB_COOKIE, else a development
     /// default, with a warning).
-    #[arg(long)]
+    #[arg(long, env = "HUB_COOKIE_FILE")]
     pub(crate) cookie_file: Option<PathBuf>,
+}
+
+impl Auth {
+    /// The hub id, `hub` unless told.
+    pub(crate) fn hub_id(&self) -> &str {
+        self.hub_id.as_deref().unwrap_or("hub")
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,53 +68,73 @@ pub(crate) enum Cmd {
     },
 }
 
-/// `node`: what the node is told about itself.
+/// `node`: what the node is told about itself. Each option is also an
+/// environment variable and a key of the `--config` file; a flag beats
+/// the variable, which beats the file, which beats the default.
 #[derive(clap::Args)]
 pub(crate) struct NodeArgs {
+    /// A TOML file with any of these options (keys as the flags' long
+    /// names with `_` for `-`; `seeds` and `tags` as lists; a
+    /// `[strategies]` table as in a --strategies file).
+    #[arg(long, env = "HUB_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) auth: Auth,
-    /// Node id (unique in the hub).
-    #[arg(long)]
-    pub(crate) node_id: String,
-    /// Address to listen on.
-    #[arg(long)]
-    pub(crate) listen: String,
+    /// Node id (unique in the hub; required).
+    #[arg(long, env = "HUB_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    /// Address to listen on (required).
+    #[arg(long, env = "HUB_LISTEN")]
+    pub(crate) listen: Option<String>,
     /// Address peers reach this node at (`HOST:PORT`); required when
     /// listening on 0.0.0.0 or [::].
-    #[arg(long)]
+    #[arg(long, env = "HUB_ADVERTISE")]
     pub(crate) advertise: Option<String>,
-    /// Seed address to join through, `HOST:PORT` (repeatable).
-    #[arg(long)]
+    /// Seed address to join through, `HOST:PORT` (repeatable, or
+    /// comma-separated).
+    #[arg(long, env = "HUB_SEEDS", value_delimiter = ',')]
     pub(crate) seed: Vec<String>,
     /// Exit 1 if no peer has joined this node within this many seconds
     /// (a wrong cookie or hub id, an unreachable seed).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HUB_JOIN_TIMEOUT", value_name = "SECS")]
     pub(crate) join_timeout: Option<u64>,
     /// Strategies from a TOML file (see hub-cli/examples/strategies.toml);
     /// the flags below override it.
-    #[arg(long)]
+    #[arg(long, env = "HUB_STRATEGIES")]
     pub(crate) strategies: Option<PathBuf>,
     /// Partition tolerance: `divergence` (default), `static:N`,
     /// `majority:N` (initial cluster size) or `dynamic:P[:SECONDS]`
     /// (percent, threshold time).
-    #[arg(long)]
+    #[arg(long, env = "HUB_PARTITION")]
     pub(crate) partition: Option<PartitionConfig>,
     /// Migration: `cold` (default), `hot` or `hot-handover`.
-    #[arg(long)]
+    #[arg(long, env = "HUB_MIGRATION")]
     pub(crate) migration: Option<MigrationConfig>,
     /// Distribution: `hashing` (default), `guided` or `balanced`
     /// (centralized load balancer).
-    #[arg(long)]
+    #[arg(long, env = "HUB_DISTRIBUTION")]
     pub(crate) distribution: Option<DistributionConfig>,
-    /// Node tag `key=value` for placement constraints (repeatable),
-    /// e.g. `--tag zone=a`.
-    #[arg(long, value_parser = parse_tag)]
+    /// Node tag `key=value` for placement constraints (repeatable, or
+    /// comma-separated), e.g. `--tag zone=a`.
+    #[arg(long, env = "HUB_TAGS", value_delimiter = ',', value_parser = parse_tag)]
     pub(crate) tag: Vec<(String, String)>,
     /// Strict single-instance mode: a child runs only with this many
     /// nodes' grants (a majority of the largest cluster), never on two
     /// nodes at once. Every node must pass the same value.
-    #[arg(long)]
+    #[arg(long, env = "HUB_STRICT_QUORUM")]
     pub(crate) strict_quorum: Option<usize>,
+    /// Serve the management endpoint (HTTP probes, cluster view,
+    /// Prometheus metrics) on this address, e.g. `0.0.0.0:8558`.
+    #[arg(long, env = "HUB_MANAGEMENT", value_name = "ADDR")]
+    pub(crate) management: Option<String>,
+    /// File holding the bearer token that `POST /drain` needs; without it
+    /// the management endpoint is read-only.
+    #[arg(long, env = "HUB_MANAGEMENT_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) management_token_file: Option<PathBuf>,
+    /// `/ready` answers 503 while the ring has fewer members than this
+    /// (self included; default 1).
+    #[arg(long, env = "HUB_MIN_MEMBERS")]
+    pub(crate) min_members: Option<usize>,
     /// Also run the example kinds (counter, echo, role-probe): what
     /// `demo` starts its nodes with.
     #[arg(long, hide = true)]
@@ -129,7 +156,7 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) async fn connect(&self) -> Result<Client, AnyError> {
-        Ok(Client::connect(&self.node, &self.auth.hub_id, cookie(&self.auth)?).await?)
+        Ok(Client::connect(&self.node, self.auth.hub_id(), cookie(&self.auth)?).await?)
     }
 }
 

@@ -25,6 +25,7 @@ mod ctl;
 mod demo;
 mod flags;
 mod node;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;

@@ -4,73 +4,53 @@ use std::time::Duration;
 
 use hub_net::Hub;
 
-use crate::args::{Auth, NodeArgs};
-use crate::flags::{cookie, node_strategies};
+use crate::args::NodeArgs;
+use crate::flags::{cookie, secret_file};
+use crate::settings::NodeSettings;
 use crate::{AnyError, NodeCli};
 
 /// Runs `hub node`.
 pub(crate) async fn run(cli: &NodeCli, args: NodeArgs) -> Result<(), AnyError> {
-    let s = node_strategies(
-        args.strategies.as_ref(),
-        args.partition,
-        args.migration,
-        args.distribution,
-    )?;
-    let node = NodeOpts {
-        node_id: args.node_id,
-        listen: args.listen,
-        advertise: args.advertise,
-        seeds: args.seed,
-        join_timeout: args.join_timeout.map(Duration::from_secs),
-        tags: args.tag,
-        strict: args.strict_quorum.map(hub_core::Strict::new),
-    };
-    run_node(cli, args.auth, node, s, args.example_kinds).await
-}
-
-/// What `node` was told about the node itself.
-struct NodeOpts {
-    node_id: String,
-    listen: String,
-    advertise: Option<String>,
-    seeds: Vec<String>,
-    join_timeout: Option<Duration>,
-    tags: Vec<(String, String)>,
-    strict: Option<hub_core::Strict>,
-}
-
-async fn run_node(
-    cli: &NodeCli,
-    auth: Auth,
-    node: NodeOpts,
-    strategies: hub_core::Strategies,
-    example_kinds: bool,
-) -> Result<(), AnyError> {
-    let mut b = Hub::builder(auth.hub_id.clone())
-        .strategies(strategies)
-        .node_id(node.node_id)
-        .listen(node.listen)
-        .cookie(cookie(&auth)?);
-    for s in node.seeds {
+    let n = NodeSettings::resolve(args)?;
+    let mut b = Hub::builder(n.auth.hub_id())
+        .strategies(n.strategies)
+        .node_id(n.node_id)
+        .listen(n.listen)
+        .cookie(cookie(&n.auth)?);
+    for s in n.seeds {
         b = b.seed(s);
     }
-    if let Some(a) = node.advertise {
+    if let Some(a) = n.advertise {
         b = b.advertise(a);
     }
-    for (k, v) in node.tags {
+    for (k, v) in n.tags {
         b = b.tag(k, v);
     }
-    if let Some(strict) = node.strict {
-        b = b.strict(strict);
+    if let Some(q) = n.strict_quorum {
+        b = b.strict(hub_core::Strict::new(q));
     }
-    let hub = cli.apply(b, example_kinds).start().await?;
+    match (n.management, &n.management_token_file) {
+        (Some(addr), token) => {
+            b = b.management(addr).min_members(n.min_members);
+            if let Some(f) = token {
+                b = b.management_token(secret_file(f, "management token")?);
+            }
+        }
+        (None, Some(_)) => return Err("a management token needs --management".into()),
+        (None, None) => {}
+    }
+    let join_timeout = n.join_timeout;
+    let hub = cli.apply(b, n.example_kinds).start().await?;
     println!(
         "node {} listening on {}",
         hub.node_id(),
         hub.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
+    if let Some(m) = hub.management_addr() {
+        println!("management endpoint on http://{m}");
+    }
     let joined = async {
-        let Some(within) = node.join_timeout else {
+        let Some(within) = join_timeout else {
             return std::future::pending::<String>().await;
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -94,7 +74,7 @@ async fn run_node(
         }
         _ = hub.closed() => match hub.stop_reason() {
             Some(why) => return Err(why.into()),
-            None => eprintln!("decommissioned: children handed over, left the cluster"),
+            None => eprintln!("drained: children handed over, left the cluster"),
         },
     }
     Ok(())

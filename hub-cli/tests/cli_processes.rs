@@ -337,7 +337,7 @@ fn ctl_failures_exit_non_zero_with_their_json() {
     let wrong = ctl(&["call", "e1", r#"{"Add":3}"#, "--kind", "counter"]);
     assert!(!wrong.status.success());
     assert!(
-        String::from_utf8_lossy(&wrong.stderr).contains("is a \"echo\" child, not \"counter\""),
+        String::from_utf8_lossy(&wrong.stderr).contains("is of kind \"echo\", not \"counter\""),
         "{wrong:?}"
     );
 

@@ -12,6 +12,7 @@ use hub_core::{ChildId, ChildSpec, StartOptions, StartOutcome};
 use crate::driver::Api;
 use crate::error::{CallError, HubError};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::process::Process;
 
 /// Encodes a message the way every child decodes it.
@@ -24,7 +25,10 @@ pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, CallError> {
 impl Hub {
     /// The kind `P` is registered under on this node, if it is.
     fn kind_of<P: Process>(&self) -> Option<String> {
-        self.kind_names.get(&std::any::TypeId::of::<P>()).cloned()
+        self.shared
+            .kind_names
+            .get(&std::any::TypeId::of::<P>())
+            .cloned()
     }
 
     /// Sends `msg` to child `id` wherever it runs (fire and forget once
@@ -86,7 +90,7 @@ impl Hub {
         kind: Option<String>,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
-        call_retrying(&self.tx, id, payload, kind, timeout).await
+        call_retrying(&self.tx, &self.shared.metrics, id, payload, kind, timeout).await
     }
 
     /// A typed handle on child `id` of process type `P`: start it with
@@ -175,6 +179,20 @@ impl<P: Process> Entity<P> {
 /// node is found dead), until `timeout`: what [`Hub::call`] and the
 /// control protocol's calls do.
 pub(crate) async fn call_retrying(
+    api: &mpsc::Sender<Api>,
+    metrics: &Metrics,
+    id: ChildId,
+    payload: Bytes,
+    kind: Option<String>,
+    timeout: Duration,
+) -> Result<Bytes, CallError> {
+    let began = tokio::time::Instant::now();
+    let r = retry_until(api, id, payload, kind.clone(), timeout).await;
+    metrics.call(kind.as_deref(), began.elapsed());
+    r
+}
+
+async fn retry_until(
     api: &mpsc::Sender<Api>,
     id: ChildId,
     payload: Bytes,

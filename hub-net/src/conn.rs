@@ -2,6 +2,8 @@
 //! error closes the connection) and a writer task that batches whatever is
 //! queued into one flush.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -13,6 +15,7 @@ use tracing::{debug, warn};
 use hub_core::NodeId;
 
 use crate::handshake::Hello;
+use crate::metrics::Metrics;
 use crate::wire::{self, Wire};
 
 /// Frames a connection may have queued for writing; beyond, sends fail
@@ -75,23 +78,27 @@ pub(crate) fn start(
     incarnation: u64,
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> Conn {
     let cancel = parent.child_token();
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTBOX);
     let (mut sink, mut stream) = framed.split();
     let c = cancel.clone();
+    let out = metrics.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = c.cancelled() => break,
                 first = rx.recv() => {
                     let Some(first) = first else { break };
+                    out.frame_out(first.len());
                     if sink.feed(first).await.is_err() {
                         break;
                     }
                     // Batch: everything already queued shares one flush.
                     let mut failed = false;
                     while let Ok(more) = rx.try_recv() {
+                        out.frame_out(more.len());
                         if sink.feed(more).await.is_err() {
                             failed = true;
                             break;
@@ -124,21 +131,24 @@ pub(crate) fn start(
                     debug!(conn = id, error = %e, "connection read failed");
                     break;
                 }
-                Some(Ok(bytes)) => match wire::decode(&bytes) {
-                    Ok(w) => {
-                        if events
-                            .send(NetEvent::Frame { conn: id, wire: w })
-                            .await
-                            .is_err()
-                        {
+                Some(Ok(bytes)) => {
+                    metrics.frame_in(bytes.len());
+                    match wire::decode(&bytes) {
+                        Ok(w) => {
+                            if events
+                                .send(NetEvent::Frame { conn: id, wire: w })
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(conn = id, error = %e, "closing connection: undecodable frame");
                             break;
                         }
                     }
-                    Err(e) => {
-                        warn!(conn = id, error = %e, "closing connection: undecodable frame");
-                        break;
-                    }
-                },
+                }
             }
         }
         debug!(conn = id, "connection closed");

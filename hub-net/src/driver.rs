@@ -26,6 +26,7 @@ use crate::control::{CtlReply, CtlRequest, MemberStatus, Status};
 use crate::error::CallError;
 use crate::handshake::{self, Role, MAX_HANDSHAKE_FRAME};
 use crate::hooks::Events;
+use crate::metrics::Metrics;
 use crate::process::Terminate;
 use crate::supervisor::{Envelope, Supervisor};
 use crate::wire::Wire;
@@ -62,6 +63,7 @@ pub(crate) struct NetSettings {
     pub(crate) seeds: Vec<String>,
     /// Node clock speed against real time (fault injection; 1.0 normally).
     pub(crate) clock_rate: f64,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Messages queued for a peer while it is being dialed.
@@ -448,6 +450,7 @@ impl Driver {
                 0,
                 self.net_tx.clone(),
                 &self.cancel,
+                self.net.metrics.clone(),
             );
             self.conn_peer.insert(c.id, (None, c));
             return;
@@ -464,6 +467,7 @@ impl Driver {
             self.refusal_for(&peer)
         };
         if let Some(r) = refusal {
+            self.net.metrics.refused(r.reason());
             warn!(peer = %id, addr = %peer.addr, reason = %r, "refusing a node");
             if let Ok(bytes) = crate::wire::encode(&Wire::Refused(r)) {
                 let mut framed = framed;
@@ -501,6 +505,7 @@ impl Driver {
             peer.incarnation,
             self.net_tx.clone(),
             &self.cancel,
+            self.net.metrics.clone(),
         );
         for b in self.pending.remove(&id).unwrap_or_default() {
             let _ = c.tx.try_send(b);
@@ -741,11 +746,14 @@ impl Driver {
                 timeout_ms,
             } => {
                 let api = self.api.clone();
+                let metrics = self.net.metrics.clone();
                 let c = self.conn_peer.get(&conn).map(|(_, c)| c.clone());
                 tokio::spawn(async move {
                     let t = Duration::from_millis(timeout_ms);
                     let result = match api.upgrade() {
-                        Some(api) => crate::calls::call_retrying(&api, id, payload, None, t).await,
+                        Some(api) => {
+                            crate::calls::call_retrying(&api, &metrics, id, payload, None, t).await
+                        }
                         None => Err(CallError::Closed),
                     };
                     if let Some(c) = c {
@@ -883,7 +891,10 @@ pub(crate) async fn accept_loop(
                         })
                         .await;
                 }
-                Err(e) => warn!(%from, reason = %e, "refused connection"),
+                Err(e) => {
+                    net.metrics.refused(e.reason());
+                    warn!(%from, reason = %e, "refused connection");
+                }
             }
         });
     }

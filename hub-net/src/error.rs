@@ -40,6 +40,22 @@ pub enum HandshakeError {
     Refused(crate::handshake::Refusal),
 }
 
+impl HandshakeError {
+    /// A one-word label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::Version { .. } => "version",
+            HandshakeError::HubId(_) => "hub_id",
+            HandshakeError::BadCookie => "authentication",
+            HandshakeError::Malformed(_) => "malformed",
+            HandshakeError::Timeout => "timeout",
+            HandshakeError::Closed => "closed",
+            HandshakeError::Io(_) => "io",
+            HandshakeError::Refused(r) => r.reason(),
+        }
+    }
+}
+
 /// Why a hub could not start.
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -96,6 +96,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// A one-word label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Version { .. } => "version",
+            Refusal::HubId { .. } => "hub_id",
+            Refusal::Authentication => "authentication",
+            Refusal::DuplicateNodeId(_) => "duplicate_node_id",
+            Refusal::ClusterFull { .. } => "cluster_full",
+        }
+    }
+
     /// Whether the refused node should stop rather than retry: its
     /// configuration, not the network, is wrong.
     pub fn is_fatal(&self) -> bool {

@@ -14,6 +14,8 @@ use tracing::{error, warn};
 
 use hub_core::{Event, EventKind};
 
+use crate::metrics::Metrics;
+
 /// A hook's handler. It runs on the node's hook task, one event at a
 /// time: keep it short, or hand the work to a task of your own.
 pub type HookFn = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -63,6 +65,7 @@ pub(crate) struct Events {
     wanted: Arc<AtomicU32>,
     queue: mpsc::Sender<Event>,
     overflowed: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Events {
@@ -80,6 +83,7 @@ impl Events {
     pub(crate) fn new(
         cancel: CancellationToken,
         queue_len: usize,
+        metrics: Arc<Metrics>,
     ) -> (Self, impl std::future::Future<Output = ()> + Send) {
         let (stream, _) = broadcast::channel(4096);
         let (queue, rx) = mpsc::channel(queue_len.max(1));
@@ -90,12 +94,14 @@ impl Events {
             wanted: Arc::new(AtomicU32::new(0)),
             queue,
             overflowed: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         (events, run(table, rx, cancel))
     }
 
     /// Hands an event to the subscribers and the hooks; never blocks.
     pub(crate) fn emit(&self, event: Event) {
+        self.metrics.event(&event);
         if self.wanted.load(Ordering::Acquire) & bit(event.kind()) != 0 {
             if let Err(mpsc::error::TrySendError::Full(e)) = self.queue.try_send(event.clone()) {
                 let n = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;

@@ -24,9 +24,21 @@ use crate::driver::{self, Api, Driver, NetSettings};
 use crate::error::{HubError, StartupError};
 use crate::handshake::{Hello, Local, Role};
 use crate::hooks::{Events, HookError, HookFn};
+use crate::metrics::Metrics;
 use crate::process::{Kinds, Process};
 use crate::snapshot::SnapshotPolicy;
 use crate::supervisor::{Limits, Supervisor};
+
+/// How the management endpoint is set up ([`HubBuilder::management`]).
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(not(feature = "management"), allow(dead_code))]
+pub(crate) struct Management {
+    pub(crate) addr: String,
+    /// Bearer token for `POST /drain`; without one, read-only.
+    pub(crate) token: Option<String>,
+    /// `/ready` needs at least this many ring members, self included.
+    pub(crate) min_members: usize,
+}
 
 /// Configures a hub node. See [`Hub::builder`].
 pub struct HubBuilder {
@@ -44,6 +56,8 @@ pub struct HubBuilder {
     hooks: Vec<(EventKind, String, i32, HookFn)>,
     hook_queue: usize,
     static_children: Vec<ChildSpec>,
+    #[cfg_attr(not(feature = "management"), allow(dead_code))]
+    management: Option<Management>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -215,6 +229,35 @@ impl HubBuilder {
         self
     }
 
+    /// Serves the management endpoint on `addr` (HTTP: `GET /alive`,
+    /// `/ready`, `/cluster`, `/metrics`; `POST /drain` with
+    /// [`HubBuilder::management_token`]). Feature `management`.
+    #[cfg(feature = "management")]
+    pub fn management(mut self, addr: impl Into<String>) -> Self {
+        self.management.get_or_insert_with(Management::default).addr = addr.into();
+        self
+    }
+
+    /// The bearer token `POST /drain` needs; without one the management
+    /// endpoint is read-only.
+    #[cfg(feature = "management")]
+    pub fn management_token(mut self, token: impl Into<String>) -> Self {
+        self.management
+            .get_or_insert_with(Management::default)
+            .token = Some(token.into());
+        self
+    }
+
+    /// `GET /ready` answers 503 while the ring has fewer than `n` members
+    /// (self included; default 1).
+    #[cfg(feature = "management")]
+    pub fn min_members(mut self, n: usize) -> Self {
+        self.management
+            .get_or_insert_with(Management::default)
+            .min_members = n;
+        self
+    }
+
     /// Static children: started (awaited) as part of [`HubBuilder::start`],
     /// which fails with [`StartupError::StaticChildren`] naming every
     /// child that did not start (the node then leaves; children that did
@@ -254,6 +297,7 @@ impl HubBuilder {
             hooks,
             hook_queue,
             static_children,
+            management,
         } = self;
         kinds
             .validate()
@@ -272,6 +316,15 @@ impl HubBuilder {
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let management_listener = match &management {
+            Some(m) => Some(TcpListener::bind(m.addr.as_str()).await.map_err(|source| {
+                StartupError::Bind {
+                    addr: m.addr.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         // What `configure` set stays (an address, an incarnation, a seed);
         // only what it left at `Config::new`'s defaults is filled in here.
         let configured_addr = (!config.addr.is_empty()).then(|| config.addr.clone());
@@ -324,6 +377,7 @@ impl HubBuilder {
             connect_timeout: Duration::from_secs(3),
             seeds,
             clock_rate,
+            metrics: Metrics::new(),
         };
         let cancel = CancellationToken::new();
         let (api_tx, api_rx) = mpsc::channel(1024);
@@ -332,7 +386,7 @@ impl HubBuilder {
         // not lose, the node task itself sends some (so it must never block
         // on this channel), and there are at most a few in flight per child.
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let (events, hook_task) = Events::new(cancel.clone(), hook_queue);
+        let (events, hook_task) = Events::new(cancel.clone(), hook_queue, net.metrics.clone());
         tokio::spawn(hook_task);
         for (kind, id, priority, run) in hooks {
             events
@@ -349,13 +403,31 @@ impl HubBuilder {
         }
         let hub = Hub {
             tx: api_tx,
-            events: events.clone(),
-            cancel: cancel.clone(),
-            node_id: config.node_id.clone(),
-            addr: local_addr,
-            stop_reason: Arc::new(std::sync::Mutex::new(None)),
-            kind_names: Arc::new(kinds.names_by_type()),
+            shared: Arc::new(Shared {
+                events: events.clone(),
+                cancel: cancel.clone(),
+                node_id: config.node_id.clone(),
+                addr: local_addr,
+                stop_reason: Arc::new(std::sync::Mutex::new(None)),
+                kind_names: kinds.names_by_type(),
+                metrics: net.metrics.clone(),
+                management: management_listener
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok()),
+            }),
         };
+        #[cfg(feature = "management")]
+        if let (Some(l), Some(m)) = (management_listener, management) {
+            tokio::spawn(crate::management::serve(
+                l,
+                hub.downgrade(),
+                m,
+                config.expect_peers,
+                cancel.clone(),
+            ));
+        }
+        #[cfg(not(feature = "management"))]
+        drop(management_listener);
         let sup = Supervisor::new(
             kinds,
             limits,
@@ -372,7 +444,7 @@ impl HubBuilder {
             cancel,
             net_tx,
             local_tx,
-            hub.stop_reason.clone(),
+            hub.shared.stop_reason.clone(),
             hub.tx.downgrade(),
         );
         let mut joins = hub.subscribe();
@@ -429,25 +501,28 @@ async fn start_static(hub: &Hub, specs: Vec<ChildSpec>) -> Result<(), StartupErr
 #[derive(Clone, Debug)]
 pub struct Hub {
     pub(crate) tx: mpsc::Sender<Api>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every handle on one node shares, strong or weak.
+#[derive(Debug)]
+pub(crate) struct Shared {
     events: Events,
     cancel: CancellationToken,
     node_id: NodeId,
     addr: Option<SocketAddr>,
     stop_reason: Arc<std::sync::Mutex<Option<String>>>,
     /// The kind name each registered process type runs under.
-    pub(crate) kind_names: Arc<BTreeMap<std::any::TypeId, String>>,
+    pub(crate) kind_names: BTreeMap<std::any::TypeId, String>,
+    pub(crate) metrics: Arc<Metrics>,
+    management: Option<SocketAddr>,
 }
 
 /// A [`Hub`] that does not keep its node running: what children hold.
 #[derive(Clone, Debug)]
 pub(crate) struct WeakHub {
     tx: mpsc::WeakSender<Api>,
-    events: Events,
-    cancel: CancellationToken,
-    node_id: NodeId,
-    addr: Option<SocketAddr>,
-    stop_reason: Arc<std::sync::Mutex<Option<String>>>,
-    kind_names: Arc<BTreeMap<std::any::TypeId, String>>,
+    shared: Arc<Shared>,
 }
 
 impl WeakHub {
@@ -455,12 +530,7 @@ impl WeakHub {
     pub(crate) fn upgrade(&self) -> Option<Hub> {
         Some(Hub {
             tx: self.tx.upgrade()?,
-            events: self.events.clone(),
-            cancel: self.cancel.clone(),
-            node_id: self.node_id.clone(),
-            addr: self.addr,
-            stop_reason: self.stop_reason.clone(),
-            kind_names: self.kind_names.clone(),
+            shared: self.shared.clone(),
         })
     }
 }
@@ -469,12 +539,7 @@ impl Hub {
     fn downgrade(&self) -> WeakHub {
         WeakHub {
             tx: self.tx.downgrade(),
-            events: self.events.clone(),
-            cancel: self.cancel.clone(),
-            node_id: self.node_id.clone(),
-            addr: self.addr,
-            stop_reason: self.stop_reason.clone(),
-            kind_names: self.kind_names.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -509,17 +574,34 @@ impl Hub {
             hooks: Vec::new(),
             hook_queue: crate::hooks::HOOK_QUEUE,
             static_children: Vec::new(),
+            management: None,
         }
     }
 
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
-        &self.node_id
+        &self.shared.node_id
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.addr
+        self.shared.addr
+    }
+
+    /// The address the management endpoint listens on, if it has one
+    /// ([`HubBuilder::management`]).
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.shared.management
+    }
+
+    /// This node's metrics in Prometheus' text exposition format (what
+    /// the management endpoint's `GET /metrics` serves; names in the
+    /// README), for an HTTP server of your own.
+    pub async fn metrics_text(&self) -> Result<String, HubError> {
+        let status = self.status().await?;
+        let mut snapshot = self.query(crate::metrics::snapshot).await?;
+        snapshot.connections = status.connections as i64;
+        Ok(self.shared.metrics.render(&snapshot))
     }
 
     async fn command(&self, cmd: Command) -> Result<Reply, HubError> {
@@ -531,7 +613,7 @@ impl Hub {
         rx.await.map_err(|_| HubError::Closed)
     }
 
-    async fn query<T: Send + 'static>(
+    pub(crate) async fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Node) -> T + Send + 'static,
     ) -> Result<T, HubError> {
@@ -716,7 +798,7 @@ impl Hub {
     /// (`RecvError::Lagged(n)`); for delivery in order with priorities,
     /// use [`Hub::register_hook`].
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.shared.events.subscribe()
     }
 
     /// Runs `run` for every event of `kind` on this node, after the hooks
@@ -744,20 +826,21 @@ impl Hub {
         priority: i32,
         run: impl Fn(&Event) + Send + Sync + 'static,
     ) -> Result<(), HookError> {
-        self.events
+        self.shared
+            .events
             .register(kind, id.into(), priority, Arc::new(run))
     }
 
     /// Removes hook `id` of `kind`; it runs for no event after this
     /// returns, except the one it may be running now.
     pub fn cancel_hook(&self, kind: EventKind, id: &str) -> Result<(), HookError> {
-        self.events.cancel(kind, id)
+        self.shared.events.cancel(kind, id)
     }
 
     /// Events that could not be queued for hooks because they were too
     /// far behind (see [`Hub::register_hook`]).
     pub fn hook_overflows(&self) -> u64 {
-        self.events.overflowed()
+        self.shared.events.overflowed()
     }
 
     /// Leaves gracefully: announces it, hands children to their new owners
@@ -766,11 +849,11 @@ impl Hub {
         let r = self.command(Command::Leave).await;
         // The node task closes its connections right after leaving; if it
         // is gone already, close them here rather than wait.
-        if tokio::time::timeout(Duration::from_secs(5), self.cancel.cancelled())
+        if tokio::time::timeout(Duration::from_secs(5), self.shared.cancel.cancelled())
             .await
             .is_err()
         {
-            self.cancel.cancel();
+            self.shared.cancel.cancel();
         }
         match r {
             Ok(Reply::Left) | Err(HubError::Closed) => Ok(()),
@@ -793,7 +876,7 @@ impl Hub {
     /// # Ok(()) }
     /// ```
     pub async fn decommission(&self, node: NodeId) -> Result<(), HubError> {
-        if node == self.node_id {
+        if node == self.shared.node_id {
             return self.shutdown().await;
         }
         match self.command(Command::Decommission(node)).await? {
@@ -807,7 +890,7 @@ impl Hub {
     /// or because a peer decommissioned it), was aborted, or was refused
     /// by the cluster ([`Hub::stop_reason`]).
     pub async fn closed(&self) {
-        self.cancel.cancelled().await;
+        self.shared.cancel.cancelled().await;
     }
 
     /// Why the node stopped without leaving, if it did: the cluster refused
@@ -815,7 +898,8 @@ impl Hub {
     /// member, or the strict cluster is full). `None` while it runs and
     /// after a graceful leave.
     pub fn stop_reason(&self) -> Option<String> {
-        self.stop_reason
+        self.shared
+            .stop_reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -824,7 +908,7 @@ impl Hub {
     /// Stops the node at once without a goodbye (what a crash looks like to
     /// its peers). For tests and emergencies.
     pub fn abort(&self) {
-        self.cancel.cancel();
+        self.shared.cancel.cancel();
     }
 }
 

@@ -51,6 +51,9 @@ pub mod examples;
 pub mod handshake;
 mod hooks;
 mod hub;
+#[cfg(feature = "management")]
+mod management;
+mod metrics;
 pub mod process;
 mod snapshot;
 mod supervisor;

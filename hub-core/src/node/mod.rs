@@ -518,6 +518,12 @@ impl Node {
         self.partitioned
     }
 
+    /// Whether this node is draining: a graceful leave or a decommission
+    /// is handing its children over.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.is_some()
+    }
+
     /// False once the node has left the cluster.
     pub fn is_alive(&self) -> bool {
         !self.left

@@ -1,0 +1,301 @@
+//! A node's settings, resolved from its three sources: a flag beats its
+//! environment variable (clap reads both), which beats the `--config`
+//! file, which beats the default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig, StrategyConfig};
+use serde::Deserialize;
+
+use crate::args::{Auth, NodeArgs};
+use crate::flags::parse_tag;
+use crate::AnyError;
+
+/// The `--config` file: every `node` option, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeFile {
+    hub_id: Option<String>,
+    cookie_file: Option<PathBuf>,
+    node_id: Option<String>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    #[serde(default)]
+    seeds: Vec<String>,
+    join_timeout: Option<u64>,
+    /// A strategies file, as `--strategies`.
+    strategies_file: Option<PathBuf>,
+    /// The strategies inline, as in a strategies file.
+    strategies: Option<StrategyConfig>,
+    partition: Option<String>,
+    migration: Option<String>,
+    distribution: Option<String>,
+    /// `key=value` strings or a table.
+    tags: Option<Tags>,
+    strict_quorum: Option<usize>,
+    management: Option<String>,
+    management_token_file: Option<PathBuf>,
+    min_members: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Tags {
+    List(Vec<String>),
+    Table(BTreeMap<String, String>),
+}
+
+impl NodeFile {
+    pub(crate) fn load(path: &Path) -> Result<Self, AnyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()).into())
+    }
+}
+
+/// Everything `node` needs, each value from the strongest source that
+/// gave one.
+#[derive(Debug)]
+pub(crate) struct NodeSettings {
+    pub(crate) auth: Auth,
+    pub(crate) node_id: String,
+    pub(crate) listen: String,
+    pub(crate) advertise: Option<String>,
+    pub(crate) seeds: Vec<String>,
+    pub(crate) join_timeout: Option<Duration>,
+    pub(crate) strategies: hub_core::Strategies,
+    pub(crate) tags: Vec<(String, String)>,
+    pub(crate) strict_quorum: Option<usize>,
+    pub(crate) management: Option<String>,
+    pub(crate) management_token_file: Option<PathBuf>,
+    pub(crate) min_members: usize,
+    pub(crate) example_kinds: bool,
+}
+
+fn choice<T: std::str::FromStr>(
+    flag: Option<T>,
+    file: Option<String>,
+    key: &str,
+) -> Result<Option<T>, AnyError>
+where
+    T::Err: std::fmt::Display,
+{
+    match (flag, file) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("config file: {key} = {s:?}: {e}").into()),
+        (None, None) => Ok(None),
+    }
+}
+
+impl NodeSettings {
+    /// Resolves the flags (and environment) over the config file they
+    /// name, if any.
+    pub(crate) fn resolve(args: NodeArgs) -> Result<Self, AnyError> {
+        let file = match &args.config {
+            Some(p) => NodeFile::load(p)?,
+            None => NodeFile::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(args: NodeArgs, file: NodeFile) -> Result<Self, AnyError> {
+        let required = |v: Option<String>, flag: &str, env: &str, key: &str| {
+            v.ok_or_else(|| -> AnyError {
+                format!("--{flag} is required (or ${env}, or {key} in the --config file)").into()
+            })
+        };
+        let partition = choice(args.partition, file.partition, "partition")?;
+        let migration = choice(args.migration, file.migration, "migration")?;
+        let distribution = choice(args.distribution, file.distribution, "distribution")?;
+        let base = match args.strategies.as_ref().or(file.strategies_file.as_ref()) {
+            Some(path) => strategies_file(path)?,
+            None => file.strategies.unwrap_or_default(),
+        };
+        let tags = match (args.tag.is_empty(), file.tags) {
+            (false, _) | (true, None) => args.tag,
+            (true, Some(Tags::List(l))) => l
+                .iter()
+                .map(|t| parse_tag(t).map_err(|e| format!("config file: tags: {e}")))
+                .collect::<Result<_, _>>()?,
+            (true, Some(Tags::Table(t))) => t.into_iter().collect(),
+        };
+        Ok(NodeSettings {
+            auth: Auth {
+                hub_id: args.auth.hub_id.or(file.hub_id),
+                cookie_file: args.auth.cookie_file.or(file.cookie_file),
+            },
+            node_id: required(
+                args.node_id.or(file.node_id),
+                "node-id",
+                "HUB_NODE_ID",
+                "node_id",
+            )?,
+            listen: required(
+                args.listen.or(file.listen),
+                "listen",
+                "HUB_LISTEN",
+                "listen",
+            )?,
+            advertise: args.advertise.or(file.advertise),
+            seeds: if args.seed.is_empty() {
+                file.seeds
+            } else {
+                args.seed
+            },
+            join_timeout: args
+                .join_timeout
+                .or(file.join_timeout)
+                .map(Duration::from_secs),
+            strategies: strategies(base, partition, migration, distribution)?,
+            tags,
+            strict_quorum: args.strict_quorum.or(file.strict_quorum),
+            management: args.management.or(file.management),
+            management_token_file: args.management_token_file.or(file.management_token_file),
+            min_members: args.min_members.or(file.min_members).unwrap_or(1),
+            example_kinds: args.example_kinds,
+        })
+    }
+}
+
+pub(crate) fn strategies_file(path: &Path) -> Result<StrategyConfig, AnyError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str::<StrategyConfig>(&text)
+        .map_err(|e| format!("bad strategies file {}: {e}", path.display()).into())
+}
+
+/// The strategies of `hub node`: the file's (or the config's table), then
+/// the per-family choices.
+pub(crate) fn strategies(
+    mut cfg: StrategyConfig,
+    partition: Option<PartitionConfig>,
+    migration: Option<MigrationConfig>,
+    distribution: Option<DistributionConfig>,
+) -> Result<hub_core::Strategies, AnyError> {
+    if let Some(p) = partition {
+        cfg.partition = p;
+    }
+    if let Some(m) = migration {
+        cfg.migration = m;
+    }
+    if let Some(d) = distribution {
+        cfg.distribution = d;
+    }
+    Ok(cfg.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> NodeArgs {
+        let mut full = vec!["hub", "node"];
+        full.extend(argv);
+        match crate::args::Args::try_parse_from(full).unwrap().cmd {
+            crate::args::Cmd::Node(a) => a,
+            _ => unreachable!("a node command"),
+        }
+    }
+
+    fn file(text: &str) -> NodeFile {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let f = file(
+            r#"
+            hub_id = "H"
+            node_id = "from-file"
+            listen = "127.0.0.1:7000"
+            seeds = ["127.0.0.1:7001", "127.0.0.1:7002"]
+            tags = { zone = "a" }
+            migration = "hot-handover"
+            min_members = 3
+            "#,
+        );
+        let s =
+            NodeSettings::merge(args(&["--node-id", "from-flag", "--tag", "zone=b"]), f).unwrap();
+        assert_eq!(s.node_id, "from-flag");
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.auth.hub_id(), "H");
+        assert_eq!(s.seeds, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+        assert_eq!(s.tags, [("zone".to_string(), "b".to_string())]);
+        assert_eq!(s.strategies.migration.name(), "hot_swap");
+        assert_eq!(s.min_members, 3);
+        assert_eq!(s.join_timeout, None);
+
+        let s = NodeSettings::merge(
+            args(&[
+                "--listen",
+                "127.0.0.1:1",
+                "--seed",
+                "a:1,b:2",
+                "--migration",
+                "cold",
+            ]),
+            file("node_id = \"n\"\ntags = [\"zone=c\", \"rack=4\"]\nmigration = \"hot\""),
+        )
+        .unwrap();
+        assert_eq!(s.seeds, ["a:1", "b:2"], "a comma-separated flag");
+        assert_eq!(s.strategies.migration.name(), "cold_swap");
+        assert_eq!(s.tags.len(), 2);
+        assert_eq!(s.auth.hub_id(), "hub");
+        assert_eq!(s.min_members, 1);
+    }
+
+    #[test]
+    fn the_example_strategies_file_loads_and_flags_override_it() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/strategies.toml");
+        let s = NodeSettings::merge(
+            args(&["--node-id", "n", "--listen", "x:1", "--strategies", path]),
+            NodeFile::default(),
+        )
+        .unwrap();
+        assert_eq!(s.strategies.migration.name(), "hot_swap");
+        assert_eq!(s.strategies.partition.name(), "majority_quorum");
+        let s = NodeSettings::merge(
+            args(&[
+                "--node-id",
+                "n",
+                "--listen",
+                "x:1",
+                "--strategies",
+                path,
+                "--migration",
+                "cold",
+            ]),
+            NodeFile::default(),
+        )
+        .unwrap();
+        assert_eq!(s.strategies.migration.name(), "cold_swap");
+        let err = strategies_file(Path::new("/nonexistent/strategies.toml")).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_malformed_settings_are_named() {
+        let err = NodeSettings::merge(args(&[]), NodeFile::default()).unwrap_err();
+        assert!(err.to_string().contains("--node-id is required"), "{err}");
+        let err = NodeSettings::merge(
+            args(&[]),
+            file("node_id = \"n\"\nlisten = \"x:1\"\npartition = \"quorum\""),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("config file: partition"), "{err}");
+        let typo = toml::from_str::<NodeFile>("node_idd = \"n\"").unwrap_err();
+        assert!(typo.to_string().contains("node_idd"), "{typo}");
+        let inline = file(
+            "node_id = \"n\"\nlisten = \"x:1\"\n\
+             [strategies.partition]\nkind = \"majority_quorum\"\ninitial_cluster_size = 3",
+        );
+        let s = NodeSettings::merge(args(&[]), inline).unwrap();
+        assert_eq!(s.strategies.partition.name(), "majority_quorum");
+    }
+}

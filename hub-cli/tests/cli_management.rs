@@ -1,0 +1,225 @@
+//! The management endpoint as an operator meets it: real HTTP requests to
+//! `hub node` processes started with `--management`: probes, the cluster
+//! view, Prometheus metrics whose counts match what was done, bad requests
+//! refused while the node keeps serving, readiness through a partition,
+//! and a drain behind the token.
+
+mod procs;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use procs::*;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// Status and body of `GET http://addr/path`.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut r = agent()
+        .get(&format!("http://{addr}{path}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+    let body = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), body)
+}
+
+fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = agent().post(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.send_empty().unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), body)
+}
+
+/// Node processes p0..p{n-1} with a management endpoint each (and the
+/// token file, if given); returns the node and management addresses.
+fn managed(
+    n: usize,
+    cookie: &std::path::PathBuf,
+    extra: &[&str],
+    token: Option<&std::path::Path>,
+) -> (Procs, Vec<String>, Vec<String>) {
+    let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
+    let mgmt: Vec<String> = (0..n).map(|_| free_addr()).collect();
+    let mut procs = Procs(Vec::new());
+    for i in 0..n {
+        let mut args: Vec<String> = vec!["--management".into(), mgmt[i].clone()];
+        if let Some(t) = token {
+            args.push("--management-token-file".into());
+            args.push(t.display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let seed = (i > 0).then(|| addrs[0].as_str());
+        procs.0.push(node_with_args(
+            &format!("p{i}"),
+            &addrs[i],
+            seed,
+            cookie,
+            &args,
+        ));
+    }
+    wait_ring(&addrs, cookie, n);
+    (procs, addrs, mgmt)
+}
+
+/// The sum over nodes of a metric's samples matching `labels`.
+fn metric(mgmt: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
+    mgmt.iter()
+        .map(|m| {
+            let (status, text) = get(m, "/metrics");
+            assert_eq!(status, 200, "{text}");
+            let lines = text.lines().map(|l| Ok(l.to_string()));
+            let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name)
+                .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => 0.0,
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Writes `bytes` on a raw connection and returns what came back.
+fn raw(addr: &str, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server may close before reading everything: a refusal.
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[test]
+fn probes_cluster_view_metrics_bad_requests_and_drain() {
+    let cookie = cookie_file("mgmt");
+    let token = std::env::temp_dir().join(format!("hub-cli-mgmt-token-{}", std::process::id()));
+    std::fs::write(&token, "op-secret\n").unwrap();
+    let (mut procs, addrs, mgmt) = managed(3, &cookie, &[], Some(&token));
+
+    for m in &mgmt {
+        assert_eq!(get(m, "/alive"), (200, r#"{"alive":true}"#.into()));
+        let ready = eventually(Duration::from_secs(10), || get(m, "/ready").0 == 200);
+        assert!(ready, "{:?}", get(m, "/ready"));
+    }
+    let (status, body) = get(&mgmt[1], "/cluster");
+    assert_eq!(status, 200);
+    let cluster: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cluster["node_id"], "p1");
+    assert_eq!(
+        cluster["ring"].as_array().map(Vec::len),
+        Some(3),
+        "{cluster}"
+    );
+
+    const N: usize = 1000;
+    let ids = start_ids(&addrs[0], &cookie, "m", N);
+    assert_eq!(ids.len(), N);
+    assert_eq!(
+        metric(&mgmt, "hub_children_started_total", &[]),
+        N as f64,
+        "every start counted once, on the node that ran it"
+    );
+    let synced = eventually(Duration::from_secs(10), || {
+        metric(&mgmt, "hub_registry_children", &[("kind", "counter")]) == (3 * N) as f64
+    });
+    assert!(synced, "each registry lists all {N}");
+    assert_eq!(
+        metric(&mgmt, "hub_local_children", &[("kind", "counter")]),
+        N as f64
+    );
+    assert!(metric(&mgmt, "hub_frames_total", &[("direction", "in")]) > 0.0);
+
+    // Bad requests are refused; the endpoint keeps serving.
+    let garbage = raw(&mgmt[0], b"NOT HTTP AT ALL\r\n\r\n");
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage}"
+    );
+    let huge = format!(
+        "GET /alive HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let refused = raw(&mgmt[0], huge.as_bytes());
+    assert!(
+        refused.is_empty()
+            || refused.starts_with("HTTP/1.1 431")
+            || refused.starts_with("HTTP/1.1 400"),
+        "{refused}"
+    );
+    assert_eq!(get(&mgmt[0], "/nowhere").0, 404);
+    assert_eq!(get(&mgmt[0], "/alive").0, 200, "still serving");
+
+    // Drain: only with the token.
+    assert_eq!(post(&mgmt[2], "/drain", None).0, 401);
+    assert_eq!(post(&mgmt[2], "/drain", Some("guess")).0, 401);
+    assert_eq!(post(&mgmt[2], "/drain", Some("op-secret")).0, 202);
+    let st = exits(&mut procs.0[2], Duration::from_secs(30));
+    assert!(st.success(), "a drained node exits 0: {st:?}");
+    let handed = eventually(Duration::from_secs(20), || {
+        survivors_run(&addrs[..2], &cookie, N, "p2")
+    });
+    assert!(handed, "the drained node's children run on the others");
+}
+
+#[test]
+fn readiness_follows_quorum_and_a_read_only_endpoint_refuses_drain() {
+    let cookie = cookie_file("mgmt-ready");
+    let (procs, _addrs, mgmt) = managed(3, &cookie, &["--partition", "majority:3"], None);
+    assert!(eventually(Duration::from_secs(10), || get(
+        &mgmt[0], "/ready"
+    )
+    .0 == 200));
+    assert_eq!(
+        post(&mgmt[0], "/drain", Some("anything")).0,
+        403,
+        "read-only"
+    );
+
+    let signal = |sig: &str, i: usize| {
+        let ok = Command::new("kill")
+            .args([sig, &procs.0[i].id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP", 1);
+    signal("-STOP", 2);
+    let lost = eventually(Duration::from_secs(20), || {
+        let (status, body) = get(&mgmt[0], "/ready");
+        status == 503 && body.contains("partitioned")
+    });
+    signal("-CONT", 1);
+    signal("-CONT", 2);
+    assert!(
+        lost,
+        "not ready while partitioned: {:?}",
+        get(&mgmt[0], "/ready")
+    );
+    assert_eq!(get(&mgmt[0], "/alive").0, 200, "alive though not ready");
+    let back = eventually(Duration::from_secs(30), || get(&mgmt[0], "/ready").0 == 200);
+    assert!(
+        back,
+        "ready again once healed: {:?}",
+        get(&mgmt[0], "/ready")
+    );
+    assert!(metric(&mgmt[..1], "hub_partitions_total", &[]) >= 1.0);
+}

@@ -1,0 +1,183 @@
+//! The management endpoint (feature `management`): liveness and readiness
+//! probes, the cluster view, Prometheus metrics, and a drain action
+//! behind a token. Read-only unless a token is configured.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::hub::{Management, WeakHub};
+
+#[derive(Clone)]
+struct Ctx {
+    hub: WeakHub,
+    settings: Arc<Management>,
+    expect_peers: bool,
+}
+
+/// Serves on `listener` until `cancel`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    hub: WeakHub,
+    settings: Management,
+    expect_peers: bool,
+    cancel: CancellationToken,
+) {
+    let ctx = Ctx {
+        hub,
+        settings: Arc::new(settings),
+        expect_peers,
+    };
+    let app = Router::new()
+        .route("/alive", get(alive))
+        .route("/ready", get(ready))
+        .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
+        .route("/drain", post(drain))
+        // No route takes a body.
+        .layer(DefaultBodyLimit::max(1024))
+        .with_state(ctx);
+    let served = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
+    if let Err(e) = served.await {
+        warn!(error = %e, "management endpoint stopped");
+    }
+}
+
+fn stopped() -> Response {
+    unavailable(vec!["the node has stopped".into()])
+}
+
+fn unavailable(reasons: Vec<String>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "ready": false, "reasons": reasons })),
+    )
+        .into_response()
+}
+
+async fn alive(State(ctx): State<Ctx>) -> Response {
+    match ctx.hub.upgrade() {
+        Some(h) if h.is_alive().await => Json(json!({ "alive": true })).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "alive": false })),
+        )
+            .into_response(),
+    }
+}
+
+/// Ready to serve: running, joined (when it has peers to join), quorum
+/// held, not draining, and at least `min_members` members.
+async fn ready(State(ctx): State<Ctx>) -> Response {
+    let Some(h) = ctx.hub.upgrade() else {
+        return stopped();
+    };
+    let Ok((ring, partitioned, leaving, alive)) = h
+        .query(|n| {
+            (
+                n.ring().len(),
+                n.is_partitioned(),
+                n.is_leaving(),
+                n.is_alive(),
+            )
+        })
+        .await
+    else {
+        return stopped();
+    };
+    let mut reasons = Vec::new();
+    if !alive {
+        reasons.push("the node has left the cluster".to_string());
+    }
+    if leaving {
+        reasons.push("draining: handing children over".into());
+    }
+    if partitioned {
+        reasons.push("partitioned: quorum lost".into());
+    }
+    if ctx.expect_peers && ring < 2 {
+        reasons.push("not joined: no peer reached yet".into());
+    }
+    if ring < ctx.settings.min_members {
+        reasons.push(format!(
+            "{ring} members, fewer than --min-members {}",
+            ctx.settings.min_members
+        ));
+    }
+    if reasons.is_empty() {
+        Json(json!({ "ready": true, "members": ring })).into_response()
+    } else {
+        unavailable(reasons)
+    }
+}
+
+async fn cluster(State(ctx): State<Ctx>) -> Response {
+    let Some(h) = ctx.hub.upgrade() else {
+        return stopped();
+    };
+    match h.status().await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => unavailable(vec![e.to_string()]),
+    }
+}
+
+async fn metrics(State(ctx): State<Ctx>) -> Response {
+    let Some(h) = ctx.hub.upgrade() else {
+        return stopped();
+    };
+    match h.metrics_text().await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => stopped(),
+    }
+}
+
+/// `POST /drain` with `Authorization: Bearer <token>`: the node hands its
+/// children over and leaves, as on SIGTERM.
+async fn drain(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let Some(token) = ctx.settings.token.as_deref() else {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "read-only: no management token is configured" })),
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in constant time: the time taken says nothing about how
+    // much of the token matched.
+    let matches = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+    if !matches {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "a valid Authorization: Bearer token is required" })),
+        )
+            .into_response();
+    }
+    let Some(h) = ctx.hub.upgrade() else {
+        return stopped();
+    };
+    info!("drain requested through the management endpoint");
+    tokio::spawn(async move {
+        if let Err(e) = h.shutdown().await {
+            warn!(error = %e, "drain failed");
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "draining": true }))).into_response()
+}
