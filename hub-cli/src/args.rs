@@ -44,7 +44,7 @@ impl Auth {
 #[derive(Subcommand)]
 pub(crate) enum Cmd {
     /// Run one node until Ctrl-C or SIGTERM (then leave gracefully).
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Start a local cluster of separate processes and show what it does.
     Demo {
         /// Nodes to start.
@@ -94,6 +94,15 @@ pub(crate) struct NodeArgs {
     /// comma-separated).
     #[arg(long, env = "HUB_SEEDS", value_delimiter = ',')]
     pub(crate) seed: Vec<String>,
+    /// Find peers by DNS, re-resolved periodically: `dns:NAME:PORT`
+    /// (A/AAAA records, e.g. a Kubernetes headless Service) or
+    /// `dns-srv:NAME` (SRV records), optionally `@IP:PORT` of the name
+    /// server to ask.
+    #[arg(long, env = "HUB_DISCOVERY", value_name = "SPEC")]
+    pub(crate) discovery: Option<hub_net::DnsDiscovery>,
+    /// Seconds between discovery lookups (default 5).
+    #[arg(long, env = "HUB_DISCOVERY_INTERVAL", value_name = "SECS")]
+    pub(crate) discovery_interval: Option<u64>,
     /// Exit 1 if no peer has joined this node within this many seconds
     /// (a wrong cookie or hub id, an unreachable seed).
     #[arg(long, env = "HUB_JOIN_TIMEOUT", value_name = "SECS")]

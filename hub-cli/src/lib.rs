@@ -216,7 +216,7 @@ impl NodeCli {
 
     async fn dispatch(&self, cmd: Cmd) -> Result<(), AnyError> {
         match cmd {
-            Cmd::Node(args) => node::run(self, args).await,
+            Cmd::Node(args) => node::run(self, *args).await,
             Cmd::Demo { nodes, children } => demo::run(nodes, children).await,
             Cmd::Status { target } => ctl::status(&target).await,
             Cmd::Ctl { target, op } => {

@@ -20,6 +20,9 @@ pub(crate) async fn run(cli: &NodeCli, args: NodeArgs) -> Result<(), AnyError> {
     for s in n.seeds {
         b = b.seed(s);
     }
+    if let Some(d) = n.discovery {
+        b = b.discovery(d);
+    }
     if let Some(a) = n.advertise {
         b = b.advertise(a);
     }

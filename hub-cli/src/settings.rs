@@ -24,6 +24,8 @@ pub(crate) struct NodeFile {
     advertise: Option<String>,
     #[serde(default)]
     seeds: Vec<String>,
+    discovery: Option<String>,
+    discovery_interval: Option<u64>,
     join_timeout: Option<u64>,
     /// A strategies file, as `--strategies`.
     strategies_file: Option<PathBuf>,
@@ -64,6 +66,7 @@ pub(crate) struct NodeSettings {
     pub(crate) listen: String,
     pub(crate) advertise: Option<String>,
     pub(crate) seeds: Vec<String>,
+    pub(crate) discovery: Option<hub_net::DnsDiscovery>,
     pub(crate) join_timeout: Option<Duration>,
     pub(crate) strategies: hub_core::Strategies,
     pub(crate) tags: Vec<(String, String)>,
@@ -110,6 +113,12 @@ impl NodeSettings {
             })
         };
         let partition = choice(args.partition, file.partition, "partition")?;
+        let interval = args.discovery_interval.or(file.discovery_interval);
+        let discovery =
+            choice(args.discovery, file.discovery, "discovery")?.map(|d| match interval {
+                Some(secs) => d.every(Duration::from_secs(secs)),
+                None => d,
+            });
         let migration = choice(args.migration, file.migration, "migration")?;
         let distribution = choice(args.distribution, file.distribution, "distribution")?;
         let base = match args.strategies.as_ref().or(file.strategies_file.as_ref()) {
@@ -147,6 +156,7 @@ impl NodeSettings {
             } else {
                 args.seed
             },
+            discovery,
             join_timeout: args
                 .join_timeout
                 .or(file.join_timeout)
@@ -198,7 +208,7 @@ mod tests {
         let mut full = vec!["hub", "node"];
         full.extend(argv);
         match crate::args::Args::try_parse_from(full).unwrap().cmd {
-            crate::args::Cmd::Node(a) => a,
+            crate::args::Cmd::Node(a) => *a,
             _ => unreachable!("a node command"),
         }
     }

@@ -167,6 +167,42 @@ fn probes_cluster_view_metrics_bad_requests_and_drain() {
     assert_eq!(get(&mgmt[0], "/nowhere").0, 404);
     assert_eq!(get(&mgmt[0], "/alive").0, 200, "still serving");
 
+    // Clients that connect and never finish a request are shed (at most
+    // 64 connections, 5 s to send the headers): the node's own protocol is
+    // untouched and the endpoint serves again once they are dropped.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(&mgmt[0]).unwrap();
+            let _ = s.write_all(b"GET /alive HTTP/1.1\r\n");
+            s
+        })
+        .collect();
+    assert!(
+        procs::status(&addrs[0], &cookie).is_some(),
+        "the cluster port still answers"
+    );
+    let back = eventually(Duration::from_secs(15), || {
+        agent()
+            .get(&format!("http://{}/alive", mgmt[0]))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    assert!(
+        back,
+        "the endpoint serves again while the idle clients hang on"
+    );
+    // And an unfinished request is closed by the server, not held.
+    let mut first = idle.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = first.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "the server closed the idle connection: {closed:?}"
+    );
+
     // Drain: only with the token.
     assert_eq!(post(&mgmt[2], "/drain", None).0, 401);
     assert_eq!(post(&mgmt[2], "/drain", Some("guess")).0, 401);

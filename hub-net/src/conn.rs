@@ -40,6 +40,9 @@ pub(crate) enum NetEvent {
     Frame { conn: u64, wire: Wire },
     /// The connection closed.
     Down { conn: u64 },
+    /// Discovery's latest answer: the addresses to dial as seeds now.
+    #[cfg(feature = "dns")]
+    Discovered(Vec<String>),
 }
 
 /// The node task's handle on a connection.

@@ -66,6 +66,9 @@ pub(crate) struct NetSettings {
     pub(crate) metrics: Arc<Metrics>,
 }
 
+/// Connections accepted whose handshake has not finished yet, at most.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
 /// Messages queued for a peer while it is being dialed.
 const PENDING_PER_PEER: usize = 4096;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -100,6 +103,9 @@ pub(crate) struct Driver {
     /// The node's own API, for control calls that retry through failover
     /// as [`crate::Hub::call`] does; weak, so it does not keep the node up.
     api: mpsc::WeakSender<Api>,
+    /// Addresses discovery answered with, each with its dial loop.
+    #[cfg(feature = "dns")]
+    discovered: BTreeMap<String, CancellationToken>,
 }
 
 impl Driver {
@@ -119,6 +125,8 @@ impl Driver {
         Driver {
             stop_reason,
             api,
+            #[cfg(feature = "dns")]
+            discovered: BTreeMap::new(),
             epoch,
             net,
             sup,
@@ -160,7 +168,8 @@ impl Driver {
         mut local_rx: mpsc::UnboundedReceiver<LocalReport>,
     ) {
         for seed in self.net.seeds.clone() {
-            self.spawn_seed(seed);
+            let cancel = self.cancel.clone();
+            self.spawn_seed(seed, cancel);
         }
         loop {
             let deadline = self
@@ -368,6 +377,8 @@ impl Driver {
                 self.dialing.remove(&to);
                 *self.attempts.entry(to).or_default() += 1;
             }
+            #[cfg(feature = "dns")]
+            NetEvent::Discovered(addrs) => self.on_discovered(addrs),
             NetEvent::Down { conn } => {
                 if let Some((Some(peer), _)) = self.conn_peer.remove(&conn) {
                     if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
@@ -664,11 +675,10 @@ impl Driver {
     }
 
     /// Dials a seed until it answers once.
-    fn spawn_seed(&mut self, addr: String) {
+    fn spawn_seed(&mut self, addr: String, cancel: CancellationToken) {
         let mut rng = StdRng::seed_from_u64(self.jitter.random());
         let net = self.net.clone();
         let events = self.net_tx.clone();
-        let cancel = self.cancel.clone();
         tokio::spawn(async move {
             let mut attempt = 0;
             loop {
@@ -697,6 +707,29 @@ impl Driver {
                 attempt += 1;
             }
         });
+    }
+
+    /// Dials every newly discovered address until it answers once, and
+    /// stops dialing those that vanished from the answer.
+    #[cfg(feature = "dns")]
+    fn on_discovered(&mut self, addrs: Vec<String>) {
+        let now: BTreeSet<String> = addrs.into_iter().collect();
+        self.discovered.retain(|addr, dial| {
+            let keep = now.contains(addr);
+            if !keep {
+                debug!(%addr, "no longer in the discovery answer");
+                dial.cancel();
+            }
+            keep
+        });
+        for addr in now {
+            if !self.discovered.contains_key(&addr) {
+                debug!(%addr, "discovered");
+                let dial = self.cancel.child_token();
+                self.discovered.insert(addr.clone(), dial.clone());
+                self.spawn_seed(addr, dial);
+            }
+        }
     }
 
     fn ctl_reply(&mut self, conn: u64, req: u64, reply: CtlReply) {
@@ -863,6 +896,11 @@ pub(crate) async fn accept_loop(
     events: mpsc::Sender<NetEvent>,
     cancel: CancellationToken,
 ) {
+    // Handshakes in progress are bounded: connections that never finish
+    // one (each has the handshake timeout) cannot use up the process's
+    // file descriptors and keep peers out.
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let mut shed: u64 = 0;
     loop {
         let (stream, from) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -875,9 +913,17 @@ pub(crate) async fn accept_loop(
                 }
             },
         };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            if shed % 1000 == 0 {
+                warn!(%from, shed, "too many handshakes in progress: closing new connections");
+            }
+            shed += 1;
+            continue;
+        };
         let net = net.clone();
         let events = events.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = stream.set_nodelay(true);
             let mut framed = Framed::new(stream, codec(MAX_HANDSHAKE_FRAME));
             match handshake::accept(&mut framed, &net.local).await {

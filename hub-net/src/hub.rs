@@ -58,6 +58,8 @@ pub struct HubBuilder {
     static_children: Vec<ChildSpec>,
     #[cfg_attr(not(feature = "management"), allow(dead_code))]
     management: Option<Management>,
+    #[cfg(feature = "dns")]
+    discovery: Option<crate::discovery::DnsDiscovery>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -229,6 +231,14 @@ impl HubBuilder {
         self
     }
 
+    /// Finds peers by DNS, re-resolving the name periodically (see
+    /// [`crate::DnsDiscovery`]); works beside literal seeds. Feature `dns`.
+    #[cfg(feature = "dns")]
+    pub fn discovery(mut self, d: crate::discovery::DnsDiscovery) -> Self {
+        self.discovery = Some(d);
+        self
+    }
+
     /// Serves the management endpoint on `addr` (HTTP: `GET /alive`,
     /// `/ready`, `/cluster`, `/metrics`; `POST /drain` with
     /// [`HubBuilder::management_token`]). Feature `management`.
@@ -298,10 +308,15 @@ impl HubBuilder {
             hook_queue,
             static_children,
             management,
+            #[cfg(feature = "dns")]
+            discovery,
         } = self;
         kinds
             .validate()
             .map_err(|(kind, reason)| StartupError::SnapshotPolicy { kind, reason })?;
+        #[cfg(feature = "dns")]
+        let has_seeds = !seeds.is_empty() || discovery.is_some();
+        #[cfg(not(feature = "dns"))]
         let has_seeds = !seeds.is_empty();
         for s in seeds.iter().chain(advertise.as_ref()) {
             check_host_port(s)?;
@@ -386,6 +401,10 @@ impl HubBuilder {
         // not lose, the node task itself sends some (so it must never block
         // on this channel), and there are at most a few in flight per child.
         let (local_tx, local_rx) = mpsc::unbounded_channel();
+        #[cfg(feature = "dns")]
+        if let Some(d) = discovery {
+            tokio::spawn(d.run(net_tx.clone(), cancel.clone()));
+        }
         let (events, hook_task) = Events::new(cancel.clone(), hook_queue, net.metrics.clone());
         tokio::spawn(hook_task);
         for (kind, id, priority, run) in hooks {
@@ -575,6 +594,8 @@ impl Hub {
             hook_queue: crate::hooks::HOOK_QUEUE,
             static_children: Vec::new(),
             management: None,
+            #[cfg(feature = "dns")]
+            discovery: None,
         }
     }
 

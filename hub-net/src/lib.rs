@@ -45,6 +45,8 @@ pub mod client;
 mod conn;
 mod context;
 pub mod control;
+#[cfg(feature = "dns")]
+mod discovery;
 mod driver;
 pub mod error;
 pub mod examples;
@@ -62,6 +64,8 @@ pub mod wire;
 pub use calls::Entity;
 pub use client::{Client, ClientError};
 pub use context::{Context, Timer};
+#[cfg(feature = "dns")]
+pub use discovery::{DiscoveryError, DnsDiscovery};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hooks::{HookError, HookFn, HOOK_QUEUE};
 pub use hub::{Hub, HubBuilder, STATIC_JOIN_WAIT};

@@ -3,18 +3,31 @@
 //! behind a token. Read-only unless a token is configured.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::hub::{Management, WeakHub};
+
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 64;
+/// A client that has not sent its request's headers by then is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest any connection is kept.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Request line and headers, at most.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct Ctx {
@@ -45,9 +58,38 @@ pub(crate) async fn serve(
         // No route takes a body.
         .layer(DefaultBodyLimit::max(1024))
         .with_state(ctx);
-    let served = axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
-    if let Err(e) = served.await {
-        warn!(error = %e, "management endpoint stopped");
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut shed: u64 = 0;
+    loop {
+        let (stream, from) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "management endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if shed % 1000 == 0 {
+                warn!(%from, shed, "management endpoint: too many connections; closing new ones");
+            }
+            shed += 1;
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            // A probe's connection is short; none outlives this.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(permit);
+        });
     }
 }
 

@@ -359,6 +359,44 @@ async fn static_quorum_of_three_stops_a_two_node_remainder_then_recovers() {
     }
 }
 
+/// A node told to expect three (`majority:3`) that finds nobody, e.g. a
+/// seed restarted after its cluster moved on, is no majority: it refuses
+/// starts instead of running second copies, until a majority has joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_expecting_a_majority_of_three_runs_nothing_until_it_has_one() {
+    let majority = || {
+        let mut s = hub_strategies::defaults();
+        s.partition = Box::new(hub_strategies::MajorityQuorum::new(3));
+        s
+    };
+    let n0 = node_with("n0", None, majority()).await;
+    assert!(n0.is_partitioned().await.unwrap(), "alone: 1 of 3");
+    let refused = n0
+        .start_child(ChildSpec::new("lonely", "counter"), StartOptions::awaited())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(hub_net::HubError::Command(
+                hub_core::CommandError::Partitioned
+            ))
+        ),
+        "{refused:?}"
+    );
+    let n1 = node_with("n1", Some(&n0), majority()).await;
+    wait_formed(&[&n0, &n1], 2).await;
+    let ok = common::eventually(Duration::from_secs(10), || async {
+        !n0.is_partitioned().await.unwrap_or(true)
+    })
+    .await;
+    assert!(ok, "2 of 3 is a majority");
+    n0.start_child(ChildSpec::new("lonely", "counter"), StartOptions::awaited())
+        .await
+        .unwrap();
+    n1.shutdown().await.unwrap();
+    n0.shutdown().await.unwrap();
+}
+
 fn balancer() -> Strategies {
     let mut s = hub_strategies::defaults();
     s.distribution = Box::new(hub_strategies::CentralizedLoadBalancer::new(

@@ -154,6 +154,13 @@ impl PartitionStrategy for MajorityQuorum {
         "majority_quorum"
     }
 
+    /// A node expecting more than itself starts partitioned: alone (e.g.
+    /// restarted before it has found its cluster) it is no majority, and
+    /// running children then would run second copies.
+    fn check_at_start(&self) -> bool {
+        self.max_seen > 1
+    }
+
     fn is_partitioned(&mut self, view: &QuorumView<'_>) -> bool {
         self.apply_history(view);
         if self.track_max_size {
