@@ -156,3 +156,30 @@ fn balanced_children_started_at_once_stay_put_when_a_node_joins() {
     let after = which(&addrs[0], &cookie);
     assert_eq!(after, before, "children moved on a join");
 }
+
+/// The whole cluster gets SIGTERM at once (`kubectl delete`): with no node
+/// left to take the children, every process still exits 0 well inside a
+/// Kubernetes grace period (it waited out the 60 s shutdown timeout).
+#[test]
+fn a_whole_cluster_terminated_together_exits_promptly() {
+    let cookie = cookie_file("sigterm-all");
+    let (mut procs, addrs) = processes(3, &cookie);
+    start_ids(&addrs[0], &cookie, "w", 60);
+    let began = std::time::Instant::now();
+    for p in &procs.0 {
+        let term = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+    }
+    for p in &mut procs.0 {
+        let exit = exits(p, Duration::from_secs(30));
+        assert!(exit.success(), "{exit:?}");
+    }
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the cluster took {took:?} to stop"
+    );
+}

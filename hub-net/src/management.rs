@@ -146,11 +146,11 @@ async fn ready(State(ctx): State<Ctx>) -> Response {
         reasons.push("partitioned: quorum lost".into());
     }
     if ctx.expect_peers && ring < 2 {
-        reasons.push("not joined: no peer reached yet".into());
+        reasons.push("no other member in the ring".into());
     }
     if ring < ctx.settings.min_members {
         reasons.push(format!(
-            "{ring} members, fewer than --min-members {}",
+            "{ring} of the {} members --min-members asks for",
             ctx.settings.min_members
         ));
     }
@@ -179,7 +179,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Response {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
         )
@@ -201,7 +201,10 @@ async fn drain(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        // The scheme's name is case-insensitive (RFC 9110).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     // Compared in constant time: the time taken says nothing about how
     // much of the token matched.
     let matches = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));

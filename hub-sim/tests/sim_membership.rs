@@ -258,3 +258,19 @@ async fn a_node_leaving_before_it_rejoined_hands_its_children_over() {
     let all: Vec<String> = before.into_iter().chain(ids).collect();
     all_running(&c, &all).await;
 }
+
+/// Every node gets SIGTERM at once (the whole cluster stops): no node is
+/// left to take the children, so each leave ends promptly, well inside a
+/// Kubernetes grace period, instead of waiting out the 60 s shutdown
+/// timeout for handoffs between nodes that are all leaving.
+#[madsim::test]
+async fn a_whole_cluster_shut_down_together_leaves_promptly() {
+    let mut c = formed(3).await;
+    counters(&c, 60).await;
+    let began = tokio::time::Instant::now();
+    for r in c.shutdown_together(&[0, 1, 2]).await {
+        r.expect("graceful leave");
+    }
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(15), "the leaves took {took:?}");
+}

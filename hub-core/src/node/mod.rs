@@ -182,6 +182,9 @@ struct Leaving {
     /// here until one joins, or until this time
     /// ([`Config::successor_wait`]).
     awaiting_successor: Option<Time>,
+    /// The node has waited for a successor once already; when it finds
+    /// itself stranded again, it gives up at once.
+    waited: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

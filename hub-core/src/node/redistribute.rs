@@ -78,6 +78,7 @@ impl Node {
             info!("a member joined during the leave: handing children over");
             self.drain_leaving(now);
         }
+        self.check_stranded(now);
         // Quorum first: a minority node must not start orphans.
         self.check_quorum(now);
         if triggers.is_empty() {
@@ -541,6 +542,7 @@ impl Node {
             request,
             deadline: now + self.cfg.shutdown_timeout,
             awaiting_successor,
+            waited: awaiting_successor.is_some(),
         });
         for to in self.contactable() {
             self.send(to, Message::Leaving);
@@ -589,7 +591,40 @@ impl Node {
                 self.hand_off(o.spec, to, o.state, o.recovered, o.lineage);
             }
         }
+        if without_me.is_empty() && !self.outbound.is_empty() {
+            // Handed to nodes that are all leaving too: no acknowledgement
+            // that matters can come.
+            warn!(
+                children = self.outbound.len(),
+                "every other member is leaving: children handed to them stop for good"
+            );
+            self.outbound.clear();
+        }
         self.after_local_change(now);
+    }
+
+    /// A leaving node whose every other member is leaving or gone (the
+    /// whole cluster is stopping) waits once for a new member, as a lone
+    /// leaver does, and then lets its children go, rather than wait for
+    /// handoffs to be acknowledged until the shutdown timeout.
+    pub(super) fn check_stranded(&mut self, now: Time) {
+        let Some(l) = &self.leaving else { return };
+        if l.awaiting_successor.is_some() || !self.ring_without_me().is_empty() {
+            return;
+        }
+        if self.local.is_empty() && self.outbound.is_empty() && self.orphans.is_empty() {
+            return;
+        }
+        if self.cfg.expect_peers && !l.waited {
+            let until = now + self.cfg.successor_wait;
+            if let Some(l) = &mut self.leaving {
+                l.awaiting_successor = Some(until);
+                l.waited = true;
+            }
+            info!("every other member is leaving: waiting for one to hand children to");
+            return;
+        }
+        self.drain_leaving(now);
     }
 
     pub(super) fn finish_leave(&mut self) {
