@@ -21,6 +21,7 @@ use hub_core::{
     StopReason, Time,
 };
 
+use crate::admission::Admission;
 use crate::conn::{self, Conn, FramedTcp, NetEvent};
 use crate::control::{CtlReply, CtlRequest, MemberStatus, Status};
 use crate::error::CallError;
@@ -897,29 +898,9 @@ pub(crate) async fn accept_loop(
     cancel: CancellationToken,
 ) {
     // Handshakes in progress are bounded: connections that never finish
-    // one (each has the handshake timeout) cannot use up the process's
-    // file descriptors and keep peers out.
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
-    let mut shed: u64 = 0;
-    loop {
-        let (stream, from) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            if shed % 1000 == 0 {
-                warn!(%from, shed, "too many handshakes in progress: closing new connections");
-            }
-            shed += 1;
-            continue;
-        };
+    // one (each has the handshake timeout) cannot keep peers out.
+    let mut admission = Admission::new(listener, MAX_PENDING_HANDSHAKES, "cluster");
+    while let Some((stream, from, permit)) = admission.next(&cancel).await {
         let net = net.clone();
         let events = events.clone();
         tokio::spawn(async move {

@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod admission;
 mod calls;
 pub mod client;
 mod conn;

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::admission::Admission;
 use crate::hub::{Management, WeakHub};
 
 /// Connections served at once; more are closed as they arrive.
@@ -58,27 +59,8 @@ pub(crate) async fn serve(
         // No route takes a body.
         .layer(DefaultBodyLimit::max(1024))
         .with_state(ctx);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut shed: u64 = 0;
-    loop {
-        let (stream, from) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "management endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            if shed % 1000 == 0 {
-                warn!(%from, shed, "management endpoint: too many connections; closing new ones");
-            }
-            shed += 1;
-            continue;
-        };
+    let mut admission = Admission::new(listener, MAX_CONNECTIONS, "management");
+    while let Some((stream, _, permit)) = admission.next(&cancel).await {
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let conn = http1::Builder::new()
