@@ -151,11 +151,16 @@ impl NodeSettings {
                 "listen",
             )?,
             advertise: args.advertise.or(file.advertise),
+            // "a:1, b:2" in a variable means what it says.
             seeds: if args.seed.is_empty() {
                 file.seeds
             } else {
                 args.seed
-            },
+            }
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
             discovery,
             join_timeout: args
                 .join_timeout
