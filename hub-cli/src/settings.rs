@@ -251,7 +251,7 @@ mod tests {
                 "--listen",
                 "127.0.0.1:1",
                 "--seed",
-                "a:1,b:2",
+                "a:1, b:2",
                 "--migration",
                 "cold",
             ]),
