@@ -47,8 +47,13 @@ fn three_node_processes_survive_a_kill_9() {
     p2.kill().unwrap();
     p2.wait().unwrap();
     let t0 = Instant::now();
-    // A call right after the kill waits (within its timeout) for the child
-    // to run on its new owner, as `Hub::call` does.
+    // A call right after the kill (once p0 saw the connection close, so
+    // that the call is not in flight on it) waits within its timeout for
+    // the child to run on its new owner, as `Hub::call` does.
+    let closed = eventually(Duration::from_secs(5), || {
+        status(&addrs[0], &cookie).is_some_and(|s| s["connections"] == 1)
+    });
+    assert!(closed, "p0 saw its connection to p2 close");
     let orphan = w["p2"][0].as_str().unwrap().to_string();
     let out = hub(
         &[

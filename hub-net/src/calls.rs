@@ -177,7 +177,9 @@ impl<P: Process> Entity<P> {
 /// A call through the node task `api`, asked again while the child is
 /// moving or its node unreachable (it is restarted elsewhere once that
 /// node is found dead), until `timeout`: what [`Hub::call`] and the
-/// control protocol's calls do.
+/// control protocol's calls do. Only calls that were not handed to a
+/// connection are asked again; one whose connection closed after it was
+/// sent is [`CallError::Unanswered`], never sent twice.
 pub(crate) async fn call_retrying(
     api: &mpsc::Sender<Api>,
     metrics: &Metrics,

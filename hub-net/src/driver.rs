@@ -385,8 +385,9 @@ impl Driver {
                     if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
                         debug!(%peer, "connection lost");
                         self.conns.remove(&peer);
-                        // Their answers cannot come any more: the callers
-                        // retry (the child may run elsewhere soon).
+                        // Their answers cannot come any more, and whether
+                        // the child handled them is unknown: sending them
+                        // again could apply them twice.
                         let lost: Vec<u64> = self
                             .calls
                             .iter()
@@ -395,7 +396,7 @@ impl Driver {
                             .collect();
                         for req in lost {
                             if let Some((_, s)) = self.calls.remove(&req) {
-                                let _ = s.send(Err(CallError::NotConnected(peer.to_string())));
+                                let _ = s.send(Err(CallError::Unanswered(peer.to_string())));
                             }
                         }
                     }

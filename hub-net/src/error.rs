@@ -238,6 +238,12 @@ pub enum CallError {
     /// retries this until its timeout.
     #[error("child is moving to another node")]
     Moving,
+    /// The connection to the child's node closed after the call was sent:
+    /// it may or may not have been handled, so it is not sent again (a
+    /// retry could apply it twice). Ask again if the message is
+    /// idempotent.
+    #[error("no answer from node {0}: the connection closed after the call was sent, so it may have been handled")]
+    Unanswered(String),
     /// A typed message for a child of another kind.
     #[error("the child is of kind {actual:?}, not {expected:?}")]
     WrongKind {

@@ -215,6 +215,13 @@ async fn a_call_through_a_failover_waits_for_the_new_owner() {
         .find(|(_, at)| at[0].0.as_str() == "n2")
         .expect("a child on n2");
     hubs[2].abort();
+    // Once n0's connection to n2 has closed, a call is not in flight on
+    // it (such a call would be `Unanswered`, never sent twice).
+    let closed = common::eventually(Duration::from_secs(5), || async {
+        hubs[0].status().await.is_ok_and(|s| s.connections == 1)
+    })
+    .await;
+    assert!(closed, "n0 saw its connection to n2 close");
     let t0 = std::time::Instant::now();
     let timeout = Duration::from_secs(10);
     let r = hubs[0]
