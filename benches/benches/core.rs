@@ -6,11 +6,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use benches::{child_ids, registry, ring};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
 use hub_core::protocol::{decode, encode, Message, DEFAULT_MAX_FRAME};
 use hub_core::registry::{SliceDelta, Stamped, Version};
-use hub_core::{planner, ChildSpec, NodeId};
-use hub_strategies::ConsistentHashing;
+use hub_core::{ChildSpec, NodeId, Ring};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 fn ring_lookup(c: &mut Criterion) {
@@ -259,22 +258,39 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-fn planner_1m(c: &mut Criterion) {
-    let old = ring(10, 128);
-    let mut new = old.clone();
-    new.insert(NodeId::new("joiner"));
-    let specs: Vec<ChildSpec> = child_ids(1_000_000, 4)
-        .into_iter()
-        .map(|id| ChildSpec::new(id, "counter"))
-        .collect();
-    let mut g = c.benchmark_group("planner");
+/// What a node runs when a member joins: the hello, the membership change
+/// and its redistribution over every local child (ColdSwap stops for the
+/// joiner's share), on a lone node running 1 M children. Floor: the least
+/// any node must do, the joined ring's owner of each child, collecting the
+/// joiner's.
+fn node_join_1m(c: &mut Criterion) {
+    const N: usize = 1_000_000;
+    let mut g = c.benchmark_group("node_join_1m_children");
     g.sample_size(10);
-    g.bench_function("plan_1m_children_one_join", |b| {
+    g.sampling_mode(SamplingMode::Flat);
+    g.measurement_time(Duration::from_secs(30));
+    g.bench_function("ours_node_redistributes", |b| {
+        b.iter_batched(
+            || benches::node_running(N),
+            |mut node| {
+                let stops = benches::join(&mut node);
+                assert!(stops > N / 4, "a join moves about half: {stops}");
+                node
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let ids = child_ids(N, 9);
+    let mut joined = Ring::new(hub_core::ring::DEFAULT_VNODES, [NodeId::new("a")]);
+    joined.insert(NodeId::new("b"));
+    let b_id = NodeId::new("b");
+    g.bench_function("floor_ring_owner_per_child", |b| {
         b.iter(|| {
-            black_box(
-                planner::plan_ring_change(&old, &new, &specs, &ConsistentHashing::default(), 1)
-                    .move_count(),
-            )
+            let moving: Vec<&String> = ids
+                .iter()
+                .filter(|id| joined.owner(id.as_str()) == Some(&b_id))
+                .collect();
+            black_box(moving.len())
         })
     });
     g.finish();
@@ -314,6 +330,6 @@ fn delta_apply(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = ring_lookup, ring_join, registry_lookup, codec, planner_1m, delta_apply
+    targets = ring_lookup, ring_join, registry_lookup, codec, node_join_1m, delta_apply
 }
 criterion_main!(benches);

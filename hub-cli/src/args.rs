@@ -7,6 +7,7 @@ use hub_net::Client;
 use hub_strategies::{DistributionConfig, MigrationConfig, PartitionConfig};
 
 use crate::flags::{cookie, parse_tag};
+use crate::settings::NodeFile;
 use crate::AnyError;
 
 #[derive(Parser)]
@@ -155,9 +156,13 @@ pub(crate) struct NodeArgs {
 pub(crate) struct Target {
     #[command(flatten)]
     pub(crate) auth: Auth,
-    /// The node's address.
+    /// The node's address (default: the address in `--config`).
     #[arg(long)]
-    pub(crate) node: String,
+    pub(crate) node: Option<String>,
+    /// A node's config file: its hub id, cookie file and address, unless
+    /// given as flags.
+    #[arg(long, env = "HUB_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// Print JSON (see README for the format).
     #[arg(long)]
     pub(crate) json: bool,
@@ -165,7 +170,18 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) async fn connect(&self) -> Result<Client, AnyError> {
-        Ok(Client::connect(&self.node, self.auth.hub_id(), cookie(&self.auth)?).await?)
+        let (mut auth, mut node) = (self.auth.clone(), self.node.clone());
+        if let Some(path) = &self.config {
+            let (hub_id, cookie_file, addr) = NodeFile::load(path)?.for_tools();
+            auth.hub_id = auth.hub_id.or(hub_id);
+            auth.cookie_file = auth.cookie_file.or(cookie_file);
+            node = node.or(addr);
+        }
+        let node = node.ok_or("no --node given, and no address in a --config file")?;
+        let client = Client::connect(&node, auth.hub_id(), cookie(&auth)?)
+            .await
+            .map_err(|e| format!("{node}: {e}"))?;
+        Ok(client)
     }
 }
 

@@ -55,6 +55,28 @@ impl NodeFile {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()).into())
     }
+
+    /// What `status` and `ctl` take from a node's file: its hub id, its
+    /// cookie file and where to reach it (the advertised address, else the
+    /// listen address, an unspecified IP read as loopback: the tool runs
+    /// beside the node, as `kubectl exec` does).
+    pub(crate) fn for_tools(self) -> (Option<String>, Option<PathBuf>, Option<String>) {
+        let addr = self.advertise.or_else(|| {
+            self.listen
+                .map(|l| match l.parse::<std::net::SocketAddr>() {
+                    Ok(a) if a.ip().is_unspecified() => {
+                        let ip: std::net::IpAddr = if a.is_ipv4() {
+                            std::net::Ipv4Addr::LOCALHOST.into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        };
+                        std::net::SocketAddr::new(ip, a.port()).to_string()
+                    }
+                    _ => l,
+                })
+        });
+        (self.hub_id, self.cookie_file, addr)
+    }
 }
 
 /// Everything `node` needs, each value from the strongest source that
@@ -292,6 +314,25 @@ mod tests {
         assert_eq!(s.strategies.migration.name(), "cold_swap");
         let err = strategies_file(Path::new("/nonexistent/strategies.toml")).unwrap_err();
         assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn tools_read_the_address_a_node_listens_on_as_loopback_when_unspecified() {
+        let f = |t: &str| file(t).for_tools().2;
+        assert_eq!(
+            f("listen = \"0.0.0.0:7000\""),
+            Some("127.0.0.1:7000".into())
+        );
+        assert_eq!(f("listen = \"[::]:7000\""), Some("[::1]:7000".into()));
+        assert_eq!(
+            f("listen = \"10.0.0.5:7000\""),
+            Some("10.0.0.5:7000".into())
+        );
+        assert_eq!(
+            f("listen = \"0.0.0.0:7000\"\nadvertise = \"hub-0.hub:7000\""),
+            Some("hub-0.hub:7000".into())
+        );
+        assert_eq!(f("node_id = \"a\""), None);
     }
 
     #[test]

@@ -98,3 +98,55 @@ fn a_flag_beats_its_environment_variable_which_beats_the_config_file() {
         "{out:?}"
     );
 }
+
+#[test]
+fn status_and_ctl_find_the_node_hub_id_and_cookie_in_its_config_file() {
+    let cookie = cookie_file("config-tools");
+    let addr = free_addr();
+    let path =
+        std::env::temp_dir().join(format!("hub-cli-config-tools-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "hub_id = \"tools\"\nnode_id = \"t0\"\nlisten = \"{addr}\"\ncookie_file = \"{}\"\n",
+            cookie.display()
+        ),
+    )
+    .unwrap();
+    let _p = Procs(vec![Command::new(HUB)
+        .args(["node", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()]);
+    // As in a pod: HUB_CONFIG set, no other flag.
+    let tool = |args: &[&str]| {
+        Command::new(HUB)
+            .args(args)
+            .env("HUB_CONFIG", &path)
+            .env_remove("HUB_COOKIE")
+            .output()
+            .unwrap()
+    };
+    let mut last = None;
+    let up = eventually(Duration::from_secs(10), || {
+        let out = tool(&["status", "--json"]);
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    let out = last.unwrap();
+    assert!(up, "{out:?}");
+    assert_eq!(json(&out)["node_id"], "t0");
+    let out = tool(&["ctl", "start", "c1"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = tool(&["ctl", "--json", "lookup", "c1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("t0"),
+        "{out:?}"
+    );
+    // A flag still wins over the file: the wrong hub id is refused.
+    let out = tool(&["status", "--hub-id", "other"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

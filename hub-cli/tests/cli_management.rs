@@ -259,3 +259,65 @@ fn readiness_follows_quorum_and_a_read_only_endpoint_refuses_drain() {
     );
     assert!(metric(&mgmt[..1], "hub_partitions_total", &[]) >= 1.0);
 }
+
+#[test]
+fn a_join_under_hot_swap_counts_its_handovers_and_its_redistribution() {
+    let cookie = cookie_file("mgmt-hot");
+    let (mut procs, addrs, mut mgmt) = managed(3, &cookie, &["--migration", "hot-handover"], None);
+    const N: usize = 300;
+    assert_eq!(start_ids(&addrs[0], &cookie, "h", N).len(), N);
+
+    let joiner = free_addr();
+    let joiner_mgmt = free_addr();
+    let args: Vec<String> = ["--management", &joiner_mgmt, "--migration", "hot-handover"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    procs.0.push(node_with_args(
+        "p3",
+        &joiner,
+        Some(&addrs[0]),
+        &cookie,
+        &args,
+    ));
+    let mut all = addrs.clone();
+    all.push(joiner);
+    wait_ring(&all, &cookie, 4);
+    let moved = eventually(Duration::from_secs(20), || {
+        let here = metric(
+            std::slice::from_ref(&joiner_mgmt),
+            "hub_local_children",
+            &[],
+        );
+        here > 0.0 && metric(&mgmt, "hub_handovers_total", &[]) == here
+    });
+    let here = metric(
+        std::slice::from_ref(&joiner_mgmt),
+        "hub_local_children",
+        &[],
+    );
+    assert!(
+        moved,
+        "every child the joiner runs came by an acknowledged handover: {} handovers, {here} on the joiner",
+        metric(&mgmt, "hub_handovers_total", &[])
+    );
+    assert_eq!(metric(&mgmt, "hub_handovers_abandoned_total", &[]), 0.0);
+    assert!(metric(&mgmt, "hub_handover_seconds_total", &[]) > 0.0);
+    mgmt.push(joiner_mgmt);
+    // Each old node redistributed for the join, and said how long it took.
+    let timed = eventually(Duration::from_secs(10), || {
+        mgmt[..3].iter().all(|m| {
+            metric(
+                std::slice::from_ref(m),
+                "hub_redistribution_seconds_count",
+                &[],
+            ) >= 1.0
+        })
+    });
+    assert!(timed, "a redistribution histogram sample on every old node");
+    assert_eq!(
+        metric(&mgmt, "hub_registry_slices_behind", &[]),
+        0.0,
+        "no sync lag once quiet"
+    );
+}

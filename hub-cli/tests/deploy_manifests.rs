@@ -66,9 +66,12 @@ fn the_kubernetes_manifest_fits_the_binary_it_runs() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert_eq!(args[..2], ["node", "--config"]);
-    let config_path = std::path::Path::new(args[2]);
+    assert_eq!(args, ["node"]);
     let env = container["env"].as_array().unwrap();
+    // The config file is named by HUB_CONFIG, which `hub status` and
+    // `hub ctl` read too.
+    let config_env = env.iter().find(|e| e["name"] == "HUB_CONFIG").unwrap();
+    let config_path = std::path::Path::new(config_env["value"].as_str().unwrap());
     let node_id = env.iter().find(|e| e["name"] == "HUB_NODE_ID").unwrap();
     assert_eq!(
         node_id["valueFrom"]["fieldRef"]["fieldPath"],
@@ -133,8 +136,8 @@ fn the_kubernetes_manifest_fits_the_binary_it_runs() {
     let cookie = cookie_file("k8s");
     let (listen, management) = (free_addr(), free_addr());
     let node = Command::new(HUB)
-        .args(["node", "--config"])
-        .arg(&file)
+        .arg("node")
+        .env("HUB_CONFIG", &file)
         .args([
             "--listen",
             &listen,

@@ -11,7 +11,7 @@
 //! drives many nodes in memory with virtual time.
 //!
 //! Modules: [`ring`], [`registry`], [`membership`], [`protocol`],
-//! [`planner`], [`strategy`] (traits; implementations in `hub-strategies`).
+//! [`strategy`] (traits; implementations in `hub-strategies`).
 //!
 //! ## Driving a node with your own transport
 //!
@@ -68,7 +68,6 @@ pub mod id;
 pub mod membership;
 mod node;
 pub mod output;
-pub mod planner;
 pub mod protocol;
 pub mod registry;
 pub mod ring;
@@ -87,7 +86,7 @@ pub use error::{
 };
 pub use event::{Direction, Event, EventKind};
 pub use id::{ChildId, Handle, Incarnation, NodeId, RequestId};
-pub use node::{Node, Unsettled};
+pub use node::{Counters, Node, Unsettled};
 pub use output::{ExitReason, LocalReport, Output, StopReason};
 pub use protocol::{Message, NodeInfo};
 pub use registry::Registry;

@@ -29,15 +29,6 @@ pub trait DistributionStrategy: Debug + Send {
     /// pure function of its inputs so that every node agrees.
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId>;
 
-    /// The ring position that alone decides `spec`'s owners, when it does:
-    /// `Some(p)` promises `owners(ring, spec, n) == ring.owners_at(p, n)`
-    /// for every ring and `n`, which lets planners skip children outside
-    /// the arcs a membership change touched. `None` (the default): no such
-    /// promise, every child is asked.
-    fn ring_point(&self, _spec: &ChildSpec) -> Option<u64> {
-        None
-    }
-
     /// Owners chosen for a new child at start time, stamped into its spec
     /// (see [`ChildSpec::with_nodes`]) so that every node agrees later;
     /// `None` leaves placement to [`DistributionStrategy::owners`].

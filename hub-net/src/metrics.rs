@@ -3,8 +3,8 @@
 //! latency) and gauges read from the node's state at each scrape.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use hub_core::{Event, EventKind};
+use hub_core::{Counters, Direction, Event, EventKind, NodeId};
 
 type Labels = Vec<(String, String)>;
 
@@ -32,6 +32,33 @@ pub(crate) struct Snapshot {
     pub(crate) locked: bool,
     pub(crate) partitioned: bool,
     pub(crate) settled: bool,
+    pub(crate) counters: Counters,
+    /// Registry slices with deltas applied ahead of a gap: how far this
+    /// node's sync lags behind its peers' writes.
+    pub(crate) slices_behind: i64,
+}
+
+/// Totals the node keeps ([`Counters`]), mirrored into Prometheus counters
+/// at each scrape.
+#[derive(Default)]
+struct Mirrored {
+    strict_grants: Counter,
+    strict_refusals: Counter,
+    strict_fencings: Counter,
+    registry_repairs: Counter,
+    registry_gap_requests: Counter,
+    handovers: Counter,
+    handovers_abandoned: Counter,
+    handover_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// Raises `c` to the node's total `v` (totals only grow; scrapes are
+/// serialised by [`Metrics::render`]'s lock).
+fn mirror(c: &Counter, v: u64) {
+    let cur = c.get();
+    if v > cur {
+        c.inc_by(v - cur);
+    }
 }
 
 /// Every metric of one node (names in the README's metrics table).
@@ -53,6 +80,13 @@ pub(crate) struct Metrics {
     locked: Gauge,
     partitioned: Gauge,
     settled: Gauge,
+    slices_behind: Gauge,
+    mirrored: Mirrored,
+    redistribution: Histogram,
+    /// Membership changes whose redistribution began and has not ended.
+    redistributing: Mutex<BTreeMap<(bool, NodeId), Instant>>,
+    /// Serialises scrapes, so that mirroring a total never counts twice.
+    rendering: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +159,8 @@ pub(crate) fn snapshot(n: &hub_core::Node) -> Snapshot {
     s.locked = n.is_locked();
     s.partitioned = n.is_partitioned();
     s.settled = n.is_settled();
+    s.counters = n.counters();
+    s.slices_behind = n.registry().gaps().len() as i64;
     s
 }
 
@@ -163,6 +199,14 @@ impl Metrics {
             locked: Gauge::default(),
             partitioned: Gauge::default(),
             settled: Gauge::default(),
+            slices_behind: Gauge::default(),
+            mirrored: Mirrored::default(),
+            // 1 ms to ~65 s.
+            redistribution: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 17),
+            ),
+            redistributing: Mutex::new(BTreeMap::new()),
+            rendering: Mutex::new(()),
             registry: Registry::default(),
         };
         registry.register(
@@ -226,13 +270,88 @@ impl Metrics {
             "1 when nothing is moving on this node",
             m.settled.clone(),
         );
+        registry.register(
+            "hub_registry_slices_behind",
+            "Registry slices this node has applied ahead of a gap (sync lag)",
+            m.slices_behind.clone(),
+        );
+        let mi = &m.mirrored;
+        for (name, help, c) in [
+            (
+                "hub_strict_grants",
+                "Strict mode: children this node granted to a claimant",
+                &mi.strict_grants,
+            ),
+            (
+                "hub_strict_refusals",
+                "Strict mode: claims this node refused",
+                &mi.strict_refusals,
+            ),
+            (
+                "hub_strict_fencings",
+                "Strict mode: local children stopped because their lease lapsed",
+                &mi.strict_fencings,
+            ),
+            (
+                "hub_registry_repairs",
+                "Registry deltas sent to a peer found behind",
+                &mi.registry_repairs,
+            ),
+            (
+                "hub_registry_gap_requests",
+                "Requests for registry deltas missing before early ones",
+                &mi.registry_gap_requests,
+            ),
+            (
+                "hub_handovers",
+                "Hot moves acknowledged by the new owner",
+                &mi.handovers,
+            ),
+            (
+                "hub_handovers_abandoned",
+                "Hot moves given up; the old copy kept running",
+                &mi.handovers_abandoned,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "hub_handover_seconds",
+            "Time of acknowledged hot moves, from their start to the new owner's acknowledgement",
+            mi.handover_seconds.clone(),
+        );
+        registry.register(
+            "hub_redistribution_seconds",
+            "Redistributions for a membership change, from start to end",
+            m.redistribution.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
     pub(crate) fn event(&self, e: &Event) {
         self.events[e.kind() as usize].inc();
-        if let Event::ChildMigrated { children, .. } = e {
-            self.migrated.inc_by(children.len() as u64);
+        match e {
+            Event::ChildMigrated { children, .. } => {
+                self.migrated.inc_by(children.len() as u64);
+            }
+            Event::PreRedistribution { direction, node } => {
+                let key = (*direction == Direction::Up, node.clone());
+                if let Ok(mut r) = self.redistributing.lock() {
+                    r.insert(key, Instant::now());
+                }
+            }
+            Event::PostRedistribution { direction, node } => {
+                let key = (*direction == Direction::Up, node.clone());
+                let began = self
+                    .redistributing
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.remove(&key));
+                if let Some(began) = began {
+                    self.redistribution.observe(began.elapsed().as_secs_f64());
+                }
+            }
+            _ => {}
         }
     }
 
@@ -278,6 +397,23 @@ impl Metrics {
         self.locked.set(i64::from(s.locked));
         self.partitioned.set(i64::from(s.partitioned));
         self.settled.set(i64::from(s.settled));
+        self.slices_behind.set(s.slices_behind);
+        // A poisoned lock only means another scrape panicked; mirroring
+        // stays correct.
+        let _guard = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        let (c, mi) = (&s.counters, &self.mirrored);
+        mirror(&mi.strict_grants, c.strict_grants);
+        mirror(&mi.strict_refusals, c.strict_refusals);
+        mirror(&mi.strict_fencings, c.strict_fencings);
+        mirror(&mi.registry_repairs, c.registry_repairs);
+        mirror(&mi.registry_gap_requests, c.registry_gap_requests);
+        mirror(&mi.handovers, c.handovers);
+        mirror(&mi.handovers_abandoned, c.handovers_abandoned);
+        let secs = c.handover_time.as_secs_f64();
+        let cur = mi.handover_seconds.get();
+        if secs > cur {
+            mi.handover_seconds.inc_by(secs - cur);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -233,3 +233,82 @@ async fn a_call_through_a_failover_waits_for_the_new_owner() {
     let at = hubs[0].child_lookup(id.clone()).await.unwrap();
     assert_ne!(at[0].0.as_str(), "n2");
 }
+
+/// Calls the `slow` kind handled: each counts itself here and answers
+/// only after a while, so a test can kill the node while one is in flight.
+static SLOW_HANDLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+struct Slow;
+
+impl hub_net::Process for Slow {
+    type Args = ();
+    type Message = ();
+    type Reply = ();
+    type State = ();
+    async fn init(_ctx: hub_net::Context<Self>, _: (), _: Option<()>) -> Result<Self, String> {
+        Ok(Slow)
+    }
+    async fn handle_cast(&mut self, _: ()) -> Result<(), String> {
+        Ok(())
+    }
+    async fn handle_call(&mut self, _: ()) -> Result<(), String> {
+        SLOW_HANDLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }
+}
+
+/// A call its child's node received, but that node died before answering,
+/// fails with `CallError::Unanswered` naming that node: it is not sent
+/// again to the child's new owner, where it would be applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_its_node_dies_is_unanswered_and_never_applied_twice() {
+    use std::sync::atomic::Ordering;
+    let kinds = |b: hub_net::HubBuilder| b.register::<Slow>("slow");
+    let n0 = common::node_built("n0", None, kinds).await;
+    let n1 = common::node_built("n1", Some(&n0), kinds).await;
+    let n2 = common::node_built("n2", Some(&n0), kinds).await;
+    wait_formed(&[&n0, &n1, &n2], 3).await;
+    let specs: Vec<ChildSpec> = (0..30)
+        .map(|i| ChildSpec::new(format!("s{i}"), "slow"))
+        .collect();
+    let out = n0
+        .start_children(specs, StartOptions::awaited())
+        .await
+        .unwrap();
+    let (id, _) = out
+        .started
+        .iter()
+        .find(|(_, at)| at[0].0.as_str() == "n2")
+        .expect("a child on n2");
+    let id = id.clone();
+    let caller = n0.clone();
+    let call_id = id.clone();
+    let call = tokio::spawn(async move {
+        caller
+            .call::<Slow>(call_id, &(), Duration::from_secs(20))
+            .await
+    });
+    let handled = eventually(Duration::from_secs(5), || async {
+        SLOW_HANDLED.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(handled, "the call reached the child on n2");
+    n2.abort();
+    let r = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends when n2's connection closes, not at its timeout")
+        .unwrap();
+    assert_eq!(r, Err(hub_net::CallError::Unanswered("n2".into())));
+    // The child runs again elsewhere, and the call was never sent to it.
+    let moved = eventually(Duration::from_secs(10), || async {
+        n0.child_lookup(id.clone())
+            .await
+            .is_ok_and(|at| at.first().is_some_and(|(n, _)| n.as_str() != "n2"))
+    })
+    .await;
+    assert!(moved, "{id} restarted on a live node");
+    assert_eq!(SLOW_HANDLED.load(Ordering::SeqCst), 1, "applied once");
+    n0.shutdown().await.unwrap();
+    n1.shutdown().await.unwrap();
+}

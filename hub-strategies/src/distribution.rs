@@ -1,4 +1,4 @@
-use hub_core::ring::{child_point, DEFAULT_VNODES};
+use hub_core::ring::DEFAULT_VNODES;
 use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
 
 /// Owners are the first distinct nodes clockwise from the child id's hash.
@@ -37,10 +37,6 @@ impl DistributionStrategy for ConsistentHashing {
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         ring.owners_for(spec, replicas)
-    }
-
-    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        (!spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
     /// Named nodes would be ignored here: refused rather than silently
@@ -83,10 +79,6 @@ impl DistributionStrategy for Guided {
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         named_or_hashed(ring, spec, replicas)
-    }
-
-    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        (spec.nodes().is_none() && !spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
     fn validate(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Result<(), String> {
@@ -218,10 +210,6 @@ impl DistributionStrategy for CentralizedLoadBalancer {
 
     fn owners(&self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId> {
         named_or_hashed(ring, spec, replicas)
-    }
-
-    fn ring_point(&self, spec: &ChildSpec) -> Option<u64> {
-        (spec.nodes().is_none() && !spec.is_constrained()).then(|| child_point(spec.id.as_str()))
     }
 
     fn assign(&mut self, ring: &Ring, spec: &ChildSpec, replicas: usize) -> Option<Vec<NodeId>> {

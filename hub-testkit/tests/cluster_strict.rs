@@ -75,6 +75,16 @@ fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_th
         })
         .collect();
     assert!(!on_minority.is_empty());
+    // Every start was granted by a quorum: QUORUM grants per child, the
+    // claimant's own included.
+    let grants: u64 = (0..5)
+        .map(|i| c.node(i).unwrap().counters().strict_grants)
+        .sum();
+    assert!(grants >= (300 * QUORUM) as u64, "{grants} grants");
+    let fenced_before: u64 = (0..2)
+        .map(|i| c.node(i).unwrap().counters().strict_fencings)
+        .sum();
+    assert_eq!(fenced_before, 0);
 
     let split = c.now();
     c.partition(&[&[0, 1], &[2, 3, 4]]);
@@ -83,6 +93,14 @@ fn a_minority_side_fences_its_children_and_the_majority_takes_them_over_after_th
         running_on(&c, &[0, 1]),
         0,
         "the minority must stop everything"
+    );
+    let fenced: u64 = (0..2)
+        .map(|i| c.node(i).unwrap().counters().strict_fencings)
+        .sum();
+    assert_eq!(
+        fenced,
+        on_minority.len() as u64,
+        "each minority child fenced once, and counted"
     );
     assert_eq!(
         running_on(&c, &[2, 3, 4]),

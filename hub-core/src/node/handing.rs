@@ -30,6 +30,8 @@ pub(super) struct Handing {
     /// The handoff is sent (else the node waits for the state snapshot).
     pub(super) offered: bool,
     pub(super) deadline: Time,
+    /// When the move began, for the handover time.
+    pub(super) began: Time,
 }
 
 /// HotSwap's options, when the migration strategy runs start-then-stop.
@@ -85,6 +87,7 @@ impl Node {
                     to,
                     offered: false,
                     deadline: self.now + hot.handover_data_wait,
+                    began: self.now,
                 },
             );
             self.out.push_back(Output::RequestState { id: id.clone() });
@@ -95,6 +98,7 @@ impl Node {
                     to,
                     offered: false,
                     deadline: self.now,
+                    began: self.now,
                 },
             );
             self.offer(id, None);
@@ -122,6 +126,7 @@ impl Node {
         let spec = local.spec.clone();
         let lineage = local.snapshot.seq;
         let mut to = h.to.clone();
+        let began = h.began;
         if !self.ring.contains(&to) || to == self.me {
             match self.leaving.as_ref().and(self.successor(&spec)) {
                 Some(next) => to = next,
@@ -155,6 +160,7 @@ impl Node {
                 to,
                 offered: true,
                 deadline: self.now + wait,
+                began,
             },
         );
     }
@@ -166,6 +172,7 @@ impl Node {
         let Some(h) = self.handing.remove(id) else {
             return;
         };
+        self.counters.handovers_abandoned += 1;
         if self.outbound.get(id).is_some_and(|o| o.to == h.to) {
             self.outbound.remove(id);
         }
@@ -194,7 +201,10 @@ impl Node {
     /// The new owner runs the child: the old copy stops.
     pub(super) fn handed(&mut self, id: &ChildId, from: &NodeId) {
         if self.handing.get(id).is_some_and(|h| h.to == *from) {
-            self.handing.remove(id);
+            if let Some(h) = self.handing.remove(id) {
+                self.counters.handovers += 1;
+                self.counters.handover_time += self.now.since(h.began);
+            }
             self.begin_stop(id, StopPurpose::Retire(from.clone()), None);
         }
     }

@@ -1,10 +1,17 @@
 //! The node state machine; its contract is on [`Node`].
 
 mod acks;
+mod child;
+mod counters;
 mod decommission;
 mod handing;
+mod handoff;
+mod inputs;
+mod leave;
 mod load;
+mod lock;
 mod ops;
+mod outbox;
 mod owner;
 mod redistribute;
 mod replicas;
@@ -12,208 +19,36 @@ mod settled;
 mod snapshots;
 mod strict;
 mod sync;
+mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tracing::{debug, trace};
 
 use crate::command::{Command, Reply};
 use crate::config::Config;
-use crate::error::{CommandError, ConfigError};
-use crate::event::{Direction, Event};
+use crate::error::ConfigError;
+use crate::event::Event;
 use crate::id::{ChildId, Handle, NodeId, RequestId};
 use crate::membership::{Member, Membership, Status};
 use crate::output::{LocalReport, Output};
-use crate::protocol::{Handoff, Message, NodeInfo, OpRef, StartResults, StopResults};
-use crate::registry::{Registry, Version};
+use crate::protocol::{Message, NodeInfo, OpRef};
+use crate::registry::Registry;
 use crate::ring::Ring;
 use crate::spec::ChildSpec;
 use crate::strategy::{MigrationMode, Role, Strategies};
 use crate::time::Time;
 
+use child::{Local, LocalState, Orphan, Outbound, StartPurpose, StopPurpose, Waiter};
+pub use counters::Counters;
+use leave::Leaving;
+use lock::{Lock, Queued};
 use ops::Op;
+use outbox::Outbox;
 pub use settled::Unsettled;
-
-/// Why a local child is being started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum StartPurpose {
-    /// A start request; answer these operations.
-    Request(Vec<Waiter>),
-    /// Its holder died; this node is its new owner.
-    Orphan,
-    /// Handed over by this node; acknowledge when running.
-    Handoff(NodeId),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Waiter {
-    op: OpRef,
-    /// The request arrived while the child was already starting: answer
-    /// `AlreadyStarted` rather than success.
-    duplicate: bool,
-}
-
-/// Why a local child is being stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum StopPurpose {
-    Requested,
-    Migrate(NodeId),
-    Conflict,
-    Partition,
-    Shutdown,
-    /// The old copy of a start-then-stop move: the new owner runs it.
-    Retire(NodeId),
-    /// Restart here from a newer crash-recovery snapshot.
-    Recover(Bytes, u64),
-    /// Strict mode: its lease ran out.
-    Fence,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum LocalState {
-    Starting(StartPurpose),
-    Running(Handle),
-    Stopping {
-        handle: Handle,
-        purpose: StopPurpose,
-        waiters: Vec<OpRef>,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct Local {
-    spec: Arc<ChildSpec>,
-    state: LocalState,
-    /// The start operation that created it here, so that a re-sent request
-    /// of that operation gets its result again, not `AlreadyStarted`.
-    started_by: Option<OpRef>,
-    /// Its replica role here, once running.
-    role: Option<Role>,
-    /// `Node::ring_epoch` when it began starting here.
-    epoch: u64,
-    /// Its crash-recovery snapshots taken here.
-    snapshot: snapshots::Own,
-    /// Restarted from a snapshot with this number: reported once running.
-    recovered: Option<u64>,
-    /// Strict mode: its grants.
-    hold: strict::Hold,
-}
-
-/// A child with no live holder: its node died or left without handing it
-/// over. Every node keeps the spec until some node runs it again.
-#[derive(Clone, Debug)]
-struct Orphan {
-    spec: Arc<ChildSpec>,
-    /// Handed-over state it restarts from, if a handover carried one.
-    state: Option<Bytes>,
-    /// Owner it was last handed to (not resent until the next sync round).
-    sent_to: Option<NodeId>,
-    /// This node had the last copy (its own, or one it was handing over):
-    /// another holder in the registry may be a stale row, so the orphan is
-    /// not dropped for it; a duplicate, if any, is resolved like any other.
-    responsible: bool,
-    /// `state` is the crash-recovery snapshot with this number.
-    recovered: Option<u64>,
-    /// Snapshots taken of it so far (see [`Handoff::lineage`]).
-    lineage: u64,
-    /// Strict mode: a claim of it failed; not tried again before this.
-    retry_at: Option<Time>,
-}
-
-impl Orphan {
-    fn new(spec: Arc<ChildSpec>, state: Option<Bytes>, responsible: bool) -> Self {
-        Orphan {
-            spec,
-            state,
-            sent_to: None,
-            responsible,
-            recovered: None,
-            lineage: 0,
-            retry_at: None,
-        }
-    }
-}
-
-/// A child this node stopped and handed over; kept until acknowledged.
-#[derive(Clone, Debug)]
-struct Outbound {
-    spec: Arc<ChildSpec>,
-    /// Handed-over state, re-sent with every retry.
-    state: Option<Bytes>,
-    /// `state` is the crash-recovery snapshot with this number.
-    recovered: Option<u64>,
-    /// Snapshots taken of it so far (see [`Handoff::lineage`]).
-    lineage: u64,
-    to: NodeId,
-    /// Heartbeat ticks since it was last sent.
-    ticks: u32,
-}
-
-#[derive(Clone, Debug)]
-struct Lock {
-    until: Time,
-    /// Membership changes whose redistribution runs under this lock.
-    triggers: Vec<(Direction, NodeId)>,
-}
-
-#[derive(Clone, Debug)]
-enum Queued {
-    Command {
-        request: RequestId,
-        command: Command,
-        deadline: Time,
-    },
-    Remote {
-        from: NodeId,
-        message: Message,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct Leaving {
-    /// The local `Leave` to answer; `None` when a peer decommissioned us.
-    request: Option<RequestId>,
-    deadline: Time,
-    /// No other member was known when the leave began: the children wait
-    /// here until one joins, or until this time
-    /// ([`Config::successor_wait`]).
-    awaiting_successor: Option<Time>,
-    /// The node has waited for a successor once already; when it finds
-    /// itself stranded again, it gives up at once.
-    waited: bool,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Timers {
-    heartbeat: Time,
-    discover: Time,
-    sync: Time,
-    /// Next load report (load-aware distribution only).
-    load: Option<Time>,
-}
-
-/// Messages accumulated while handling one input and sent together when it
-/// returns, so that a batch of 10,000 starts yields one delta and one
-/// result message per peer instead of 10,000.
-#[derive(Debug, Default)]
-struct Outbox {
-    /// Own slice changed since this clock.
-    dirty_since: Option<Version>,
-    start_results: BTreeMap<OpRef, StartResults>,
-    stop_results: BTreeMap<OpRef, StopResults>,
-    handoffs: BTreeMap<NodeId, Vec<Handoff>>,
-    acks: BTreeMap<NodeId, Vec<ChildId>>,
-    refusals: BTreeMap<NodeId, Vec<(ChildId, String)>>,
-    /// Strict mode: per claim number, the peers asked and the children.
-    claims: BTreeMap<u64, (Vec<NodeId>, Vec<ChildId>)>,
-    /// The leave is complete: `Left` goes to these peers after everything
-    /// else of this input, so no handoff or ack trails behind it.
-    left_to: Vec<NodeId>,
-}
+use timers::Timers;
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
 /// hub-testkit in memory, your own) run.
@@ -310,6 +145,7 @@ pub struct Node {
     /// Peers refused for running another mode, with the incarnation whose
     /// hello said so.
     mismatched: BTreeMap<NodeId, crate::id::Incarnation>,
+    counters: Counters,
 }
 
 impl Node {
@@ -380,6 +216,7 @@ impl Node {
             snapshots: BTreeMap::new(),
             strict,
             mismatched: BTreeMap::new(),
+            counters: Counters::default(),
         };
         if node.strategies.partition.check_at_start() {
             node.check_quorum(now);
@@ -563,113 +400,6 @@ impl Node {
         self.finish();
     }
 
-    fn dispatch_message(&mut self, now: Time, from: &NodeId, message: Message) {
-        if self.refuses(from, &message) {
-            return;
-        }
-        let (incarnation, info) = match &message {
-            Message::Hello { info, .. } => (Some(info.incarnation), Some(info)),
-            Message::Heartbeat { incarnation, .. } => (Some(*incarnation), None),
-            _ => (None, None),
-        };
-        let changes = self.membership.heard(now, from, incarnation, info);
-        let greeted = changes
-            .iter()
-            .any(|c| matches!(c, crate::membership::Change::Joined(n) if n == from));
-        self.on_membership(now, changes);
-        if self.membership.get(from).is_none() {
-            trace!("ignoring message from unknown node");
-            return;
-        }
-        match message {
-            Message::Hello {
-                info,
-                members,
-                losses,
-            } => {
-                // Tags come with the node's own hello (a transport's first
-                // notice of a peer may lack them): placement follows them.
-                if self.ring.set_tags(from, info.tags) {
-                    // Successors may differ too: snapshots follow.
-                    self.resend_snapshots();
-                    self.reconcile();
-                }
-                if self.membership.adopt_losses(now, &losses) {
-                    self.check_quorum(now);
-                }
-                if greeted {
-                    self.send_hello(from);
-                }
-                for m in members {
-                    if self.membership.learn(now, &m) {
-                        self.send_hello(&m.id);
-                    }
-                }
-            }
-            Message::Heartbeat { lease, incarnation } => {
-                if let Some(beat) = lease {
-                    self.on_beat(from, incarnation, beat);
-                }
-            }
-            Message::Leaving => {
-                let changes = self.membership.leaving(now, from);
-                self.on_membership(now, changes);
-            }
-            Message::Left => {
-                let changes = self.membership.left(now, from);
-                self.on_membership(now, changes);
-            }
-            Message::Delta(delta) => self.on_delta(from, delta),
-            Message::Digest(digest) => self.on_digest(from, &digest),
-            m @ (Message::StartRequest { .. } | Message::StopRequest { .. })
-                if self.lock.is_some() =>
-            {
-                self.queue.push_back(Queued::Remote {
-                    from: from.clone(),
-                    message: m,
-                });
-            }
-            Message::StartRequest {
-                op,
-                specs,
-                check_existing,
-                path,
-            } => self.owner_start(op, specs, check_existing, path),
-            Message::StartResult { op, results } => self.on_start_results(op, from, results),
-            Message::StopRequest { op, ids } => self.owner_stop(Some(op), ids),
-            Message::StopResult { op, results } => self.on_stop_results(op, from, results),
-            Message::Handoff { children, leaving } => {
-                if leaving {
-                    let changes = self.membership.leaving(now, from);
-                    self.on_membership(now, changes);
-                }
-                self.on_handoff(from, children)
-            }
-            Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
-            Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
-            Message::Load(permille) => self.strategies.distribution.record_load(from, permille),
-            Message::Decommission => self.on_decommission(now, from),
-            Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
-            Message::Holds { seq, all } => self.on_holds(from, seq, all),
-            Message::Snapshot { id, seq, state } => self.on_snapshot(from, id, seq, state),
-            Message::Claim {
-                seq,
-                at,
-                incarnation,
-                ids,
-            } => self.on_claim(from, seq, at, incarnation, ids),
-            Message::Grants(g) => self.on_grants(from, g),
-            Message::Release(ids) => self.on_release(from, ids),
-            Message::Promised(ids) => self.on_promised(from, ids),
-            Message::Scoreboard(board) => {
-                // Only the leader's board counts.
-                if self.ring.nodes().first() == Some(from) {
-                    self.strategies.distribution.set_scoreboard(board);
-                }
-            }
-        }
-    }
-
     /// A local API call; the answer comes as [`Output::Reply`] with
     /// `request` (at once, or after the results when awaited).
     pub fn handle_command(&mut self, now: Time, request: RequestId, command: Command) {
@@ -678,51 +408,6 @@ impl Node {
         let _g = span.enter();
         self.dispatch_command(now, request, command);
         self.finish();
-    }
-
-    fn dispatch_command(&mut self, now: Time, request: RequestId, command: Command) {
-        if self.left || (self.leaving.is_some() && command != Command::Leave) {
-            return self.reply(request, Reply::Error(CommandError::ShuttingDown));
-        }
-        if let Err(e) = Self::validate_command(&command) {
-            return self.reply(request, Reply::Error(e));
-        }
-        match command {
-            Command::Leave => self.begin_leave(now, Some(request)),
-            Command::Decommission(node) => self.begin_decommission(now, request, node),
-            _ if self.partitioned => self.reply(request, Reply::Error(CommandError::Partitioned)),
-            command if self.lock.is_some() => {
-                let deadline = now + command.timeout();
-                self.queue.push_back(Queued::Command {
-                    request,
-                    command,
-                    deadline,
-                });
-            }
-            Command::StartChildren { specs, opts } => {
-                self.start_children(now, request, specs, opts)
-            }
-            Command::StopChildren { ids, opts } => self.stop_children(now, request, ids, opts),
-        }
-    }
-
-    fn validate_command(command: &Command) -> Result<(), CommandError> {
-        match command {
-            Command::StartChildren { specs, .. } => {
-                if specs.is_empty() {
-                    return Err(CommandError::NoChildren);
-                }
-                for s in specs {
-                    s.validate().map_err(|error| CommandError::InvalidSpec {
-                        id: s.id.clone(),
-                        error,
-                    })?;
-                }
-                Ok(())
-            }
-            Command::StopChildren { ids, .. } if ids.is_empty() => Err(CommandError::NoChildren),
-            _ => Ok(()),
-        }
     }
 
     /// A report from the local supervisor about one of this node's children.
@@ -745,139 +430,6 @@ impl Node {
         }
         self.after_local_change(now);
         self.finish();
-    }
-
-    fn local_report(&mut self, now: Time, report: LocalReport) {
-        match report {
-            LocalReport::Started { id, handle } => self.on_started(id, handle),
-            LocalReport::StartFailed { id, error } => self.on_start_failed(id, error),
-            LocalReport::Restarted { id, handle } => self.on_restarted(id, handle),
-            LocalReport::Exited { id, reason, state } => self.on_exited(now, id, reason, state),
-            LocalReport::State { id, state } => self.on_state(id, state),
-            LocalReport::Snapshot { id, state } => self.on_snapshot_taken(id, state),
-        }
-    }
-
-    /// Timers: call at (or after) [`Node::poll_timeout`]'s deadline. Calling
-    /// it early is harmless.
-    pub fn handle_timeout(&mut self, now: Time) {
-        if self.left {
-            return;
-        }
-        self.now = now;
-        let span = tracing::debug_span!("timeout");
-        let _g = span.enter();
-        if now >= self.timers.heartbeat {
-            self.timers.heartbeat = now + self.cfg.heartbeat_interval;
-            for to in self.contactable() {
-                let msg = Message::Heartbeat {
-                    incarnation: self.cfg.incarnation,
-                    lease: self.beat_for(&to),
-                };
-                self.send(to, msg);
-            }
-            self.refresh_grants();
-            if self
-                .orphans
-                .values()
-                .any(|o| o.retry_at.is_some_and(|t| t <= now))
-            {
-                self.reconcile();
-            }
-            self.request_gaps();
-            self.resend_stale_handoffs();
-            self.resend_unanswered_starts();
-            self.resend_decommissions();
-            self.reask_holders();
-            self.check_hold_watches();
-        }
-        let changes = self.membership.tick(now);
-        self.on_membership(now, changes);
-        if now >= self.timers.discover {
-            self.timers.discover = now + self.cfg.discover_interval;
-            for to in self.contactable() {
-                self.send_hello(&to);
-            }
-        }
-        if let Some(at) = self.timers.load.filter(|at| now >= *at) {
-            let every = self
-                .strategies
-                .distribution
-                .load_interval()
-                .unwrap_or_default();
-            self.timers.load = Some(at.max(now) + every);
-            self.report_load();
-        }
-        if now >= self.timers.sync {
-            self.timers.sync = now + self.strategies.sync.sync_interval();
-            let keep = self.strategies.sync.sync_interval() * 2;
-            self.recently_stopped.retain(|_, at| now.since(*at) < keep);
-            self.sync_round();
-        }
-        self.expire_ops(now);
-        self.expire_queue(now);
-        self.expire_decommissions(now);
-        self.expire_acks(now);
-        self.expire_handing(now);
-        self.expire_claims();
-        self.check_leases();
-        if self.lock.as_ref().is_some_and(|l| now >= l.until) {
-            debug!("redistribution lock timed out");
-            self.unlock(now);
-        }
-        let awaited = self.leaving.as_ref().and_then(|l| l.awaiting_successor);
-        if awaited.is_some_and(|t| now >= t) {
-            self.drain_leaving(now);
-        }
-        if self.leaving.as_ref().is_some_and(|l| now >= l.deadline) {
-            self.finish_leave();
-        }
-        self.finish();
-    }
-
-    /// The next action: drain after every input.
-    #[must_use = "every output is an action the driver must perform"]
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
-    }
-
-    /// When [`Node::handle_timeout`] must next be called.
-    #[must_use = "the node's timers only fire if the driver calls handle_timeout then"]
-    pub fn poll_timeout(&self) -> Option<Time> {
-        if self.left {
-            return None;
-        }
-        let mut t = self
-            .timers
-            .heartbeat
-            .min(self.timers.discover)
-            .min(self.timers.sync);
-        if let Some(load) = self.timers.load {
-            t = t.min(load);
-        }
-        let deadlines = self
-            .ops
-            .values()
-            .map(Op::deadline)
-            .chain(self.lock.as_ref().map(|l| l.until))
-            .chain(self.handing.values().map(|h| h.deadline))
-            .chain(self.leaving.as_ref().map(|l| l.deadline))
-            .chain(self.leaving.as_ref().and_then(|l| l.awaiting_successor))
-            .chain(
-                self.decommissions
-                    .iter()
-                    .map(decommission::Pending::deadline),
-            )
-            .chain(self.ack_waits.values().map(acks::AckWait::deadline))
-            .chain(self.strict.as_ref().and_then(strict::StrictState::deadline))
-            .chain(self.queue.iter().filter_map(|q| match q {
-                Queued::Command { deadline, .. } => Some(*deadline),
-                Queued::Remote { .. } => None,
-            }));
-        for d in deadlines {
-            t = t.min(d);
-        }
-        Some(t)
     }
 
     // ----- shared helpers -------------------------------------------------
@@ -973,70 +525,6 @@ impl Node {
         OpRef {
             origin: self.me.clone(),
             seq: self.next_seq,
-        }
-    }
-
-    /// Queues `spec` (with `state`) for `to`; sent when the input ends.
-    /// `recovered`: `state` is a crash-recovery snapshot with that number;
-    /// `lineage`: snapshots taken of the child so far.
-    fn queue_handoff(
-        &mut self,
-        to: NodeId,
-        spec: &ChildSpec,
-        state: Option<Bytes>,
-        recovered: Option<u64>,
-        lineage: u64,
-    ) {
-        self.outbox.handoffs.entry(to).or_default().push(Handoff {
-            spec: spec.clone(),
-            state,
-            repair: false,
-            recovered,
-            lineage,
-        });
-    }
-
-    /// Ends every input: sends what the outbox accumulated.
-    fn finish(&mut self) {
-        let me = self.me.clone();
-        if let Some(since) = self.outbox.dirty_since.take() {
-            let delta = self.registry.delta_since(&me, since);
-            let peers = self.membership.ring_peers();
-            let mut targets = self.strategies.sync.change_targets(&peers, &mut self.rng);
-            // Read-your-writes: the node that asked for a start gets the
-            // rows before the result (same connection, in order), so its
-            // lookups see the child as soon as the awaited start returns,
-            // whatever subset the sync strategy picked.
-            for op in self.outbox.start_results.keys() {
-                if op.origin != me && !targets.contains(&op.origin) {
-                    targets.push(op.origin.clone());
-                }
-            }
-            for to in targets {
-                self.send(to, Message::Delta(delta.clone()));
-            }
-        }
-        self.flush_claims();
-        for (op, results) in std::mem::take(&mut self.outbox.start_results) {
-            let to = op.origin.clone();
-            self.send(to, Message::StartResult { op, results });
-        }
-        for (op, results) in std::mem::take(&mut self.outbox.stop_results) {
-            let to = op.origin.clone();
-            self.send(to, Message::StopResult { op, results });
-        }
-        let leaving = self.leaving.is_some() || !self.outbox.left_to.is_empty();
-        for (to, children) in std::mem::take(&mut self.outbox.handoffs) {
-            self.send(to, Message::Handoff { children, leaving });
-        }
-        for (to, ids) in std::mem::take(&mut self.outbox.acks) {
-            self.send(to, Message::HandoffAck(ids));
-        }
-        for (to, refused) in std::mem::take(&mut self.outbox.refusals) {
-            self.send(to, Message::HandoffRefused(refused));
-        }
-        for to in std::mem::take(&mut self.outbox.left_to) {
-            self.send(to, Message::Left);
         }
     }
 }

@@ -75,6 +75,7 @@ impl Node {
                 .get(&node)
                 .is_some_and(|m| m.status.in_ring())
             {
+                self.counters.registry_gap_requests += 1;
                 self.send(node.clone(), Message::Digest(vec![(node, clock)]));
             }
         }
@@ -93,6 +94,7 @@ impl Node {
         let mine = self.registry.clock(&me);
         if mine != theirs {
             let delta = self.registry.delta_since(&me, theirs);
+            self.counters.registry_repairs += 1;
             self.send(from.clone(), Message::Delta(delta));
         }
     }
@@ -107,6 +109,7 @@ impl Node {
             let their = theirs.get(node).copied().unwrap_or_default();
             if *clock > their && node != from {
                 let delta = self.registry.delta_since(node, their);
+                self.counters.registry_repairs += 1;
                 self.send(from.clone(), Message::Delta(delta));
             }
         }

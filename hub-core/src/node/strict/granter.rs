@@ -1,0 +1,262 @@
+//! Strict mode, the granter's side: rules 1 and 3 (grants, promises and
+//! terms) and the beats it echoes for leases.
+
+use tracing::{debug, info, warn};
+
+use super::MAX_EXTRA_PROMISES;
+use crate::id::{ChildId, Incarnation, NodeId};
+use crate::membership::Status;
+use crate::node::Node;
+use crate::protocol::{Beat, Echo, Grants, Message, Term};
+use crate::time::Time;
+
+impl Node {
+    /// This node's term for `holder`.
+    pub(super) fn term_for(&self, holder: &NodeId) -> Term {
+        let revoked = self
+            .strict
+            .as_ref()
+            .and_then(|s| s.revoked.get(holder))
+            .map_or(0, |r| r.0);
+        Term {
+            incarnation: self.cfg.incarnation,
+            revoked,
+        }
+    }
+
+    /// Whether a promise to `holder` (made while it ran `incarnation`) no
+    /// longer binds. A lapse by silence bumps the term first.
+    pub(super) fn lapsed(&mut self, holder: &NodeId, incarnation: Option<Incarnation>) -> bool {
+        if *holder == self.me {
+            return false;
+        }
+        let Some(v) = self.strict_cfg().map(|s| s.takeover_after()) else {
+            return true;
+        };
+        let Some(m) = self.membership.get(holder) else {
+            return true;
+        };
+        if incarnation.is_some_and(|i| m.info.incarnation > i) || m.status == Status::Left {
+            return true;
+        }
+        let heard = m.last_heard;
+        if self.now.since(heard) < v {
+            return false;
+        }
+        if let Some(s) = self.strict.as_mut() {
+            let r = s.revoked.entry(holder.clone()).or_insert((0, Time::ZERO));
+            if r.1 != heard || r.0 == 0 {
+                r.0 += 1;
+                r.1 = heard;
+                info!(%holder, revoked = r.0, "strict: promises of a silent node lapse");
+            }
+        }
+        true
+    }
+
+    /// Whether the cluster is too large for the configured quorum.
+    pub(super) fn oversize(&mut self) -> bool {
+        let Some(cfg) = self.strict_cfg() else {
+            return false;
+        };
+        let over = self.ring.len() >= 2 * cfg.quorum;
+        if let Some(s) = self.strict.as_mut() {
+            if over && !s.warned_oversize {
+                warn!(
+                    nodes = self.ring.len(),
+                    quorum = cfg.quorum,
+                    "strict: the cluster holds 2 x quorum nodes or more; no grants"
+                );
+            }
+            s.warned_oversize = over;
+        }
+        over
+    }
+
+    /// Whether this node started less than `takeover_after` ago: it grants
+    /// nothing yet and does not count itself as a granter.
+    pub(super) fn is_young(&self) -> bool {
+        self.strict
+            .as_ref()
+            .is_some_and(|s| self.now < s.young_until)
+    }
+
+    /// Grants a node counts for itself: one, once it is no longer young.
+    pub(super) fn own_grant(&self) -> usize {
+        usize::from(!self.is_young())
+    }
+
+    /// Rule 1: may `claimant` run `id`, per this node? Records the promise.
+    pub(super) fn grant(
+        &mut self,
+        claimant: &NodeId,
+        incarnation: Incarnation,
+        id: &ChildId,
+    ) -> bool {
+        let granted = self.decide_grant(claimant, incarnation, id);
+        if granted {
+            self.counters.strict_grants += 1;
+        } else {
+            self.counters.strict_refusals += 1;
+        }
+        granted
+    }
+
+    pub(super) fn decide_grant(
+        &mut self,
+        claimant: &NodeId,
+        incarnation: Incarnation,
+        id: &ChildId,
+    ) -> bool {
+        if self.oversize() || self.is_young() {
+            return false;
+        }
+        let handed_elsewhere = self.outbound.get(id).is_some_and(|o| o.to != *claimant);
+        if *claimant != self.me && (self.local.contains_key(id) || handed_elsewhere) {
+            return false;
+        }
+        let promised = self
+            .strict
+            .as_ref()
+            .and_then(|s| s.promises.get(id).cloned());
+        if let Some((holder, inc)) = promised {
+            if holder == *claimant && incarnation < inc {
+                // A late claim of the claimant's earlier run.
+                return false;
+            }
+            if holder != *claimant && !self.lapsed(&holder, Some(inc)) {
+                if holder != self.me && !self.runs_here(&holder, id) {
+                    // Its release may have been lost: ask it.
+                    if let Some(s) = self.strict.as_mut() {
+                        s.ask.entry(holder).or_default().push(id.clone());
+                    }
+                }
+                return false;
+            }
+        }
+        let holders: Vec<NodeId> = self
+            .registry
+            .lookup_ref(id.as_str())
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n != claimant)
+            .collect();
+        for h in holders {
+            let moving = self
+                .registry
+                .row(&h, id.as_str())
+                .is_some_and(|r| r.moving_to.is_some());
+            if !moving && !self.lapsed(&h, None) {
+                return false;
+            }
+        }
+        let cap = self.registry.len() + MAX_EXTRA_PROMISES;
+        let Some(s) = self.strict.as_mut() else {
+            return false;
+        };
+        if !s.promises.contains_key(id) && s.promises.len() >= cap {
+            return false;
+        }
+        s.promises
+            .insert(id.clone(), (claimant.clone(), incarnation));
+        true
+    }
+
+    pub(in crate::node) fn on_claim(
+        &mut self,
+        from: &NodeId,
+        seq: u64,
+        at: u64,
+        incarnation: Incarnation,
+        ids: Vec<ChildId>,
+    ) {
+        if self.strict.is_none() {
+            return;
+        }
+        self.record_beat(from, incarnation, at);
+        let mut granted = Vec::new();
+        let mut refused = Vec::new();
+        for id in ids {
+            if self.grant(from, incarnation, &id) {
+                granted.push(id);
+            } else {
+                refused.push(id);
+            }
+        }
+        let term = self.term_for(from);
+        let grants = Grants {
+            seq,
+            at,
+            incarnation,
+            term,
+            granted,
+            refused,
+        };
+        self.send(from.clone(), Message::Grants(grants));
+    }
+
+    pub(in crate::node) fn on_release(&mut self, from: &NodeId, ids: Vec<ChildId>) {
+        let Some(s) = self.strict.as_mut() else {
+            return;
+        };
+        for id in ids {
+            if s.promises.get(&id).is_some_and(|(n, _)| n == from) {
+                s.promises.remove(&id);
+            }
+        }
+    }
+
+    pub(super) fn record_beat(&mut self, from: &NodeId, inc: Incarnation, at: u64) {
+        if let Some(s) = self.strict.as_mut() {
+            let b = s.beats.entry(from.clone()).or_insert((inc, at));
+            if b.0 == inc {
+                b.1 = b.1.max(at);
+            } else {
+                *b = (inc, at);
+            }
+        }
+    }
+
+    /// The lease part of a heartbeat to `to`.
+    pub(in crate::node) fn beat_for(&self, to: &NodeId) -> Option<Beat> {
+        let s = self.strict.as_ref()?;
+        Some(Beat {
+            at: self.now.as_millis(),
+            echo: s.beats.get(to).map(|&(incarnation, at)| Echo {
+                at,
+                incarnation,
+                term: self.term_for(to),
+            }),
+        })
+    }
+
+    pub(in crate::node) fn on_beat(&mut self, from: &NodeId, incarnation: Incarnation, beat: Beat) {
+        self.record_beat(from, incarnation, beat.at);
+        if let Some(echo) = beat.echo {
+            self.record_echo(from, echo);
+        }
+    }
+
+    /// Keeps the newest echo of `from`; a new term voids its grants at
+    /// once, so leases are checked now.
+    pub(super) fn record_echo(&mut self, from: &NodeId, echo: Echo) {
+        if echo.incarnation != self.cfg.incarnation {
+            return;
+        }
+        let now = self.now;
+        let Some(s) = self.strict.as_mut() else {
+            return;
+        };
+        match s.echoes.get_mut(from) {
+            Some(e) if e.term == echo.term => e.at = e.at.max(echo.at),
+            Some(e) => {
+                debug!(peer = %from, "strict: granter's term changed");
+                *e = echo;
+                s.fence_at = Some(now);
+            }
+            None => {
+                s.echoes.insert(from.clone(), echo);
+            }
+        }
+    }
+}
