@@ -93,7 +93,7 @@ pub use registry::Registry;
 pub use ring::Ring;
 pub use spec::{ChildSpec, RestartPolicy};
 pub use strategy::{
-    DistributionStrategy, MigrationMode, MigrationStrategy, PartitionStrategy, QuorumView,
+    DistributionStrategy, LoadReports, MigrationMode, PartitionStrategy, QuorumView,
     RedundancyStrategy, Role, Strategies, SyncStrategy,
 };
 pub use strict::Strict;

@@ -36,23 +36,11 @@ pub trait DistributionStrategy: Debug + Send {
         None
     }
 
-    /// For load-aware strategies: how often each node reports its load to
-    /// the leader (the lowest node id in the ring), which then sends every
-    /// node the scoreboard. `None` (the default): no reports.
-    fn load_interval(&self) -> Option<Duration> {
+    /// The load-report protocol, for a strategy that places by load; `None`
+    /// (the default): no reports are sent.
+    fn load_reports(&mut self) -> Option<&mut dyn LoadReports> {
         None
     }
-
-    /// Leader: one node's load sample, in permille of all children.
-    fn record_load(&mut self, _node: &NodeId, _permille: u32) {}
-
-    /// Leader: the scoreboard to send, as capacity in permille per node.
-    fn scoreboard(&self) -> Vec<(NodeId, u32)> {
-        Vec::new()
-    }
-
-    /// Every node: the leader's latest scoreboard.
-    fn set_scoreboard(&mut self, _board: Vec<(NodeId, u32)>) {}
 
     /// Whether a new child can be placed at all; the start fails with
     /// [`crate::StartError::Placement`] and this message otherwise. Checked
@@ -60,6 +48,23 @@ pub trait DistributionStrategy: Debug + Send {
     fn validate(&self, _ring: &Ring, _spec: &ChildSpec, _replicas: usize) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// A load-aware placement's side of the load-report protocol: every node
+/// reports its share of the children to the leader (the lowest node id in
+/// the ring), which answers everyone with its scoreboard.
+pub trait LoadReports {
+    /// How often each node reports its load.
+    fn interval(&self) -> Duration;
+
+    /// Leader: one node's load sample, in permille of all children.
+    fn record_load(&mut self, node: &NodeId, permille: u32);
+
+    /// Leader: the scoreboard to send, as capacity in permille per node.
+    fn scoreboard(&self) -> Vec<(NodeId, u32)>;
+
+    /// Every node: the leader's latest scoreboard.
+    fn set_scoreboard(&mut self, board: Vec<(NodeId, u32)>);
 }
 
 /// Role of one replica of a child.
@@ -114,13 +119,14 @@ pub enum MigrationMode {
     },
 }
 
-/// Decides how children move.
-pub trait MigrationStrategy: Debug + Send {
+impl MigrationMode {
     /// Name for logs and status output.
-    fn name(&self) -> &'static str;
-
-    /// The mode the node runs migrations in.
-    fn mode(&self) -> MigrationMode;
+    pub fn name(&self) -> &'static str {
+        match self {
+            MigrationMode::StopThenStart => "cold_swap",
+            MigrationMode::StartThenStop { .. } => "hot_swap",
+        }
+    }
 }
 
 /// Decides who hears about registry changes, and when.
@@ -187,8 +193,8 @@ pub struct Strategies {
     pub distribution: Box<dyn DistributionStrategy>,
     /// Copies and roles.
     pub redundancy: Box<dyn RedundancyStrategy>,
-    /// Moves.
-    pub migration: Box<dyn MigrationStrategy>,
+    /// How children move (data: the node runs either mode itself).
+    pub migration: MigrationMode,
     /// Registry sync.
     pub sync: Box<dyn SyncStrategy>,
     /// Partition handling.

@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(5);
 async fn main() {
     let strategies = || {
         let mut s = hub_strategies::defaults();
-        s.migration = Box::new(HotSwap::default().with_handover(true));
+        s.migration = HotSwap::default().with_handover(true).into();
         s
     };
     let mut hubs = common::cluster(2, strategies).await;

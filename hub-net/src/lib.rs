@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 mod admission;
+mod builder;
 mod calls;
 pub mod client;
 mod conn;
@@ -62,6 +63,7 @@ mod snapshot;
 mod supervisor;
 pub mod wire;
 
+pub use builder::{HubBuilder, STATIC_JOIN_WAIT};
 pub use calls::Entity;
 pub use client::{Client, ClientError};
 pub use context::{Context, Timer};
@@ -69,7 +71,7 @@ pub use context::{Context, Timer};
 pub use discovery::{DiscoveryError, DnsDiscovery};
 pub use error::{CallError, HandshakeError, HubError, StartupError};
 pub use hooks::{HookError, HookFn, HOOK_QUEUE};
-pub use hub::{Hub, HubBuilder, STATIC_JOIN_WAIT};
+pub use hub::Hub;
 pub use process::{Kinds, Process, Terminate};
 pub use snapshot::SnapshotPolicy;
 pub use supervisor::Limits;

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admission::Admission;
-use crate::hub::{Management, WeakHub};
+use crate::builder::Management;
+use crate::hub::WeakHub;
 
 /// Connections served at once; more are closed as they arrive.
 const MAX_CONNECTIONS: usize = 64;

@@ -16,7 +16,7 @@ use common::{node_with, wait_formed, wait_settled};
 
 fn hot_swap() -> Strategies {
     let mut s = hub_strategies::defaults();
-    s.migration = Box::new(HotSwap::default().with_handover(true));
+    s.migration = HotSwap::default().with_handover(true).into();
     s
 }
 

@@ -130,7 +130,7 @@ async fn a_node_without_a_quorum_starts_nothing() {
 #[tokio::test]
 async fn options_that_would_run_two_copies_are_refused_at_start() {
     let hot = hub_core::Strategies {
-        migration: Box::new(hub_strategies::HotSwap::default()),
+        migration: hub_strategies::HotSwap::default().into(),
         ..hub_strategies::defaults()
     };
     let r = Hub::builder("h")

@@ -156,7 +156,9 @@ async fn cold_swap_with_crash_snapshots_keeps_every_balance_through_join_leave_a
 async fn hot_swap_handover_keeps_every_balance_through_join_leave_and_decommission() {
     fn hot() -> Strategies {
         let mut s = hub_strategies::defaults();
-        s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));
+        s.migration = hub_strategies::HotSwap::default()
+            .with_handover(true)
+            .into();
         s
     }
     balances_survive_moves(hot, false).await;

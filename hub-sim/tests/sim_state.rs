@@ -48,7 +48,9 @@ async fn adds_survive_membership_changes(opts: SimOptions) {
 
 fn hot_swap_handover() -> Strategies {
     let mut s = hub_strategies::defaults();
-    s.migration = Box::new(hub_strategies::HotSwap::default().with_handover(true));
+    s.migration = hub_strategies::HotSwap::default()
+        .with_handover(true)
+        .into();
     s
 }
 

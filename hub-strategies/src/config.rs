@@ -276,8 +276,8 @@ impl StrategyConfig {
                 ))
             }
         };
-        let migration: Box<dyn hub_core::MigrationStrategy> = match self.migration {
-            MigrationConfig::ColdSwap => Box::new(ColdSwap),
+        let migration: hub_core::MigrationMode = match self.migration {
+            MigrationConfig::ColdSwap => ColdSwap.into(),
             MigrationConfig::HotSwap {
                 handover,
                 retention,
@@ -289,12 +289,13 @@ impl StrategyConfig {
                     "migration.child_migration_timeout",
                     "must be positive",
                 )?;
-                Box::new(HotSwap {
+                HotSwap {
                     handover,
                     retention: ms(retention),
                     handover_data_wait: ms(handover_data_wait),
                     child_migration_timeout: ms(child_migration_timeout),
-                })
+                }
+                .into()
             }
         };
         let sync: Box<dyn hub_core::SyncStrategy> = match self.sync {

@@ -1,5 +1,5 @@
 use hub_core::ring::DEFAULT_VNODES;
-use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
+use hub_core::{ChildSpec, DistributionStrategy, LoadReports, NodeId, Ring};
 
 /// Owners are the first distinct nodes clockwise from the child id's hash.
 /// The answer for `k` copies is a prefix of the answer for `k + 1`; with
@@ -143,7 +143,7 @@ fn named_or_hashed(ring: &Ring, spec: &ChildSpec, replicas: usize) -> Vec<NodeId
 /// run on their ring owner.
 ///
 /// ```
-/// use hub_core::{ChildSpec, DistributionStrategy, NodeId, Ring};
+/// use hub_core::{ChildSpec, DistributionStrategy, LoadReports, NodeId, Ring};
 /// use hub_strategies::CentralizedLoadBalancer;
 /// let ring = Ring::new(128, ["a", "b"].map(NodeId::new));
 /// let mut lb = CentralizedLoadBalancer::default();
@@ -248,8 +248,14 @@ impl DistributionStrategy for CentralizedLoadBalancer {
         Some(chosen)
     }
 
-    fn load_interval(&self) -> Option<std::time::Duration> {
-        Some(self.push_interval)
+    fn load_reports(&mut self) -> Option<&mut dyn LoadReports> {
+        Some(self)
+    }
+}
+
+impl LoadReports for CentralizedLoadBalancer {
+    fn interval(&self) -> std::time::Duration {
+        self.push_interval
     }
 
     fn record_load(&mut self, node: &NodeId, permille: u32) {

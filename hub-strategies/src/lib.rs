@@ -46,7 +46,7 @@ pub fn defaults() -> Strategies {
     Strategies {
         distribution: Box::new(ConsistentHashing::default()),
         redundancy: Box::new(Singularity),
-        migration: Box::new(ColdSwap),
+        migration: ColdSwap.into(),
         sync: Box::new(PubSub::default()),
         partition: Box::new(Divergence),
     }

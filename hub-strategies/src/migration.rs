@@ -1,18 +1,14 @@
 use std::time::Duration;
 
-use hub_core::{MigrationMode, MigrationStrategy};
+use hub_core::MigrationMode;
 
 /// Stop the old instance (its removal is synced), then start a fresh one on
 /// the new owner: never two copies at once, state is not carried over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ColdSwap;
 
-impl MigrationStrategy for ColdSwap {
-    fn name(&self) -> &'static str {
-        "cold_swap"
-    }
-
-    fn mode(&self) -> MigrationMode {
+impl From<ColdSwap> for MigrationMode {
+    fn from(_: ColdSwap) -> Self {
         MigrationMode::StopThenStart
     }
 }
@@ -69,17 +65,13 @@ impl HotSwap {
     }
 }
 
-impl MigrationStrategy for HotSwap {
-    fn name(&self) -> &'static str {
-        "hot_swap"
-    }
-
-    fn mode(&self) -> MigrationMode {
+impl From<HotSwap> for MigrationMode {
+    fn from(h: HotSwap) -> Self {
         MigrationMode::StartThenStop {
-            handover: self.handover,
-            retention: self.retention,
-            handover_data_wait: self.handover_data_wait,
-            child_migration_timeout: self.child_migration_timeout,
+            handover: h.handover,
+            retention: h.retention,
+            handover_data_wait: h.handover_data_wait,
+            child_migration_timeout: h.child_migration_timeout,
         }
     }
 }

@@ -12,7 +12,7 @@ use hub_testkit::{invariants, specs, Cluster, ClusterOptions};
 fn strategies(hot: HotSwap) -> impl Fn() -> Strategies {
     move || {
         let mut s = hub_strategies::defaults();
-        s.migration = Box::new(hot);
+        s.migration = hot.into();
         s
     }
 }

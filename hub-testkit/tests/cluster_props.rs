@@ -104,12 +104,13 @@ fn options(seed: u64, nodes: usize, net: NetConfig, latency_ms: u64) -> ClusterO
 fn hot_swap(handover: bool) -> impl Fn() -> hub_core::Strategies {
     move || {
         let mut s = hub_strategies::defaults();
-        s.migration = Box::new(HotSwap {
+        s.migration = HotSwap {
             handover,
             retention: std::time::Duration::from_millis(300),
             handover_data_wait: std::time::Duration::from_millis(200),
             child_migration_timeout: std::time::Duration::from_millis(400),
-        });
+        }
+        .into();
         s
     }
 }

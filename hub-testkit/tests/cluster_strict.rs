@@ -316,13 +316,10 @@ fn strict_mode_refuses_options_that_would_run_two_copies() {
     };
     let now = Time::ZERO;
     let hot = Strategies {
-        migration: Box::new(hub_strategies::HotSwap::default()),
+        migration: hub_strategies::HotSwap::default().into(),
         ..hub_strategies::defaults()
     };
-    assert!(matches!(
-        hot.migration.mode(),
-        MigrationMode::StartThenStop { .. }
-    ));
+    assert!(matches!(hot.migration, MigrationMode::StartThenStop { .. }));
     assert!(matches!(
         Node::new(cfg(Strict::new(2)), hot, now),
         Err(ConfigError::Strict(_))

@@ -45,7 +45,7 @@ struct Hot {
 
 impl Node {
     fn hot(&self) -> Option<Hot> {
-        match self.strategies.migration.mode() {
+        match self.strategies.migration {
             MigrationMode::StopThenStart => None,
             MigrationMode::StartThenStop {
                 handover,

@@ -96,7 +96,11 @@ impl Node {
             }
             Message::HandoffAck(ids) => self.on_handoff_ack(now, from, ids),
             Message::HandoffRefused(refused) => self.on_handoff_refused(now, from, refused),
-            Message::Load(permille) => self.strategies.distribution.record_load(from, permille),
+            Message::Load(permille) => {
+                if let Some(l) = self.strategies.distribution.load_reports() {
+                    l.record_load(from, permille);
+                }
+            }
             Message::Decommission => self.on_decommission(now, from),
             Message::HoldQuery { seq, ids } => self.on_hold_query(from, seq, ids),
             Message::Holds { seq, all } => self.on_holds(from, seq, all),
@@ -113,7 +117,9 @@ impl Node {
             Message::Scoreboard(board) => {
                 // Only the leader's board counts.
                 if self.ring.nodes().first() == Some(from) {
-                    self.strategies.distribution.set_scoreboard(board);
+                    if let Some(l) = self.strategies.distribution.load_reports() {
+                        l.set_scoreboard(board);
+                    }
                 }
             }
         }

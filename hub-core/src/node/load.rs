@@ -22,9 +22,12 @@ impl Node {
         };
         if leader == self.me {
             let me = self.me.clone();
-            self.strategies.distribution.record_load(&me, permille);
-            let board = self.strategies.distribution.scoreboard();
-            self.strategies.distribution.set_scoreboard(board.clone());
+            let Some(l) = self.strategies.distribution.load_reports() else {
+                return;
+            };
+            l.record_load(&me, permille);
+            let board = l.scoreboard();
+            l.set_scoreboard(board.clone());
             for to in self.membership.ring_peers() {
                 self.send(to, Message::Scoreboard(board.clone()));
             }

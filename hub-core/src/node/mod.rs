@@ -156,7 +156,7 @@ impl Node {
         if let MigrationMode::StartThenStop {
             child_migration_timeout,
             ..
-        } = strategies.migration.mode()
+        } = strategies.migration
         {
             if child_migration_timeout.is_zero() {
                 return Err(ConfigError::Timing(
@@ -175,6 +175,8 @@ impl Node {
             ));
         }
         let me = cfg.node_id.clone();
+        let mut strategies = strategies;
+        let load_interval = strategies.distribution.load_reports().map(|l| l.interval());
         let mut ring = Ring::new(strategies.distribution.vnodes(), [me.clone()]);
         ring.set_tags(&me, cfg.tags.clone());
         let sync_interval = strategies.sync.sync_interval();
@@ -186,7 +188,7 @@ impl Node {
                 heartbeat: now,
                 discover: now + cfg.discover_interval,
                 sync: now + sync_interval,
-                load: strategies.distribution.load_interval().map(|d| now + d),
+                load: load_interval.map(|d| now + d),
             },
             me,
             cfg,

@@ -63,7 +63,8 @@ impl Node {
             let every = self
                 .strategies
                 .distribution
-                .load_interval()
+                .load_reports()
+                .map(|l| l.interval())
                 .unwrap_or_default();
             self.timers.load = Some(at.max(now) + every);
             self.report_load();
