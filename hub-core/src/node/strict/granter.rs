@@ -3,6 +3,7 @@
 
 use tracing::{debug, info, warn};
 
+use super::rules::{self, ClaimFacts, Heard, Promise, Standing};
 use super::MAX_EXTRA_PROMISES;
 use crate::id::{ChildId, Incarnation, NodeId};
 use crate::membership::Status;
@@ -24,25 +25,30 @@ impl Node {
         }
     }
 
-    /// Whether a promise to `holder` (made while it ran `incarnation`) no
-    /// longer binds. A lapse by silence bumps the term first.
-    pub(super) fn lapsed(&mut self, holder: &NodeId, incarnation: Option<Incarnation>) -> bool {
-        if *holder == self.me {
-            return false;
-        }
-        let Some(v) = self.strict_cfg().map(|s| s.takeover_after()) else {
-            return true;
+    /// Rule 3's facts about `holder`, for a promise made while it ran
+    /// `incarnation`.
+    fn standing(&self, holder: &NodeId, incarnation: Option<Incarnation>) -> Standing {
+        rules::standing(Heard {
+            is_me: *holder == self.me,
+            strict: self.strict.is_some(),
+            member: self
+                .membership
+                .get(holder)
+                .map(|m| (m.info.incarnation, m.status == Status::Left, m.last_heard)),
+            promised_to: incarnation,
+            now: self.now,
+            takeover_after: self
+                .strict_cfg()
+                .map_or(std::time::Duration::ZERO, |s| s.takeover_after()),
+        })
+    }
+
+    /// A silent node's promises lapsed: this granter's term for it moves
+    /// on (once per silence), so its old grants stop counting.
+    fn revoke(&mut self, holder: &NodeId) {
+        let Some(heard) = self.membership.get(holder).map(|m| m.last_heard) else {
+            return;
         };
-        let Some(m) = self.membership.get(holder) else {
-            return true;
-        };
-        if incarnation.is_some_and(|i| m.info.incarnation > i) || m.status == Status::Left {
-            return true;
-        }
-        let heard = m.last_heard;
-        if self.now.since(heard) < v {
-            return false;
-        }
         if let Some(s) = self.strict.as_mut() {
             let r = s.revoked.entry(holder.clone()).or_insert((0, Time::ZERO));
             if r.1 != heard || r.0 == 0 {
@@ -51,7 +57,6 @@ impl Node {
                 info!(%holder, revoked = r.0, "strict: promises of a silent node lapse");
             }
         }
-        true
     }
 
     /// Whether the cluster is too large for the configured quorum.
@@ -102,64 +107,73 @@ impl Node {
         granted
     }
 
+    /// Gathers rule 1's facts, asks the rule, and applies its verdict.
     pub(super) fn decide_grant(
         &mut self,
         claimant: &NodeId,
         incarnation: Incarnation,
         id: &ChildId,
     ) -> bool {
-        if self.oversize() || self.is_young() {
-            return false;
-        }
+        let oversize = self.oversize();
+        let young = self.is_young();
         let handed_elsewhere = self.outbound.get(id).is_some_and(|o| o.to != *claimant);
-        if *claimant != self.me && (self.local.contains_key(id) || handed_elsewhere) {
-            return false;
-        }
-        let promised = self
+        let promise = self
             .strict
             .as_ref()
-            .and_then(|s| s.promises.get(id).cloned());
-        if let Some((holder, inc)) = promised {
-            if holder == *claimant && incarnation < inc {
-                // A late claim of the claimant's earlier run.
-                return false;
-            }
-            if holder != *claimant && !self.lapsed(&holder, Some(inc)) {
-                if holder != self.me && !self.runs_here(&holder, id) {
-                    // Its release may have been lost: ask it.
-                    if let Some(s) = self.strict.as_mut() {
-                        s.ask.entry(holder).or_default().push(id.clone());
+            .and_then(|s| s.promises.get(id).cloned())
+            .map(|(holder, inc)| {
+                if holder == *claimant {
+                    Promise::ToClaimant(inc)
+                } else {
+                    Promise::ToOther {
+                        standing: self.standing(&holder, Some(inc)),
+                        is_me: holder == self.me,
+                        runs_it: self.runs_here(&holder, id),
+                        holder,
                     }
                 }
-                return false;
-            }
-        }
-        let holders: Vec<NodeId> = self
+            });
+        let holders = self
             .registry
             .lookup_ref(id.as_str())
             .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| n != claimant)
+            .map(|(n, _)| n)
+            .filter(|n| *n != claimant)
+            .filter(|n| {
+                self.registry
+                    .row(n, id.as_str())
+                    .is_none_or(|r| r.moving_to.is_none())
+            })
+            .map(|n| (n.clone(), self.standing(n, None)))
             .collect();
-        for h in holders {
-            let moving = self
-                .registry
-                .row(&h, id.as_str())
-                .is_some_and(|r| r.moving_to.is_some());
-            if !moving && !self.lapsed(&h, None) {
-                return false;
+        let cap = self.registry.len() + MAX_EXTRA_PROMISES;
+        let full = self
+            .strict
+            .as_ref()
+            .is_none_or(|s| !s.promises.contains_key(id) && s.promises.len() >= cap);
+        let verdict = rules::grant(&ClaimFacts {
+            claimant_is_me: *claimant == self.me,
+            incarnation,
+            oversize,
+            young,
+            held_here: self.local.contains_key(id) || handed_elsewhere,
+            promise,
+            holders,
+            full,
+        });
+        for holder in &verdict.revoke {
+            self.revoke(holder);
+        }
+        if let (Some(holder), Some(s)) = (verdict.ask, self.strict.as_mut()) {
+            s.ask.entry(holder).or_default().push(id.clone());
+        }
+        if verdict.granted {
+            if let Some(s) = self.strict.as_mut() {
+                s.promises
+                    .insert(id.clone(), (claimant.clone(), incarnation));
             }
         }
-        let cap = self.registry.len() + MAX_EXTRA_PROMISES;
-        let Some(s) = self.strict.as_mut() else {
-            return false;
-        };
-        if !s.promises.contains_key(id) && s.promises.len() >= cap {
-            return false;
-        }
-        s.promises
-            .insert(id.clone(), (claimant.clone(), incarnation));
-        true
+        verdict.granted
     }
 
     pub(in crate::node) fn on_claim(

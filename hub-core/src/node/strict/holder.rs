@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::{Hold, Pending, Waiting, MAX_CLAIM_IDS};
+use super::{rules, Hold, Pending, Waiting, MAX_CLAIM_IDS};
 use crate::error::StartError;
 use crate::id::{ChildId, NodeId};
 use crate::membership::Status;
@@ -350,21 +350,14 @@ impl Node {
             return Time::ZERO;
         };
         let need = s.cfg.quorum.saturating_sub(self.own_grant());
-        if need == 0 {
-            return Time::from_millis(u64::MAX);
-        }
-        let mut times: Vec<u64> = l
+        let echoes = l
             .hold
             .grants
             .iter()
             .filter_map(|(g, term)| s.echoes.get(g).filter(|e| e.term == *term))
             .map(|e| e.at)
             .collect();
-        if times.len() < need {
-            return Time::ZERO;
-        }
-        times.sort_unstable_by(|a, b| b.cmp(a));
-        Time::from_millis(times[need - 1]) + s.cfg.lease
+        rules::lease_expiry(need, echoes, s.cfg.lease)
     }
 
     /// Fences every child whose lease ran out; schedules the next check.

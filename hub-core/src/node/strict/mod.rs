@@ -10,6 +10,10 @@
 //!
 //! # Rules
 //!
+//! Rules 1, 3 and 4 are pure functions in `rules.rs`, each with a golden
+//! table test; `granter.rs` and `holder.rs` gather their facts and apply
+//! their verdicts.
+//!
 //! Let `q` be [`Strict::quorum`], `L` the lease, `ρ` the drift bound and
 //! `V` = [`Strict::takeover_after`] = `L(1+ρ)² + margin`.
 //!
@@ -101,6 +105,7 @@ use crate::time::Time;
 
 mod granter;
 mod holder;
+mod rules;
 
 /// Most ids per claim message (a refresh of many children is split).
 const MAX_CLAIM_IDS: usize = 4096;
