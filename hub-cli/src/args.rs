@@ -75,8 +75,10 @@ pub(crate) enum Cmd {
 #[derive(clap::Args)]
 pub(crate) struct NodeArgs {
     /// A TOML file with any of these options (keys as the flags' long
-    /// names with `_` for `-`; `seeds` and `tags` as lists; a
-    /// `[strategies]` table as in a --strategies file).
+    /// names with `_` for `-`, but `seeds` for --seed, `strategies_file`
+    /// for --strategies, and no `log_format`; `seeds` and `tags` as lists;
+    /// a `[strategies]` table as in a --strategies file; relative paths
+    /// from the file's directory).
     #[arg(long, env = "HUB_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
@@ -177,7 +179,9 @@ impl Target {
             auth.cookie_file = auth.cookie_file.or(cookie_file);
             node = node.or(addr);
         }
-        let node = node.ok_or("no --node given, and no address in a --config file")?;
+        let node = node.ok_or_else(|| {
+            crate::UsageError("no --node given, and no address in a --config file".into())
+        })?;
         let client = Client::connect(&node, auth.hub_id(), cookie(&auth)?)
             .await
             .map_err(|e| format!("{node}: {e}"))?;
@@ -190,6 +194,7 @@ pub(crate) enum CtlOp {
     /// Start children (awaited).
     Start {
         /// Child ids.
+        #[arg(required = true)]
         ids: Vec<String>,
         /// Process kind (default: the first kind this binary registers,
         /// `counter` for `hub`).
@@ -213,6 +218,7 @@ pub(crate) enum CtlOp {
     /// Stop children (awaited).
     Stop {
         /// Child ids.
+        #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Where a child runs.

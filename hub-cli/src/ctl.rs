@@ -8,6 +8,7 @@ use hub_net::control::{CtlReply, CtlRequest, Status};
 use hub_net::Client;
 
 use crate::args::{CtlOp, Target};
+use crate::stdout::outln;
 use crate::{AnyError, Codec};
 
 /// Runs `status`.
@@ -17,7 +18,7 @@ pub(crate) async fn status(target: &Target) -> Result<(), AnyError> {
         .request(CtlRequest::Status, Duration::from_secs(5))
         .await?
     {
-        CtlReply::Status(s) if target.json => println!("{}", serde_json::to_string_pretty(&s)?),
+        CtlReply::Status(s) if target.json => outln!("{}", serde_json::to_string_pretty(&s)?),
         CtlReply::Status(s) => print_status(&s),
         other => return Err(reply_error(other)),
     }
@@ -25,8 +26,8 @@ pub(crate) async fn status(target: &Target) -> Result<(), AnyError> {
 }
 
 fn print_status(s: &Status) {
-    println!("hub {}  node {}", s.hub_id, s.node_id);
-    println!(
+    outln!("hub {}  node {}", s.hub_id, s.node_id);
+    outln!(
         "ring       {}",
         s.ring
             .iter()
@@ -34,20 +35,21 @@ fn print_status(s: &Status) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    outln!(
         "children   {} in the hub, {} here",
-        s.children, s.local_children
+        s.children,
+        s.local_children
     );
     if s.waiting > 0 {
-        println!("waiting    {} (known here, running nowhere yet)", s.waiting);
+        outln!("waiting    {} (known here, running nowhere yet)", s.waiting);
     }
-    println!("locked     {}   partitioned {}", s.locked, s.partitioned);
+    outln!("locked     {}   partitioned {}", s.locked, s.partitioned);
     match &s.unsettled {
-        None => println!("settled    yes"),
-        Some(why) => println!("settled    no: {why}"),
+        None => outln!("settled    yes"),
+        Some(why) => outln!("settled    no: {why}"),
     }
     for m in &s.members {
-        println!("  {:<12} {:<22} {}", m.id, m.addr, m.status);
+        outln!("  {:<12} {:<22} {}", m.id, m.addr, m.status);
     }
 }
 
@@ -231,9 +233,9 @@ pub(crate) async fn run(
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{out}");
+        outln!("{out}");
     }
     if !failures.is_empty() {
         let n = failures.len();

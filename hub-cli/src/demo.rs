@@ -13,6 +13,7 @@ use hub_net::examples::Counter;
 use hub_net::Client;
 
 use crate::ctl::reply_error;
+use crate::stdout::outln;
 use crate::{encode_json, AnyError};
 
 struct Cluster {
@@ -132,7 +133,7 @@ async fn wait(
 fn show(p: &BTreeMap<NodeId, Vec<ChildId>>, total: usize) {
     for (n, ids) in p {
         let share = 100.0 * ids.len() as f64 / total.max(1) as f64;
-        println!(
+        outln!(
             "  {:<4} {:>7} children {:>5.1}%  {}",
             n,
             ids.len(),
@@ -153,7 +154,7 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
         exe: std::env::current_exe()?,
         outputs: Vec::new(),
     };
-    println!("== starting {nodes} nodes (separate processes on 127.0.0.1)");
+    outln!("== starting {nodes} nodes (separate processes on 127.0.0.1)");
     let seed = cl.spawn("n0", None)?;
     for i in 1..nodes {
         cl.spawn(&format!("n{i}"), Some(&seed))?;
@@ -163,9 +164,9 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
         Ok(status(&mut c).await?.ring.len() == nodes)
     })
     .await?;
-    println!("   formed in {:?}", t0.elapsed());
+    outln!("   formed in {:?}", t0.elapsed());
 
-    println!("== starting {children} counters");
+    outln!("== starting {children} counters");
     let bar = indicatif::ProgressBar::new(children as u64);
     let started_at = Instant::now();
     let mut failed = 0;
@@ -185,18 +186,18 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
     }
     bar.finish();
     let start_secs = started_at.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "   started {} ({} failed) in {:.2}s",
         children - failed,
         failed,
         start_secs
     );
     let before = placement(&mut c).await?;
-    println!("== where they landed");
+    outln!("== where they landed");
     show(&before, children);
 
     let joiner = format!("n{nodes}");
-    println!("== adding node {joiner}");
+    outln!("== adding node {joiner}");
     cl.spawn(&joiner, Some(&seed))?;
     let join_at = Instant::now();
     wait("the join to settle", Duration::from_secs(60), async || {
@@ -229,7 +230,7 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
     .await?;
     let after = placement(&mut c).await?;
     let moved = after.get(joiner.as_str()).map_or(0, Vec::len);
-    println!(
+    outln!(
         "   {moved} children moved to {joiner} ({:.1}%, ideal {:.1}%) in {:?}",
         100.0 * moved as f64 / children as f64,
         100.0 / (nodes + 1) as f64,
@@ -239,7 +240,7 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
 
     let victim = "n1".to_string();
     let lost = after.get(victim.as_str()).map_or(0, Vec::len);
-    println!("== killing {victim} (kill -9) with {lost} children");
+    outln!("== killing {victim} (kill -9) with {lost} children");
     cl.kill(&victim);
     let kill_at = Instant::now();
     wait("the restart", Duration::from_secs(60), async || {
@@ -252,7 +253,7 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
     .await?;
     let restart_secs = kill_at.elapsed().as_secs_f64();
     let final_p = placement(&mut c).await?;
-    println!("   all {lost} restarted on their new owners in {restart_secs:.2}s (failure detection included)");
+    outln!("   all {lost} restarted on their new owners in {restart_secs:.2}s (failure detection included)");
     show(&final_p, children);
 
     let sample = c
@@ -267,29 +268,29 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
         .await?;
     let called = matches!(sample, CtlReply::Called(Ok(_)));
 
-    println!("== summary");
-    println!("  {:<36} {}", "nodes (after join and kill)", final_p.len());
-    println!(
+    outln!("== summary");
+    outln!("  {:<36} {}", "nodes (after join and kill)", final_p.len());
+    outln!(
         "  {:<36} {}",
         "children running",
         final_p.values().map(Vec::len).sum::<usize>()
     );
-    println!(
+    outln!(
         "  {:<36} {:.0}/s",
         "start rate",
         children as f64 / start_secs.max(1e-9)
     );
-    println!("  {:<36} {moved}", "moved on join");
-    println!(
+    outln!("  {:<36} {moved}", "moved on join");
+    outln!(
         "  {:<36} {lost} in {restart_secs:.2}s",
         "restarted after kill -9"
     );
-    println!(
+    outln!(
         "  {:<36} {}",
         "call to counter-1",
         if called { "ok" } else { "failed" }
     );
-    println!("  {:<36} {:.1}s", "total", t0.elapsed().as_secs_f64());
+    outln!("  {:<36} {:.1}s", "total", t0.elapsed().as_secs_f64());
     if !called {
         return Err("the sample call failed".into());
     }

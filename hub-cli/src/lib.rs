@@ -26,6 +26,7 @@ mod demo;
 mod flags;
 mod node;
 mod settings;
+mod stdout;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -40,6 +41,19 @@ use crate::args::{Args, Cmd};
 
 /// Errors the commands report: printed on stderr, exit code 1.
 pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A command line that parses but misses what the command needs (e.g. no
+/// node to ask): exit code 2, like a command line that does not parse.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// How `ctl call` turns JSON into a kind's message and its reply back.
 #[derive(Clone, Copy)]
@@ -206,7 +220,15 @@ impl NodeCli {
             }
         };
         match rt.block_on(self.dispatch(args.cmd)) {
+            Ok(()) if stdout::failed() => {
+                eprintln!("{}: cannot write to stdout", self.name);
+                ExitCode::FAILURE
+            }
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is::<UsageError>() => {
+                eprintln!("{}: {e}", self.name);
+                ExitCode::from(2)
+            }
             Err(e) => {
                 eprintln!("{}: {e}", self.name);
                 ExitCode::FAILURE

@@ -7,6 +7,7 @@ use hub_net::Hub;
 use crate::args::NodeArgs;
 use crate::flags::{cookie, secret_file};
 use crate::settings::NodeSettings;
+use crate::stdout::outln;
 use crate::{AnyError, NodeCli};
 
 /// Runs `hub node`.
@@ -44,13 +45,13 @@ pub(crate) async fn run(cli: &NodeCli, args: NodeArgs) -> Result<(), AnyError> {
     }
     let join_timeout = n.join_timeout;
     let hub = cli.apply(b, n.example_kinds).start().await?;
-    println!(
+    outln!(
         "node {} listening on {}",
         hub.node_id(),
         hub.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
     if let Some(m) = hub.management_addr() {
-        println!("management endpoint on http://{m}");
+        outln!("management endpoint on http://{m}");
     }
     let joined = async {
         let Some(within) = join_timeout else {

@@ -50,10 +50,27 @@ enum Tags {
 }
 
 impl NodeFile {
+    /// Reads `path`; the files it names by a relative path are relative
+    /// to its own directory, wherever the command runs from.
     pub(crate) fn load(path: &Path) -> Result<Self, AnyError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("bad config file {}: {e}", path.display()).into())
+        let mut file: NodeFile = toml::from_str(&text)
+            .map_err(|e| format!("bad config file {}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for named in [
+            &mut file.cookie_file,
+            &mut file.strategies_file,
+            &mut file.management_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if named.is_relative() {
+                *named = dir.join(&*named);
+            }
+        }
+        Ok(file)
     }
 
     /// What `status` and `ctl` take from a node's file: its hub id, its
@@ -314,6 +331,22 @@ mod tests {
         assert_eq!(s.strategies.migration.name(), "cold_swap");
         let err = strategies_file(Path::new("/nonexistent/strategies.toml")).unwrap_err();
         assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn files_the_config_names_are_relative_to_its_directory() {
+        let dir = std::env::temp_dir().join(format!("hub-cli-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hub.toml");
+        std::fs::write(
+            &path,
+            "cookie_file = \"cookie\"\nmanagement_token_file = \"/abs/token\"\n",
+        )
+        .unwrap();
+        let f = NodeFile::load(&path).unwrap();
+        assert_eq!(f.cookie_file, Some(dir.join("cookie")));
+        assert_eq!(f.management_token_file, Some(PathBuf::from("/abs/token")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

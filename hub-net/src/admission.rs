@@ -53,7 +53,7 @@ impl Admission {
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => return Some((stream, from, permit)),
                 Err(_) => {
-                    if self.shed % 1000 == 0 {
+                    if self.shed.is_multiple_of(1000) {
                         warn!(
                             listener = self.what,
                             %from,

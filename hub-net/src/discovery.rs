@@ -189,7 +189,7 @@ impl DnsDiscovery {
                 }
                 Err(e) => {
                     // Loud at first and then every tenth failure.
-                    if failures % 10 == 0 {
+                    if failures.is_multiple_of(10) {
                         warn!(lookup = ?self.lookup, error = %e, "DNS discovery failed");
                     }
                     failures += 1;

@@ -105,7 +105,7 @@ impl Events {
         if self.wanted.load(Ordering::Acquire) & bit(event.kind()) != 0 {
             if let Err(mpsc::error::TrySendError::Full(e)) = self.queue.try_send(event.clone()) {
                 let n = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     warn!(
                         kind = ?e.kind(),
                         overflowed = n,

@@ -220,6 +220,21 @@ impl Hub {
         self.query(|n| n.registry().view()).await
     }
 
+    /// Every registered child's spec, as this node's registry holds it
+    /// (with the nodes a placement strategy stamped into it, if any).
+    pub async fn registry_specs(&self) -> Result<BTreeMap<ChildId, ChildSpec>, HubError> {
+        self.query(|n| {
+            n.registry()
+                .iter()
+                .filter_map(|(id, _)| {
+                    let spec = n.registry().spec(id.as_str())?;
+                    Some((id.clone(), ChildSpec::clone(spec)))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Where this node's strategies place every registered child now
     /// (its first owner): what a settled cluster must agree on and run.
     pub async fn placements(&self) -> Result<BTreeMap<ChildId, NodeId>, HubError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 
-use hub_core::ChildId;
+use hub_core::{ChildId, NodeId};
 use hub_net::examples::{Counter, Echo};
 use hub_net::{Hub, HubBuilder};
 
@@ -427,9 +427,10 @@ impl SimCluster {
                     h.which_children(false).await,
                     h.status().await,
                     h.placements().await,
+                    h.registry_specs().await,
                 )
             };
-            let Ok((Ok(ring), Ok(registry), Ok(local), Ok(status), Ok(owners))) =
+            let Ok((Ok(ring), Ok(registry), Ok(local), Ok(status), Ok(owners), Ok(specs))) =
                 tokio::time::timeout(API_TIMEOUT, ask).await
             else {
                 continue;
@@ -442,6 +443,7 @@ impl SimCluster {
                 local,
                 settled: status.settled,
                 owners,
+                specs,
             });
         }
         out
@@ -451,7 +453,15 @@ impl SimCluster {
     /// the invariants hold, or `within` passes; returns the last violation.
     pub async fn settle(&self, within: Duration) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + within;
-        let dist = hub_strategies::ConsistentHashing::default();
+        let expected = crate::check::Expected {
+            vnodes: hub_core::ring::DEFAULT_VNODES,
+            tags: (0..self.nodes.len())
+                .map(|i| {
+                    let tags = self.opts.tags.get(i).cloned().unwrap_or_default();
+                    (NodeId::new(format!("n{i}")), tags)
+                })
+                .collect(),
+        };
         loop {
             let views = self.views().await;
             let r = if views.len() != self.alive().len() {
@@ -469,7 +479,7 @@ impl SimCluster {
             } else if let Some(v) = views.iter().find(|v| !v.settled) {
                 Err(format!("{} still has migrations in flight", v.id))
             } else {
-                crate::check::quiet_invariants(&views, &dist)
+                crate::check::quiet_invariants(&views, &expected)
             };
             if r.is_ok() || tokio::time::Instant::now() >= deadline {
                 return r;

@@ -14,6 +14,7 @@
 pub mod check;
 #[cfg(madsim)]
 mod cluster;
+pub mod oracle;
 #[cfg(madsim)]
 pub mod scenario;
 #[cfg(madsim)]

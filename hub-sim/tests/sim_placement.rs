@@ -120,7 +120,7 @@ async fn placement_constraints_hold_through_churn() {
         .await
         .unwrap();
     assert!(out.is_ok(), "{:?}", out.failed);
-    let zone = |i: usize| if i % 2 == 0 { "a" } else { "b" };
+    let zone = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
     let mut rng = seeded_rng();
     for round in 0..10 {
         let alive = c.alive();

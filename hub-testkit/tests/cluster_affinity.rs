@@ -8,7 +8,7 @@ use hub_testkit::{Cluster, ClusterOptions};
 fn zoned(n: usize, seed: u64) -> Cluster {
     let opts = ClusterOptions::new(n).seed(seed).configure(|c| {
         let i: usize = c.node_id.as_str()[1..].parse().unwrap_or(0);
-        let zone = if i % 2 == 0 { "a" } else { "b" };
+        let zone = if i.is_multiple_of(2) { "a" } else { "b" };
         c.tags.insert("zone".into(), zone.into());
     });
     Cluster::formed(opts).unwrap()
@@ -16,7 +16,7 @@ fn zoned(n: usize, seed: u64) -> Cluster {
 
 fn zone_of(c: &Cluster, i: usize) -> &'static str {
     let _ = c;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "a"
     } else {
         "b"
