@@ -1,5 +1,7 @@
 //! The Kubernetes manifest in `deploy/kubernetes/hub.yaml` is what the
-//! README tells operators to apply: it parses, its probes point at
+//! README tells operators to apply: every document is a valid object of
+//! its Kubernetes API type (k8s-openapi) with no unknown or misspelled
+//! field, its probes point at
 //! endpoints the `hub` binary really serves when started with the
 //! manifest's own config file, the drain fits in the grace period, and
 //! the pieces refer to each other correctly.
@@ -25,6 +27,50 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} in the manifest"))
+}
+
+/// `doc` read as its Kubernetes API type and written back: an error or a
+/// difference means a wrong type or a field the API does not have.
+fn as_api_object(doc: &Value) -> Result<(), String> {
+    use k8s_openapi::api::{apps, core, policy};
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        doc: &Value,
+    ) -> Result<Value, String> {
+        let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+        serde_json::to_value(typed).map_err(|e| e.to_string())
+    }
+    let back = match doc["kind"].as_str() {
+        Some("StatefulSet") => round_trip::<apps::v1::StatefulSet>(doc)?,
+        Some("Service") => round_trip::<core::v1::Service>(doc)?,
+        Some("ConfigMap") => round_trip::<core::v1::ConfigMap>(doc)?,
+        Some("PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(doc)?,
+        other => return Err(format!("unexpected kind {other:?}")),
+    };
+    if back != *doc {
+        return Err(format!(
+            "fields the API type does not have were dropped:\n{doc}\nread back as\n{back}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_manifest_document_is_a_valid_kubernetes_object() {
+    let docs = documents();
+    assert_eq!(docs.len(), 4, "Service, ConfigMap, StatefulSet, PDB");
+    for doc in &docs {
+        if let Err(e) = as_api_object(doc) {
+            panic!("{}: {e}", doc["kind"]);
+        }
+    }
+    // The check can fail: a misspelled field and a wrong type are caught.
+    let mut typo = of_kind(&docs, "StatefulSet").clone();
+    typo["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] =
+        typo["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].clone();
+    assert!(as_api_object(&typo).is_err(), "a misspelled field");
+    let mut wrong = of_kind(&docs, "PodDisruptionBudget").clone();
+    wrong["spec"]["selector"] = Value::String("app=hub".into());
+    assert!(as_api_object(&wrong).is_err(), "a wrong type");
 }
 
 fn http_status(addr: &str, path: &str) -> Option<u16> {
