@@ -14,6 +14,15 @@ async fn node(id: &str, seed: Option<&Hub>) -> Hub {
     node_with(id, seed, hub_strategies::defaults()).await
 }
 
+/// A child the start placed on `node`.
+fn started_on(out: &hub_core::StartOutcome, node: &str) -> ChildId {
+    out.started
+        .iter()
+        .find(|(_, at)| at[0].0.as_str() == node)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no child on {node}: {out:?}"))
+}
+
 async fn cluster(n: usize) -> Vec<Hub> {
     let first = node("n0", None).await;
     let mut hubs = vec![first];
@@ -209,11 +218,7 @@ async fn a_call_through_a_failover_waits_for_the_new_owner() {
         .await
         .unwrap();
     // A child on n2, the node that dies.
-    let (id, _) = out
-        .started
-        .iter()
-        .find(|(_, at)| at[0].0.as_str() == "n2")
-        .expect("a child on n2");
+    let id = &started_on(&out, "n2");
     hubs[2].abort();
     // Once n0's connection to n2 has closed, a call is not in flight on
     // it (such a call would be `Unanswered`, never sent twice).
@@ -276,12 +281,7 @@ async fn a_call_in_flight_when_its_node_dies_is_unanswered_and_never_applied_twi
         .start_children(specs, StartOptions::awaited())
         .await
         .unwrap();
-    let (id, _) = out
-        .started
-        .iter()
-        .find(|(_, at)| at[0].0.as_str() == "n2")
-        .expect("a child on n2");
-    let id = id.clone();
+    let id = started_on(&out, "n2");
     let caller = n0.clone();
     let call_id = id.clone();
     let call = tokio::spawn(async move {

@@ -335,11 +335,34 @@ fn run(args: &SweepArgs) -> Result<bool, String> {
     ));
     let timeout = Duration::from_secs(args.chunk_timeout);
     let began = Instant::now();
+    let finished = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        // Without a terminal the bar is hidden: a line every 30 s instead.
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let (bar, tally, finished) = (&bar, &tally, &finished);
+            s.spawn(move || {
+                let mut last = Instant::now();
+                while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() >= Duration::from_secs(30) {
+                        last = Instant::now();
+                        let failed = tally.lock().map_or(0, |t| t.failures.len());
+                        eprintln!(
+                            "xtask: sweep: {}/{} seeds, {:.0} seeds/s, {failed} failed, ETA {:.0?}",
+                            bar.position(),
+                            total,
+                            bar.per_sec(),
+                            bar.eta()
+                        );
+                    }
+                }
+            });
+        }
+        let mut workers = Vec::new();
         for _ in 0..args.jobs {
             let (queue, tally, log, failures, bar, exes) =
                 (&queue, &tally, &log, &failures, &bar, &exes);
-            s.spawn(move || loop {
+            workers.push(s.spawn(move || loop {
                 let Some(c) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                     return;
                 };
@@ -349,7 +372,8 @@ fn run(args: &SweepArgs) -> Result<bool, String> {
                 let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.peak_rss_kib = t.peak_rss_kib.max(rss);
                 let mut record = |line: String| {
-                    bar.println(format!("xtask: sweep: {line}"));
+                    // Printed even when the bar is hidden (not a terminal).
+                    bar.suspend(|| eprintln!("xtask: sweep: {line}"));
                     if let Ok(mut f) = failures.lock() {
                         let _ = writeln!(f, "{line}");
                     }
@@ -413,8 +437,12 @@ fn run(args: &SweepArgs) -> Result<bool, String> {
                     let _ = writeln!(f, "{}", c.key());
                 }
                 bar.inc(ran_seeds);
-            });
+            }));
         }
+        for w in workers {
+            let _ = w.join();
+        }
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     bar.finish();
     let t = tally.lock().unwrap_or_else(|e| e.into_inner());
