@@ -113,38 +113,57 @@ async fn skewed_clocks_with_churn_keep_every_child() {
     verify(&c, &mut w).await;
 }
 
-/// Same seed, same run: the event traces of two runs are identical.
+/// Where a child run of [`a_seed_replays_bit_for_bit`] writes its trace.
+const TRACE_OUT: &str = "HUB_SIM_TRACE_OUT";
+
+/// Same seed, same run: two fresh processes, each running the seed as its
+/// first and only simulation, write identical event traces. (Runs that
+/// share a process with other simulations in parallel threads are not
+/// compared; `cargo xtask sweep` runs one scenario per process.)
 #[test]
 fn a_seed_replays_bit_for_bit() {
     let seed: u64 = std::env::var("MADSIM_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(7);
-    // Each run on a fresh thread, as madsim's own sweeps do, so that no
-    // thread-local state (e.g. a thread RNG) carries over.
-    let run = || {
-        std::thread::spawn(move || {
-            let rt =
-                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-            rt.block_on(async {
-                let mut c = formed(3).await;
-                let mut w = Workload::default();
-                load(&c, &mut w, 30).await;
-                c.kill(1);
-                load(&c, &mut w, 10).await;
-                c.restart(1);
-                c.settle(QUIET).await.expect("settles");
-                c.trace()
-            })
-        })
-        .join()
-        .expect("run panicked")
+    if let Ok(out) = std::env::var(TRACE_OUT) {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        let trace = rt.block_on(async {
+            let mut c = formed(3).await;
+            let mut w = Workload::default();
+            load(&c, &mut w, 30).await;
+            c.kill(1);
+            load(&c, &mut w, 10).await;
+            c.restart(1);
+            c.settle(QUIET).await.expect("settles");
+            c.trace()
+        });
+        std::fs::write(out, trace.join("\n")).expect("trace written");
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let run = |k: u32| {
+        let out =
+            std::env::temp_dir().join(format!("hub-sim-trace-{}-{seed}-{k}", std::process::id()));
+        let status = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "a_seed_replays_bit_for_bit",
+                "--test-threads",
+                "1",
+            ])
+            .env(TRACE_OUT, &out)
+            .env("MADSIM_TEST_SEED", seed.to_string())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("a fresh test process");
+        assert!(status.success(), "seed {seed}: run {k} failed ({status})");
+        let trace = std::fs::read_to_string(&out).expect("its trace");
+        let _ = std::fs::remove_file(&out);
+        trace
     };
-    // The first simulation in a process differs from later runs of the
-    // same seed (a process-global first-use effect, not yet found), so a
-    // throwaway run goes first; every run after it replays bit for bit.
-    let _warm_up = run();
-    let (a, b) = (run(), run());
+    let (a, b) = (run(1), run(2));
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
         eprintln!("first difference at line {i}:\n  {}\n  {}", a[i], b[i]);
     }
