@@ -66,7 +66,17 @@ impl Node {
 
     /// Recomputes every local replica's role.
     pub(super) fn update_roles(&mut self) {
-        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        // With one copy per child an owner is always at index 0, and a
+        // copy outside the owners keeps its role: a child that already has
+        // the first owner's role cannot change, so only the others are
+        // looked at (a join at 1 M children spent a third of its time here).
+        let settled = (self.replicas() == 1).then(|| self.strategies.redundancy.role(0));
+        let ids: Vec<ChildId> = self
+            .local
+            .iter()
+            .filter(|(_, l)| settled.is_none() || l.role != settled)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             self.update_role(&id);
         }
