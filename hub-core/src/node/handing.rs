@@ -73,15 +73,16 @@ impl Node {
 
     fn begin_handing(&mut self, id: &ChildId, to: NodeId, hot: Hot) {
         let running = self
+            .children
             .local
             .get(id)
             .is_some_and(|l| matches!(l.state, LocalState::Running(_)));
-        if !running || self.handing.contains_key(id) {
+        if !running || self.children.handing.contains_key(id) {
             return;
         }
         debug!(child = %id, %to, handover = hot.handover, "hot move");
         if hot.handover {
-            self.handing.insert(
+            self.children.handing.insert(
                 id.clone(),
                 Handing {
                     to,
@@ -92,7 +93,7 @@ impl Node {
             );
             self.out.push_back(Output::RequestState { id: id.clone() });
         } else {
-            self.handing.insert(
+            self.children.handing.insert(
                 id.clone(),
                 Handing {
                     to,
@@ -107,7 +108,7 @@ impl Node {
 
     /// The snapshot asked for by a handover.
     pub(super) fn on_state(&mut self, id: ChildId, state: Option<Bytes>) {
-        if self.handing.get(&id).is_some_and(|h| !h.offered) {
+        if self.children.handing.get(&id).is_some_and(|h| !h.offered) {
             self.offer(&id, state);
         } else {
             debug!(child = %id, "unrequested state report ignored");
@@ -118,9 +119,11 @@ impl Node {
     /// member; otherwise picks the successor (leaving) or resumes the old
     /// copy (the next reconcile decides again).
     fn offer(&mut self, id: &ChildId, state: Option<Bytes>) {
-        let (Some(h), Some(hot), Some(local)) =
-            (self.handing.get(id), self.hot(), self.local.get(id))
-        else {
+        let (Some(h), Some(hot), Some(local)) = (
+            self.children.handing.get(id),
+            self.hot(),
+            self.children.local.get(id),
+        ) else {
             return;
         };
         let spec = local.spec.clone();
@@ -138,7 +141,7 @@ impl Node {
         }
         self.mark_moving(id, to.clone());
         self.queue_handoff(to.clone(), &spec, state.clone(), None, lineage);
-        self.outbound.insert(
+        self.children.outbound.insert(
             id.clone(),
             Outbound {
                 spec,
@@ -154,7 +157,7 @@ impl Node {
         } else {
             hot.child_migration_timeout
         };
-        self.handing.insert(
+        self.children.handing.insert(
             id.clone(),
             Handing {
                 to,
@@ -169,17 +172,17 @@ impl Node {
     /// and its row is live again. With `reason`, a `ChildFailed` event
     /// says why.
     pub(super) fn abandon(&mut self, id: &ChildId, reason: Option<String>) {
-        let Some(h) = self.handing.remove(id) else {
+        let Some(h) = self.children.handing.remove(id) else {
             return;
         };
         self.counters.handovers_abandoned += 1;
-        if self.outbound.get(id).is_some_and(|o| o.to == h.to) {
-            self.outbound.remove(id);
+        if self.children.outbound.get(id).is_some_and(|o| o.to == h.to) {
+            self.children.outbound.remove(id);
         }
         if self.hot().is_some_and(|hot| hot.handover) {
             self.out.push_back(Output::Resume { id: id.clone() });
         }
-        if let Some(local) = self.local.get(id) {
+        if let Some(local) = self.children.local.get(id) {
             if let LocalState::Running(handle) = local.state {
                 let spec = local.spec.clone();
                 self.write_own(Some((spec, handle)), id);
@@ -193,15 +196,19 @@ impl Node {
             });
         }
         if self.leaving.is_some() {
-            let to = self.local.get(id).and_then(|l| self.successor(&l.spec));
+            let to = self
+                .children
+                .local
+                .get(id)
+                .and_then(|l| self.successor(&l.spec));
             self.move_away(id, to);
         }
     }
 
     /// The new owner runs the child: the old copy stops.
     pub(super) fn handed(&mut self, id: &ChildId, from: &NodeId) {
-        if self.handing.get(id).is_some_and(|h| h.to == *from) {
-            if let Some(h) = self.handing.remove(id) {
+        if self.children.handing.get(id).is_some_and(|h| h.to == *from) {
+            if let Some(h) = self.children.handing.remove(id) {
                 self.counters.handovers += 1;
                 self.counters.handover_time += self.now.since(h.began);
             }
@@ -212,6 +219,7 @@ impl Node {
     /// Hot moves to a node that went away: keep the old copies.
     pub(super) fn abandon_handing_to(&mut self, node: &NodeId) {
         let ids: Vec<ChildId> = self
+            .children
             .handing
             .iter()
             .filter(|(_, h)| h.to == *node)
@@ -224,6 +232,7 @@ impl Node {
 
     pub(super) fn expire_handing(&mut self, now: Time) {
         let due: Vec<(ChildId, Handing)> = self
+            .children
             .handing
             .iter()
             .filter(|(_, h)| h.deadline <= now)
@@ -236,7 +245,7 @@ impl Node {
             } else if self.leaving.is_some() {
                 // Retention is over: the old copy goes, the handoff (and its
                 // state) stays outbound until acknowledged.
-                self.handing.remove(&id);
+                self.children.handing.remove(&id);
                 self.begin_stop(&id, StopPurpose::Retire(h.to), None);
             } else {
                 let reason = format!(

@@ -21,7 +21,7 @@ impl Node {
                 continue;
             }
             let spec = Arc::new(h.spec);
-            if h.repair && self.recently_stopped.contains_key(&id) {
+            if h.repair && self.children.refuses_repair(id.as_str()) {
                 debug!(child = %id, "repair offer for a child stopped here on request; refused");
                 continue;
             }
@@ -31,19 +31,20 @@ impl Node {
                     continue;
                 }
             }
-            if let Some(local) = self.local.get(&id) {
+            if let Some(local) = self.children.local.get(&id) {
                 // Acknowledge only a copy that runs: one that is stopping
                 // (e.g. the old copy of a move coming back) or may still
                 // fail to start would be lost with the sender's. The sender
                 // re-offers it later.
-                if matches!(local.state, LocalState::Running(_)) && !self.handing.contains_key(&id)
+                if matches!(local.state, LocalState::Running(_))
+                    && !self.children.handing.contains_key(&id)
                 {
                     self.outbox.acks.entry(from.clone()).or_default().push(id);
                 } else {
                     debug!(child = %id, "handoff for a child not settled here; not acknowledged");
                 }
             } else if self.partitioned {
-                self.suspended.insert(id.clone(), spec);
+                self.children.suspended.insert(id.clone(), spec);
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else if self.leaving.is_some() {
                 // Pass it on to where it goes without this node, and keep
@@ -66,7 +67,7 @@ impl Node {
                 let mut orphan = Orphan::new(spec, h.state, true);
                 orphan.recovered = h.recovered;
                 orphan.lineage = h.lineage;
-                self.orphans.insert(id.clone(), orphan);
+                self.children.orphans.insert(id.clone(), orphan);
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else {
                 let (state, recovered) = if h.repair {
@@ -75,7 +76,7 @@ impl Node {
                     self.restore_point(&id, h.state, h.recovered)
                 };
                 self.spawn(spec, state, StartPurpose::Handoff(from.clone()));
-                if let Some(local) = self.local.get_mut(&id) {
+                if let Some(local) = self.children.local.get_mut(&id) {
                     local.recovered = recovered;
                     local.snapshot.seq = h.lineage;
                 }
@@ -89,14 +90,20 @@ impl Node {
             self.handed(&id, from);
             // An orphan offered to its owner: the owner runs it now.
             if self
+                .children
                 .orphans
                 .get(&id)
                 .is_some_and(|o| o.sent_to.as_ref() == Some(from))
             {
-                self.orphans.remove(&id);
+                self.children.orphans.remove(&id);
             }
-            if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
-                self.outbound.remove(&id);
+            if self
+                .children
+                .outbound
+                .get(&id)
+                .is_some_and(|o| o.to == *from)
+            {
+                self.children.outbound.remove(&id);
                 moved.push(id.clone());
             }
             // The new owner runs it: the row kept while moving can go (also
@@ -105,7 +112,7 @@ impl Node {
                 .registry
                 .row(&self.me, id.as_str())
                 .is_some_and(|r| r.moving_to.is_some());
-            if moving && !self.outbound.contains_key(&id) {
+            if moving && !self.children.outbound.contains_key(&id) {
                 self.write_own(None, &id);
             }
         }
@@ -126,19 +133,30 @@ impl Node {
         refused: Vec<(ChildId, String)>,
     ) {
         for (id, why) in refused {
-            if self.handing.get(&id).is_some_and(|h| h.to == *from) {
+            if self
+                .children
+                .handing
+                .get(&id)
+                .is_some_and(|h| h.to == *from)
+            {
                 self.abandon(&id, Some(format!("{from} could not start it: {why}")));
-            } else if self.outbound.get(&id).is_some_and(|o| o.to == *from) {
+            } else if self
+                .children
+                .outbound
+                .get(&id)
+                .is_some_and(|o| o.to == *from)
+            {
                 // A stopped copy has nowhere else to go: the owner's
                 // refusal (reported there as ChildFailed) ends it.
-                self.outbound.remove(&id);
+                self.children.outbound.remove(&id);
                 self.write_own(None, &id);
             } else if self
+                .children
                 .orphans
                 .get(&id)
                 .is_some_and(|o| o.sent_to.as_ref() == Some(from))
             {
-                self.orphans.remove(&id);
+                self.children.orphans.remove(&id);
             }
         }
         self.after_local_change(now);
@@ -152,6 +170,7 @@ impl Node {
             // gets a live row), so this stopped copy is stale. Should that
             // node die, this node orphans its row like any other.
             let stale: Vec<ChildId> = self
+                .children
                 .outbound
                 .keys()
                 .filter(|id| self.strict_held_elsewhere(id))
@@ -159,13 +178,13 @@ impl Node {
                 .collect();
             for id in stale {
                 debug!(child = %id, "strict: handed-over copy runs elsewhere; dropped");
-                self.outbound.remove(&id);
+                self.children.outbound.remove(&id);
                 self.write_own(None, &id);
             }
         }
         let every = self.ticks_per_suspect();
         let mut again = Vec::new();
-        for o in self.outbound.values_mut() {
+        for o in self.children.outbound.values_mut() {
             o.ticks += 1;
             if o.ticks % every == 0 {
                 again.push((

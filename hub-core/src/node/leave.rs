@@ -42,7 +42,7 @@ impl Node {
             return;
         }
         let alone = self.ring_without_me().is_empty();
-        let holding = !self.local.is_empty() || !self.orphans.is_empty();
+        let holding = !self.children.local.is_empty() || !self.children.orphans.is_empty();
         let awaiting_successor =
             (alone && holding && self.cfg.expect_peers).then(|| now + self.cfg.successor_wait);
         self.leaving = Some(super::Leaving {
@@ -61,7 +61,7 @@ impl Node {
         }
         if awaiting_successor.is_some() {
             info!(
-                children = self.local.len() + self.orphans.len(),
+                children = self.children.local.len() + self.children.orphans.len(),
                 wait = ?self.cfg.successor_wait,
                 "leaving, but no other member is known yet: waiting for one to hand children to"
             );
@@ -77,7 +77,7 @@ impl Node {
             l.awaiting_successor = None;
         }
         let without_me = self.ring_without_me();
-        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        let ids: Vec<ChildId> = self.children.local.keys().cloned().collect();
         if without_me.is_empty() && !ids.is_empty() {
             warn!(
                 children = ids.len(),
@@ -85,27 +85,27 @@ impl Node {
             );
         }
         for id in ids {
-            if self.handing.contains_key(&id) {
+            if self.children.handing.contains_key(&id) {
                 continue;
             }
-            let to = self.successor_in(&without_me, &self.local[&id].spec);
+            let to = self.successor_in(&without_me, &self.children.local[&id].spec);
             self.move_away(&id, to);
         }
         // Orphans this node knew about go to their owners too, kept until
         // acknowledged (this node may hold the only record of one).
-        for (_, o) in std::mem::take(&mut self.orphans) {
+        for (_, o) in std::mem::take(&mut self.children.orphans) {
             if let Some(to) = self.successor_in(&without_me, &o.spec) {
                 self.hand_off(o.spec, to, o.state, o.recovered, o.lineage);
             }
         }
-        if without_me.is_empty() && !self.outbound.is_empty() {
+        if without_me.is_empty() && !self.children.outbound.is_empty() {
             // Handed to nodes that are all leaving too: no acknowledgement
             // that matters can come.
             warn!(
-                children = self.outbound.len(),
+                children = self.children.outbound.len(),
                 "every other member is leaving: children handed to them stop for good"
             );
-            self.outbound.clear();
+            self.children.outbound.clear();
         }
         self.after_local_change(now);
     }
@@ -119,7 +119,10 @@ impl Node {
         if l.awaiting_successor.is_some() || !self.ring_without_me().is_empty() {
             return;
         }
-        if self.local.is_empty() && self.outbound.is_empty() && self.orphans.is_empty() {
+        if self.children.local.is_empty()
+            && self.children.outbound.is_empty()
+            && self.children.orphans.is_empty()
+        {
             return;
         }
         if self.cfg.expect_peers && !l.waited {

@@ -11,6 +11,7 @@ impl Node {
             return;
         }
         let running = self
+            .children
             .local
             .values()
             .filter(|l| matches!(l.state, LocalState::Running(_)))

@@ -35,9 +35,9 @@ impl Node {
         if self.lock.is_none() && self.leaving.is_none() {
             return;
         }
-        let migrating = !self.outbound.is_empty()
-            || !self.handing.is_empty()
-            || self.local.values().any(|l| {
+        let migrating = !self.children.outbound.is_empty()
+            || !self.children.handing.is_empty()
+            || self.children.local.values().any(|l| {
                 matches!(
                     l.state,
                     LocalState::Stopping {
@@ -53,7 +53,7 @@ impl Node {
             .leaving
             .as_ref()
             .is_some_and(|l| l.awaiting_successor.is_none());
-        if draining && self.local.is_empty() && self.outbound.is_empty() {
+        if draining && self.children.local.is_empty() && self.children.outbound.is_empty() {
             self.finish_leave();
         }
     }

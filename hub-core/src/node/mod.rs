@@ -2,6 +2,7 @@
 
 mod acks;
 mod child;
+mod children;
 mod counters;
 mod decommission;
 mod handing;
@@ -22,7 +23,6 @@ mod sync;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -42,13 +42,14 @@ use crate::strategy::{MigrationMode, Role, Strategies};
 use crate::time::Time;
 
 use child::{Local, LocalState, Orphan, Outbound, StartPurpose, StopPurpose, Waiter};
+use children::Children;
 pub use counters::Counters;
 use leave::Leaving;
 use lock::{Lock, Queued};
 use ops::Op;
 use outbox::Outbox;
 pub use settled::Unsettled;
-use timers::Timers;
+use timers::{Timer, Timers};
 
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
 /// hub-testkit in memory, your own) run.
@@ -107,13 +108,7 @@ pub struct Node {
     registry: Registry,
     out: VecDeque<Output>,
     outbox: Outbox,
-    local: BTreeMap<ChildId, Local>,
-    orphans: BTreeMap<ChildId, Orphan>,
-    outbound: BTreeMap<ChildId, Outbound>,
-    /// Running children being moved start-then-stop (HotSwap).
-    handing: BTreeMap<ChildId, handing::Handing>,
-    /// Specs stopped because quorum was lost; restarted when it returns.
-    suspended: BTreeMap<ChildId, Arc<ChildSpec>>,
+    children: Children,
     ops: BTreeMap<u64, Op>,
     next_seq: u64,
     lock: Option<Lock>,
@@ -128,10 +123,6 @@ pub struct Node {
     /// Counts ring changes (a replica that started across one may be
     /// missing on a new owner).
     ring_epoch: u64,
-    /// Replicated children this node stopped on request, and when: repair
-    /// offers for them are refused for two sync intervals, so that a stop
-    /// racing a repair does not bring the child back.
-    recently_stopped: BTreeMap<ChildId, Time>,
     /// Decommissions of other nodes this node waits on.
     decommissions: Vec<decommission::Pending>,
     /// Finished starts waiting for registry acknowledgements, by query.
@@ -184,12 +175,15 @@ impl Node {
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(cfg.rng_seed),
             membership: Membership::new(cfg.info(), cfg.timings()),
-            timers: Timers {
-                heartbeat: now,
-                discover: now + cfg.discover_interval,
-                sync: now + sync_interval,
-                load: load_interval.map(|d| now + d),
-            },
+            timers: Timers::new([
+                (Timer::Heartbeat, Some((now, cfg.heartbeat_interval))),
+                (
+                    Timer::Discover,
+                    Some((now + cfg.discover_interval, cfg.discover_interval)),
+                ),
+                (Timer::Sync, Some((now + sync_interval, sync_interval))),
+                (Timer::Load, load_interval.map(|d| (now + d, d))),
+            ]),
             me,
             cfg,
             strategies,
@@ -197,11 +191,7 @@ impl Node {
             registry: Registry::new(),
             out: VecDeque::new(),
             outbox: Outbox::default(),
-            local: BTreeMap::new(),
-            orphans: BTreeMap::new(),
-            outbound: BTreeMap::new(),
-            handing: BTreeMap::new(),
-            suspended: BTreeMap::new(),
+            children: Children::default(),
             ops: BTreeMap::new(),
             next_seq: 0,
             lock: None,
@@ -211,7 +201,6 @@ impl Node {
             left: false,
             now,
             ring_epoch: 0,
-            recently_stopped: BTreeMap::new(),
             decommissions: Vec::new(),
             ack_waits: BTreeMap::new(),
             hold_watches: BTreeMap::new(),
@@ -271,13 +260,7 @@ impl Node {
 
     /// `(id, handle)` of the children running on this node, sorted.
     pub fn local_children(&self) -> Vec<(ChildId, Handle)> {
-        self.local
-            .iter()
-            .filter_map(|(id, l)| match l.state {
-                LocalState::Running(h) => Some((id.clone(), h)),
-                _ => None,
-            })
-            .collect()
+        self.children.running()
     }
 
     /// Children per node (`global`), or only this node's, from the registry.
@@ -302,22 +285,12 @@ impl Node {
     /// sorted. They start as soon as they can; a lookup finds no holder
     /// for them meanwhile.
     pub fn waiting_children(&self) -> Vec<ChildId> {
-        let mut ids: Vec<ChildId> = self
-            .orphans
-            .keys()
-            .chain(self.suspended.keys())
-            .filter(|id| self.registry.lookup_ref(id.as_str()).is_empty())
-            .cloned()
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids
+        self.children.waiting(&self.registry)
     }
 
     /// Whether `id` is one of [`Node::waiting_children`].
     pub fn is_waiting(&self, id: &str) -> bool {
-        (self.orphans.contains_key(id) || self.suspended.contains_key(id))
-            && self.registry.lookup_ref(id).is_empty()
+        self.children.is_waiting(id, &self.registry)
     }
 
     /// Children whose metadata has `key == value`, sorted.
@@ -332,7 +305,7 @@ impl Node {
 
     /// The role of `id`'s replica on this node, if it runs here.
     pub fn local_role(&self, id: &str) -> Option<Role> {
-        self.local.get(id).and_then(|l| l.role)
+        self.children.local.get(id).and_then(|l| l.role)
     }
 
     /// The holder a call to `id` should go to: the first node of its
@@ -373,7 +346,7 @@ impl Node {
 
     /// Children waiting for a node to restart them (their holder died).
     pub fn orphan_count(&self) -> usize {
-        self.orphans.len()
+        self.children.orphans.len()
     }
 
     // ----- inputs --------------------------------------------------------

@@ -63,7 +63,7 @@ impl Node {
                 }
                 continue;
             }
-            if let Some(local) = self.local.get_mut(&id) {
+            if let Some(local) = self.children.local.get_mut(&id) {
                 let repeat = local.started_by.as_ref() == Some(&op);
                 match &mut local.state {
                     LocalState::Running(handle) => {
@@ -144,6 +144,7 @@ impl Node {
     pub(super) fn owner_stop(&mut self, op: Option<OpRef>, ids: Vec<ChildId>) {
         for id in ids {
             let running = self
+                .children
                 .local
                 .get(&id)
                 .is_some_and(|l| !matches!(l.state, LocalState::Starting(_)));
@@ -161,15 +162,15 @@ impl Node {
         restore: Option<Bytes>,
         purpose: StartPurpose,
     ) {
-        let orphan = self.orphans.remove(&spec.id);
+        let orphan = self.children.orphans.remove(&spec.id);
         if matches!(purpose, StartPurpose::Request(_)) {
-            self.recently_stopped.remove(&spec.id);
+            self.children.clear_stopped(spec.id.as_str());
         }
         let started_by = match &purpose {
             StartPurpose::Request(waiters) => waiters.first().map(|w| w.op.clone()),
             _ => None,
         };
-        self.local.insert(
+        self.children.local.insert(
             spec.id.clone(),
             Local {
                 spec: spec.clone(),
@@ -191,13 +192,14 @@ impl Node {
     /// Asks the driver to stop a running child; a second stop while one is
     /// in flight only adds the waiter.
     pub(super) fn begin_stop(&mut self, id: &ChildId, purpose: StopPurpose, waiter: Option<OpRef>) {
-        if !matches!(purpose, StopPurpose::Retire(_)) && self.handing.remove(id).is_some() {
+        if !matches!(purpose, StopPurpose::Retire(_)) && self.children.handing.remove(id).is_some()
+        {
             // A stop overrides a hot move in flight: the old copy goes and
             // so does the offer (the new owner may still start it, and the
             // reconcile then keeps one copy).
-            self.outbound.remove(id);
+            self.children.outbound.remove(id);
         }
-        let Some(local) = self.local.get_mut(id) else {
+        let Some(local) = self.children.local.get_mut(id) else {
             return;
         };
         match &mut local.state {
@@ -229,7 +231,7 @@ impl Node {
     }
 
     pub(super) fn on_started(&mut self, id: ChildId, handle: Handle) {
-        let Some(local) = self.local.get_mut(&id) else {
+        let Some(local) = self.children.local.get_mut(&id) else {
             // Started after we gave up on it (e.g. it was moved meanwhile).
             warn!(child = %id, "start report for an unknown child; stopping it");
             self.out.push_back(Output::Stop {
@@ -285,18 +287,18 @@ impl Node {
                 self.repair_replica(&id);
             }
         } else {
-            let to = self.successor(&self.local[&id].spec);
+            let to = self.successor(&self.children.local[&id].spec);
             self.move_away(&id, to);
         }
     }
 
     pub(super) fn on_start_failed(&mut self, id: ChildId, error: StartError) {
-        let Some(local) = self.local.remove(&id) else {
+        let Some(local) = self.children.local.remove(&id) else {
             return;
         };
         self.release(&id);
         let LocalState::Starting(purpose) = local.state else {
-            self.local.insert(id, local);
+            self.children.local.insert(id, local);
             return;
         };
         match purpose {
@@ -324,7 +326,7 @@ impl Node {
     }
 
     pub(super) fn on_restarted(&mut self, id: ChildId, handle: Handle) {
-        let Some(local) = self.local.get_mut(&id) else {
+        let Some(local) = self.children.local.get_mut(&id) else {
             return;
         };
         let LocalState::Running(h) = &mut local.state else {
@@ -343,7 +345,7 @@ impl Node {
         reason: ExitReason,
         state: Option<Bytes>,
     ) {
-        let Some(local) = self.local.remove(&id) else {
+        let Some(local) = self.children.local.remove(&id) else {
             return;
         };
         if !matches!(local.state, LocalState::Starting(_)) {
@@ -363,7 +365,7 @@ impl Node {
                     StopPurpose::Retire(_) => {
                         // Its row went when the new owner acknowledged,
                         // unless the handoff is still outbound.
-                        if !self.outbound.contains_key(&id) {
+                        if !self.children.outbound.contains_key(&id) {
                             self.write_own(None, &id);
                         }
                     }
@@ -373,13 +375,13 @@ impl Node {
                     StopPurpose::Recover(state, seq) => {
                         // Its row stays: the new instance replaces it.
                         self.spawn(local.spec, Some(state), StartPurpose::Orphan);
-                        if let Some(l) = self.local.get_mut(&id) {
+                        if let Some(l) = self.children.local.get_mut(&id) {
                             l.recovered = Some(seq);
                         }
                     }
                     StopPurpose::Partition => {
                         self.write_own(None, &id);
-                        self.suspended.insert(id, local.spec);
+                        self.children.suspended.insert(id, local.spec);
                     }
                     StopPurpose::Fence => {
                         // Its row stays, marked moving to nowhere, so that
@@ -390,7 +392,7 @@ impl Node {
                         let mut orphan = Orphan::new(local.spec, None, true);
                         orphan.lineage = local.snapshot.seq;
                         orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
-                        self.orphans.insert(id, orphan);
+                        self.children.orphans.insert(id, orphan);
                     }
                     StopPurpose::Conflict => {
                         self.write_own(None, &id);
@@ -407,13 +409,15 @@ impl Node {
                             .spec(id.as_str())
                             .cloned()
                             .unwrap_or(local.spec);
-                        self.orphans.insert(id, Orphan::new(spec, None, true));
+                        self.children
+                            .orphans
+                            .insert(id, Orphan::new(spec, None, true));
                         self.reconcile();
                     }
                     StopPurpose::Requested => {
                         self.write_own(None, &id);
                         if self.redundant() {
-                            self.recently_stopped.insert(id, self.now);
+                            self.children.note_stopped(id, self.now);
                         }
                     }
                 }
@@ -422,7 +426,7 @@ impl Node {
                 // Gone for good per its restart policy (the supervisor
                 // restarts the others): removed cluster-wide. A hot move
                 // already offered still brings up the new copy.
-                self.handing.remove(&id);
+                self.children.handing.remove(&id);
                 self.write_own(None, &id);
                 // The child is done, not one replica: the others go too.
                 let others: Vec<NodeId> = self
@@ -442,7 +446,7 @@ impl Node {
                 }
             }
             LocalState::Starting(purpose) => {
-                self.local.insert(
+                self.children.local.insert(
                     id.clone(),
                     Local {
                         spec: local.spec,
@@ -490,7 +494,7 @@ impl Node {
                 self.mark_moving(&id, me);
                 let mut orphan = Orphan::new(spec, state, true);
                 orphan.lineage = lineage;
-                self.orphans.insert(id, orphan);
+                self.children.orphans.insert(id, orphan);
             }
         }
     }
@@ -515,7 +519,7 @@ impl Node {
             to,
             ticks: 0,
         };
-        self.outbound.insert(id, outbound);
+        self.children.outbound.insert(id, outbound);
     }
 
     /// Marks this node's row for `id` as handed to `to`.
@@ -552,7 +556,7 @@ impl Node {
         for c in changes {
             match c {
                 RegistryChange::Inserted { id, node, .. } => {
-                    self.orphans.remove(&id);
+                    self.children.orphans.remove(&id);
                     if node != self.me {
                         // Another copy appeared: keep only the owner's.
                         self.reconcile_child(&id);

@@ -136,14 +136,16 @@ impl Node {
                     continue;
                 }
             }
-            if self.registry.lookup_ref(id.as_str()).is_empty() && !self.local.contains_key(&id) {
+            if self.registry.lookup_ref(id.as_str()).is_empty()
+                && !self.children.local.contains_key(&id)
+            {
                 let mut orphan = Orphan::new(row.spec, None, false);
                 if let Some((state, seq)) = snapshot {
                     debug!(child = %id, seq, "orphan keeps its latest snapshot");
                     orphan.state = Some(state);
                     orphan.recovered = Some(seq);
                 }
-                self.orphans.insert(id, orphan);
+                self.children.orphans.insert(id, orphan);
             }
         }
     }
@@ -152,13 +154,14 @@ impl Node {
     fn reroute_outbound(&mut self, node: &NodeId) {
         self.abandon_handing_to(node);
         let lost: Vec<ChildId> = self
+            .children
             .outbound
             .iter()
             .filter(|(_, o)| o.to == *node)
             .map(|(id, _)| id.clone())
             .collect();
         for id in lost {
-            let Some(o) = self.outbound.remove(&id) else {
+            let Some(o) = self.children.outbound.remove(&id) else {
                 continue;
             };
             debug!(child = %id, to = %node, "handoff target gone");
@@ -169,7 +172,7 @@ impl Node {
                     let mut orphan = Orphan::new(o.spec, o.state, true);
                     orphan.recovered = o.recovered;
                     orphan.lineage = o.lineage;
-                    self.orphans.insert(id, orphan);
+                    self.children.orphans.insert(id, orphan);
                 }
             }
         }
@@ -182,29 +185,34 @@ impl Node {
         if self.partitioned || self.leaving.is_some() || self.left {
             return;
         }
-        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        let ids: Vec<ChildId> = self.children.local.keys().cloned().collect();
         for id in &ids {
             self.reconcile_child(id);
         }
         self.update_roles();
-        let ids: Vec<ChildId> = self.orphans.keys().cloned().collect();
+        let ids: Vec<ChildId> = self.children.orphans.keys().cloned().collect();
         for id in ids {
-            let responsible = self.orphans.get(&id).is_some_and(|o| o.responsible);
-            let held_here = self.local.contains_key(&id) || self.outbound.contains_key(&id);
+            let responsible = self
+                .children
+                .orphans
+                .get(&id)
+                .is_some_and(|o| o.responsible);
+            let held_here =
+                self.children.local.contains_key(&id) || self.children.outbound.contains_key(&id);
             let held_elsewhere = !self.registry.lookup_ref(id.as_str()).is_empty();
             if held_here || (held_elsewhere && !responsible) {
                 debug!(child = %id, "orphan dropped: held elsewhere");
-                self.orphans.remove(&id);
+                self.children.orphans.remove(&id);
                 continue;
             }
             if self.strict.is_some() && self.strict_held_elsewhere(&id) {
                 // Only a quorum-granted copy gets a row: it is the child.
                 debug!(child = %id, "strict: orphan runs elsewhere; dropped");
-                self.orphans.remove(&id);
+                self.children.orphans.remove(&id);
                 self.write_own(None, &id);
                 continue;
             }
-            let Some(orphan) = self.orphans.get(&id) else {
+            let Some(orphan) = self.children.orphans.get(&id) else {
                 continue;
             };
             if orphan.retry_at.is_some_and(|t| t > self.now) {
@@ -226,7 +234,7 @@ impl Node {
                 }
                 let (state, recovered) = self.restore_point(&id, state, recovered);
                 self.spawn(spec, state, StartPurpose::Orphan);
-                if let Some(local) = self.local.get_mut(&id) {
+                if let Some(local) = self.children.local.get_mut(&id) {
                     local.recovered = recovered;
                     local.snapshot.seq = lineage;
                 }
@@ -236,7 +244,7 @@ impl Node {
                 if orphan.sent_to.as_ref() != Some(first) {
                     let to = first.clone();
                     self.queue_handoff(to.clone(), &spec, state, recovered, lineage);
-                    if let Some(o) = self.orphans.get_mut(&id) {
+                    if let Some(o) = self.children.orphans.get_mut(&id) {
                         o.sent_to = Some(to);
                     }
                 }
@@ -250,10 +258,11 @@ impl Node {
         if self.partitioned || self.leaving.is_some() || self.left {
             return;
         }
-        let Some(local) = self.local.get(id) else {
+        let Some(local) = self.children.local.get(id) else {
             return;
         };
-        if !matches!(local.state, LocalState::Running(_)) || self.handing.contains_key(id) {
+        if !matches!(local.state, LocalState::Running(_)) || self.children.handing.contains_key(id)
+        {
             return;
         }
         // Copies started apart (e.g. on both sides of a partition) may
@@ -312,7 +321,7 @@ impl Node {
             );
             self.partitioned = true;
             self.emit(Event::Partitioned);
-            let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+            let ids: Vec<ChildId> = self.children.local.keys().cloned().collect();
             for id in ids {
                 self.begin_stop(&id, StopPurpose::Partition, None);
             }
@@ -320,9 +329,11 @@ impl Node {
             info!("quorum restored");
             self.partitioned = false;
             self.emit(Event::QuorumRestored);
-            for (id, spec) in std::mem::take(&mut self.suspended) {
+            for (id, spec) in std::mem::take(&mut self.children.suspended) {
                 if self.registry.lookup_ref(id.as_str()).is_empty() {
-                    self.orphans.insert(id, Orphan::new(spec, None, true));
+                    self.children
+                        .orphans
+                        .insert(id, Orphan::new(spec, None, true));
                 }
             }
         }
@@ -341,7 +352,7 @@ impl Node {
         for to in targets {
             self.send(to, Message::Digest(digest.clone()));
         }
-        for o in self.orphans.values_mut() {
+        for o in self.children.orphans.values_mut() {
             o.sent_to = None;
         }
         self.audit_promises();

@@ -4,7 +4,7 @@
 //! Repair runs on membership changes and on sync rounds. A repair offer
 //! can race a stop that removed one replica and not yet the others, so a
 //! node refuses repair offers for a child it stopped on request within the
-//! last two sync intervals (`Node::recently_stopped`).
+//! last two sync intervals (`Children::refuses_repair`).
 
 use tracing::debug;
 
@@ -25,7 +25,7 @@ impl Node {
         if !self.redundant() {
             return;
         }
-        let ids: Vec<ChildId> = self.local.keys().cloned().collect();
+        let ids: Vec<ChildId> = self.children.local.keys().cloned().collect();
         for id in ids {
             self.repair_replica(&id);
         }
@@ -37,10 +37,11 @@ impl Node {
         if !self.redundant() || self.partitioned || self.leaving.is_some() || self.left {
             return;
         }
-        let Some(local) = self.local.get(id) else {
+        let Some(local) = self.children.local.get(id) else {
             return;
         };
-        if !matches!(local.state, LocalState::Running(_)) || self.handing.contains_key(id) {
+        if !matches!(local.state, LocalState::Running(_)) || self.children.handing.contains_key(id)
+        {
             return;
         }
         let spec = local.spec.clone();
@@ -72,6 +73,7 @@ impl Node {
         // looked at (a join at 1 M children spent a third of its time here).
         let settled = (self.replicas() == 1).then(|| self.strategies.redundancy.role(0));
         let ids: Vec<ChildId> = self
+            .children
             .local
             .iter()
             .filter(|(_, l)| settled.is_none() || l.role != settled)
@@ -85,7 +87,7 @@ impl Node {
     /// Sets a running replica's role from its place among the owners, and
     /// tells it when the strategy signals that role.
     pub(super) fn update_role(&mut self, id: &ChildId) {
-        let Some(local) = self.local.get(id) else {
+        let Some(local) = self.children.local.get(id) else {
             return;
         };
         if !matches!(local.state, LocalState::Running(_)) {
@@ -100,7 +102,7 @@ impl Node {
         if local.role == Some(role) {
             return;
         }
-        if let Some(l) = self.local.get_mut(id) {
+        if let Some(l) = self.children.local.get_mut(id) {
             l.role = Some(role);
         }
         if self.strategies.redundancy.signals(role) {

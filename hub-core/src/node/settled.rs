@@ -65,15 +65,15 @@ impl Node {
             orphans: if self.partitioned {
                 0
             } else {
-                self.orphans.len()
+                self.children.orphans.len()
             },
-            outbound: self.outbound.len(),
-            handing: self.handing.len(),
+            outbound: self.children.outbound.len(),
+            handing: self.children.handing.len(),
             locked: self.lock.is_some(),
             ..Unsettled::default()
         };
         let redundant = self.redundant();
-        for (id, l) in &self.local {
+        for (id, l) in &self.children.local {
             if !matches!(l.state, LocalState::Running(_)) {
                 u.busy += 1;
             }

@@ -58,7 +58,7 @@ pub(super) struct Own {
 impl Node {
     /// The driver snapshotted a local child: number it, send it on.
     pub(super) fn on_snapshot_taken(&mut self, id: ChildId, state: Bytes) {
-        let Some(local) = self.local.get(&id) else {
+        let Some(local) = self.children.local.get(&id) else {
             return;
         };
         // A stopping child's last snapshots still count: they reach the
@@ -72,7 +72,7 @@ impl Node {
         };
         let to = known.unwrap_or_else(|| self.successor(&local.spec));
         let epoch = self.ring_epoch;
-        let Some(local) = self.local.get_mut(&id) else {
+        let Some(local) = self.children.local.get_mut(&id) else {
             return;
         };
         local.snapshot.seq += 1;
@@ -122,13 +122,18 @@ impl Node {
     /// The ring changed: re-send each local child's latest snapshot to
     /// its successor if that is another node now.
     pub(super) fn resend_snapshots(&mut self) {
-        if self.local.values().all(|l| l.snapshot.last.is_none()) {
+        if self
+            .children
+            .local
+            .values()
+            .all(|l| l.snapshot.last.is_none())
+        {
             return;
         }
         let without_me = self.ring_without_me();
         let epoch = self.ring_epoch;
         let mut again = Vec::new();
-        for (id, local) in &self.local {
+        for (id, local) in &self.children.local {
             let Some((state, sent_to)) = &local.snapshot.last else {
                 continue;
             };
@@ -137,11 +142,11 @@ impl Node {
                 again.push((id.clone(), local.snapshot.seq, state.clone(), to));
             }
         }
-        for local in self.local.values_mut() {
+        for local in self.children.local.values_mut() {
             local.snapshot.epoch = epoch;
         }
         for (id, seq, state, to) in again {
-            if let Some(local) = self.local.get_mut(&id) {
+            if let Some(local) = self.children.local.get_mut(&id) {
                 local.snapshot.last = Some((state.clone(), to.clone()));
             }
             if let Some(to) = to {
@@ -191,7 +196,7 @@ impl Node {
     /// fresh before the offer came), it restarts it from the offer.
     /// Returns whether the offer was taken.
     pub(super) fn offer_newer(&mut self, id: &ChildId, state: &Bytes, seq: u64) -> bool {
-        let Some(local) = self.local.get(id) else {
+        let Some(local) = self.children.local.get(id) else {
             return false;
         };
         if !matches!(local.state, LocalState::Running(_)) || local.snapshot.seq >= seq {
@@ -204,7 +209,7 @@ impl Node {
 
     /// A child restarted here from a snapshot is running.
     pub(super) fn recovered(&mut self, id: &ChildId) {
-        let Some(local) = self.local.get_mut(id) else {
+        let Some(local) = self.children.local.get_mut(id) else {
             return;
         };
         if let Some(seq) = local.recovered.take() {

@@ -116,7 +116,11 @@ impl Node {
     ) -> bool {
         let oversize = self.oversize();
         let young = self.is_young();
-        let handed_elsewhere = self.outbound.get(id).is_some_and(|o| o.to != *claimant);
+        let handed_elsewhere = self
+            .children
+            .outbound
+            .get(id)
+            .is_some_and(|o| o.to != *claimant);
         let promise = self
             .strict
             .as_ref()
@@ -156,7 +160,7 @@ impl Node {
             incarnation,
             oversize,
             young,
-            held_here: self.local.contains_key(id) || handed_elsewhere,
+            held_here: self.children.local.contains_key(id) || handed_elsewhere,
             promise,
             holders,
             full,

@@ -45,7 +45,7 @@ impl Node {
         let peers = self.outbox.claims.get(&seq).map_or(0, |(p, _)| p.len());
         let since = self.now.as_millis();
         let deadline = self.now + cfg.lease;
-        if let Some(l) = self.local.get_mut(id) {
+        if let Some(l) = self.children.local.get_mut(id) {
             l.hold = Hold {
                 grants: BTreeMap::new(),
                 seq,
@@ -150,7 +150,7 @@ impl Node {
         );
         let mut stale = Vec::new();
         for id in granted {
-            let Some(l) = self.local.get_mut(&id) else {
+            let Some(l) = self.children.local.get_mut(&id) else {
                 stale.push(id);
                 continue;
             };
@@ -188,7 +188,12 @@ impl Node {
             };
             *n += 1;
             if asked - *n < quorum {
-                let granted = self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + own;
+                let granted = self
+                    .children
+                    .local
+                    .get(&id)
+                    .map_or(0, |l| l.hold.grants.len())
+                    + own;
                 self.claim_failed(&id, granted, true);
             }
         }
@@ -196,7 +201,7 @@ impl Node {
 
     /// Enough grants: the child starts.
     pub(super) fn launch(&mut self, id: &ChildId) {
-        let Some(l) = self.local.get_mut(id) else {
+        let Some(l) = self.children.local.get_mut(id) else {
             return;
         };
         let seq = l.hold.seq;
@@ -222,7 +227,7 @@ impl Node {
     /// error; an orphan or a handed-over child waits for the next try.
     /// `sent`: peers were asked (and are told to drop their promises).
     pub(super) fn claim_failed(&mut self, id: &ChildId, granted: usize, sent: bool) {
-        let Some(local) = self.local.get(id) else {
+        let Some(local) = self.children.local.get(id) else {
             return;
         };
         let seq = local.hold.seq;
@@ -239,7 +244,7 @@ impl Node {
         } else {
             self.drop_own_promise(id);
         }
-        let Some(local) = self.local.remove(id) else {
+        let Some(local) = self.children.local.remove(id) else {
             return;
         };
         let requested = match local.state {
@@ -264,7 +269,7 @@ impl Node {
             orphan.recovered = orphan.recovered.or(local.recovered);
             orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
             orphan.sent_to = None;
-            self.orphans.insert(id.clone(), orphan);
+            self.children.orphans.insert(id.clone(), orphan);
         }
     }
 
@@ -336,7 +341,7 @@ impl Node {
         }
         let stale: Vec<ChildId> = ids
             .into_iter()
-            .filter(|id| !self.local.contains_key(id))
+            .filter(|id| !self.children.local.contains_key(id))
             .collect();
         if !stale.is_empty() {
             self.send(from.clone(), Message::Release(stale));
@@ -346,7 +351,7 @@ impl Node {
     /// When `id`'s lease runs out (rule 4): the `q - 1`-th latest echo of
     /// its granters, with the grant's term, plus the lease.
     pub(super) fn lease_expiry(&self, id: &ChildId) -> Time {
-        let (Some(s), Some(l)) = (self.strict.as_ref(), self.local.get(id)) else {
+        let (Some(s), Some(l)) = (self.strict.as_ref(), self.children.local.get(id)) else {
             return Time::ZERO;
         };
         let need = s.cfg.quorum.saturating_sub(self.own_grant());
@@ -369,6 +374,7 @@ impl Node {
             return;
         }
         let ids: Vec<ChildId> = self
+            .children
             .local
             .iter()
             .filter(|(_, l)| !l.hold.is_waiting())
@@ -397,7 +403,7 @@ impl Node {
     }
 
     pub(super) fn fence(&mut self, id: &ChildId) {
-        let Some(l) = self.local.get(id) else {
+        let Some(l) = self.children.local.get(id) else {
             return;
         };
         if matches!(l.state, LocalState::Running(_)) {
@@ -431,6 +437,7 @@ impl Node {
             }
             let term = s.echoes.get(&peer).map(|e| e.term);
             let ids: Vec<ChildId> = self
+                .children
                 .local
                 .iter()
                 .filter(|(_, l)| !l.hold.is_waiting())
@@ -477,12 +484,17 @@ impl Node {
         for (seq, ids) in expired {
             for id in ids {
                 let waiting = self
+                    .children
                     .local
                     .get(&id)
                     .is_some_and(|l| l.hold.is_waiting() && l.hold.seq == seq);
                 if waiting {
-                    let granted =
-                        self.local.get(&id).map_or(0, |l| l.hold.grants.len()) + self.own_grant();
+                    let granted = self
+                        .children
+                        .local
+                        .get(&id)
+                        .map_or(0, |l| l.hold.grants.len())
+                        + self.own_grant();
                     self.claim_failed(&id, granted, true);
                 }
             }
