@@ -27,13 +27,17 @@
 #![deny(missing_docs)]
 
 mod cluster;
+mod failure;
 pub mod gen;
 pub mod invariants;
 mod network;
+mod options;
 mod runtime;
 
-pub use cluster::{Cluster, ClusterOptions, Failure, StrategyFactory};
+pub use cluster::Cluster;
+pub use failure::Failure;
 pub use network::NetConfig;
+pub use options::{ClusterOptions, StrategyFactory};
 pub use runtime::FakeRuntime;
 
 /// `n` specs `child-0`, `child-1`... of kind `counter`.
