@@ -94,6 +94,21 @@ impl Ring {
         &self.nodes
     }
 
+    /// The ring's arcs clockwise: `(after, through, node)` for each
+    /// virtual point, where `node` owns the ids hashing into
+    /// `(after, through]` (the first arc wraps around from the last
+    /// point). A ring of one point is one whole-circle arc. For views of
+    /// the ring, e.g. each node's share; placement asks [`Ring::owners`].
+    pub fn arcs(&self) -> impl Iterator<Item = (u64, u64, &NodeId)> + '_ {
+        let last = self.points.last().map_or(0, |(p, _)| *p);
+        let mut prev = last;
+        self.points.iter().map(move |(p, idx)| {
+            let arc = (prev, *p, &self.nodes[*idx as usize]);
+            prev = *p;
+            arc
+        })
+    }
+
     /// Number of members.
     pub fn len(&self) -> usize {
         self.nodes.len()

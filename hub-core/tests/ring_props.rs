@@ -11,6 +11,35 @@ fn nodes(names: &[String]) -> Vec<NodeId> {
 }
 
 proptest! {
+    /// The arcs tile the circle in order, and an id's owner is the node
+    /// of the arc its point falls in.
+    #[test]
+    fn arcs_tile_the_circle_and_name_each_ids_owner(
+        names in proptest::collection::btree_set("[a-z]{1,6}", 1..6),
+        vnodes in 1u32..40,
+        ids in proptest::collection::vec("[a-z0-9]{1,12}", 1..40),
+    ) {
+        let names: Vec<String> = names.into_iter().collect();
+        let ring = Ring::new(vnodes, nodes(&names));
+        let arcs: Vec<(u64, u64, NodeId)> =
+            ring.arcs().map(|(a, b, n)| (a, b, n.clone())).collect();
+        prop_assert_eq!(arcs.len(), names.len() * vnodes as usize);
+        for pair in arcs.windows(2) {
+            prop_assert_eq!(pair[0].1, pair[1].0);
+        }
+        prop_assert_eq!(arcs[0].0, arcs[arcs.len() - 1].1);
+        for id in &ids {
+            let p = hub_core::ring::child_point(id);
+            let arc = arcs
+                .iter()
+                .find(|(a, b, _)| a < b && *a < p && p <= *b)
+                .or_else(|| arcs.iter().find(|(a, b, _)| a >= b))
+                .or_else(|| arcs.first());
+            let owner = ring.owner(id).cloned();
+            prop_assert_eq!(arc.map(|x| x.2.clone()), owner);
+        }
+    }
+
     /// The filtered walk: every owner holds every requirement, owners that
     /// also hold every preference come first, both groups keep ring order,
     /// nothing matching is skipped, and no constraint means plain owners.
