@@ -41,37 +41,6 @@ fn post(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     (r.status().as_u16(), body)
 }
 
-/// Node processes p0..p{n-1} with a management endpoint each (and the
-/// token file, if given); returns the node and management addresses.
-fn managed(
-    n: usize,
-    cookie: &std::path::PathBuf,
-    extra: &[&str],
-    token: Option<&std::path::Path>,
-) -> (Procs, Vec<String>, Vec<String>) {
-    let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
-    let mgmt: Vec<String> = (0..n).map(|_| free_addr()).collect();
-    let mut procs = Procs(Vec::new());
-    for i in 0..n {
-        let mut args: Vec<String> = vec!["--management".into(), mgmt[i].clone()];
-        if let Some(t) = token {
-            args.push("--management-token-file".into());
-            args.push(t.display().to_string());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let seed = (i > 0).then(|| addrs[0].as_str());
-        procs.0.push(node_with_args(
-            &format!("p{i}"),
-            &addrs[i],
-            seed,
-            cookie,
-            &args,
-        ));
-    }
-    wait_ring(&addrs, cookie, n);
-    (procs, addrs, mgmt)
-}
-
 /// The sum over nodes of a metric's samples matching `labels`.
 fn metric(mgmt: &[String], name: &str, labels: &[(&str, &str)]) -> f64 {
     mgmt.iter()
@@ -323,4 +292,68 @@ fn a_join_under_hot_swap_counts_its_handovers_and_its_redistribution() {
         0.0,
         "no sync lag once quiet"
     );
+}
+
+#[test]
+fn the_dashboard_serves_its_page_a_small_view_and_refuses_bad_requests() {
+    let cookie = cookie_file("mgmt-dash");
+    let token = std::env::temp_dir().join(format!("hub-dash-http-{}", std::process::id()));
+    std::fs::write(&token, "dash-secret\n").unwrap();
+    let (_procs, addrs, mgmt) = managed(2, &cookie, &[], Some(&token));
+    start_ids(&addrs[0], &cookie, "d", 200);
+
+    let (status, page) = get(&mgmt[1], "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("/dashboard/app.js"), "{page}");
+    for asset in ["/dashboard/app.js", "/dashboard/app.css"] {
+        let (status, body) = get(&mgmt[1], asset);
+        assert!(status == 200 && body.len() > 1000, "{asset}: {status}");
+    }
+
+    // The view: both nodes with their own reports, the children counted,
+    // and no per-child data however many children there are.
+    let view = eventually(Duration::from_secs(10), || {
+        let (status, body) = get(&mgmt[1], "/dashboard/view");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        status == 200
+            && v["children"] == 200
+            && v["nodes"].as_array().is_some_and(|n| {
+                n.len() == 2 && n.iter().all(|n| n["report"]["status"]["settled"] == true)
+            })
+    });
+    assert!(view, "{}", get(&mgmt[1], "/dashboard/view").1);
+    let (_, body) = get(&mgmt[1], "/dashboard/view");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let held: u64 = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["children"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, 200);
+    assert_eq!(v["kinds"][0]["kind"], "counter");
+    assert!(!body.contains("\"d17\""), "the view lists no children");
+
+    let (status, body) = get(&mgmt[1], "/dashboard/child?id=d17");
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, &c["kind"]),
+        (200, &serde_json::json!("counter")),
+        "{body}"
+    );
+    assert_eq!(c["copies"][0]["restarts"], 0, "{body}");
+    assert_eq!(get(&mgmt[1], "/dashboard/child?id=nobody").0, 404);
+    assert_eq!(get(&mgmt[1], "/dashboard/child?id=").0, 400);
+    assert_eq!(get(&mgmt[1], "/dashboard/child").0, 400);
+
+    let path = "/dashboard/decommission?node=p1";
+    assert_eq!(post(&mgmt[0], path, None).0, 401);
+    assert_eq!(post(&mgmt[0], path, Some("guess")).0, 401);
+    let unknown = "/dashboard/decommission?node=p9";
+    assert_eq!(post(&mgmt[0], unknown, Some("dash-secret")).0, 404);
+    assert_eq!(
+        post(&mgmt[0], "/dashboard/decommission", Some("dash-secret")).0,
+        400
+    );
+    assert_eq!(get(&mgmt[0], "/alive").0, 200, "still serving");
 }

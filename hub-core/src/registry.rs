@@ -117,11 +117,15 @@ struct Slice {
     /// Deltas applied ahead of a gap: `since -> clock`. When the clock
     /// reaches a `since`, it jumps to that `clock` (like TCP reassembly).
     pending: BTreeMap<Version, Version>,
+    /// Derived: running rows per kind, kept as rows change so that a
+    /// view of the cluster costs O(kinds), not a pass over every row.
+    running: BTreeMap<String, usize>,
 }
 
 impl PartialEq for Slice {
     fn eq(&self, other: &Self) -> bool {
-        // `log` is derived; `pending` is receive bookkeeping, not state.
+        // `log` and `running` are derived; `pending` is receive
+        // bookkeeping, not state.
         self.clock == other.clock && self.rows == other.rows
     }
 }
@@ -129,6 +133,29 @@ impl PartialEq for Slice {
 impl Eq for Slice {}
 
 impl Slice {
+    /// Keeps [`Slice::running`] in step with one row's change.
+    fn count(&mut self, was: Option<&str>, now: Option<&str>) {
+        if was == now {
+            return;
+        }
+        if let Some(kind) = was {
+            if let Some(n) = self.running.get_mut(kind) {
+                *n -= 1;
+                if *n == 0 {
+                    self.running.remove(kind);
+                }
+            }
+        }
+        if let Some(kind) = now {
+            match self.running.get_mut(kind) {
+                Some(n) => *n += 1,
+                None => {
+                    self.running.insert(kind.to_string(), 1);
+                }
+            }
+        }
+    }
+
     fn advance(&mut self) {
         while let Some((&since, &clock)) = self.pending.first_key_value() {
             if since > self.clock {
@@ -289,12 +316,24 @@ impl Registry {
             if old.is_some_and(|o| o.version >= cell.version) {
                 continue;
             }
-            let was_live = old.and_then(|o| o.row.as_ref()).and_then(Row::running);
+            let was_row = old.and_then(|o| o.row.as_ref());
+            let was_live = was_row.and_then(Row::running);
+            // The spec is shared: holding it past the row's replacement
+            // costs a reference count, not a copy.
+            let was_spec = was_row
+                .filter(|r| r.running().is_some())
+                .map(|r| r.spec.clone());
             if let Some(o) = old {
                 slice.log.remove(&o.version);
             }
             slice.log.insert(cell.version, id.clone());
             slice.rows.insert(id.clone(), cell.clone());
+            let now_kind = cell
+                .row
+                .as_ref()
+                .filter(|r| r.running().is_some())
+                .map(|r| r.spec.kind.as_str());
+            slice.count(was_spec.as_ref().map(|s| s.kind.as_str()), now_kind);
             match (cell.row.as_ref().and_then(Row::running), was_live) {
                 (Some(h), prev) if prev != Some(h) => {
                     index_insert(&mut self.index, id, node, h);
@@ -428,6 +467,19 @@ impl Registry {
             s.rows
                 .iter()
                 .filter_map(|(id, c)| c.row.as_ref().map(|r| (id, r)))
+        })
+    }
+
+    /// Running children per node and kind, in node then kind order: what
+    /// a view of the cluster needs, kept up to date as rows change, so it
+    /// costs O(nodes × kinds) however many children there are. A child
+    /// held by several nodes (replicas, or both copies of a hot move)
+    /// counts on each.
+    pub fn running_by_kind(&self) -> impl Iterator<Item = (&NodeId, &str, usize)> {
+        self.slices.iter().flat_map(|(node, s)| {
+            s.running
+                .iter()
+                .map(move |(kind, n)| (node, kind.as_str(), *n))
         })
     }
 

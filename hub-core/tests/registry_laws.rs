@@ -39,7 +39,9 @@ fn history(ws: &[Write], incarnation: u64) -> Vec<SliceDelta> {
                 let (d, _) = reg.local_insert(
                     &me,
                     incarnation,
-                    ChildSpec::new(id.as_str(), "k"),
+                    // The kind follows the handle, so one id can change
+                    // kind between writes.
+                    ChildSpec::new(id.as_str(), format!("k{}", h % 3)),
                     Handle(h),
                 );
                 deltas.push(d);
@@ -65,6 +67,27 @@ fn replica(deltas: &[SliceDelta], mask: &[bool]) -> Registry {
     r
 }
 
+/// Running rows per (node, kind), counted from the rows themselves.
+fn recount(r: &Registry) -> Vec<(NodeId, String, usize)> {
+    let mut counts: std::collections::BTreeMap<(NodeId, String), usize> = Default::default();
+    for node in r.slice_nodes() {
+        for (_, row) in r.slice_rows(node) {
+            if row.running().is_some() {
+                *counts
+                    .entry((node.clone(), row.spec.kind.clone()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    counts.into_iter().map(|((n, k), c)| (n, k, c)).collect()
+}
+
+fn kept_counts(r: &Registry) -> Vec<(NodeId, String, usize)> {
+    r.running_by_kind()
+        .map(|(n, k, c)| (n.clone(), k.to_string(), c))
+        .collect()
+}
+
 fn merged(a: &Registry, b: &Registry) -> Registry {
     let mut x = a.clone();
     x.merge(b);
@@ -72,6 +95,29 @@ fn merged(a: &Registry, b: &Registry) -> Registry {
 }
 
 proptest! {
+    /// The per-kind counts kept as rows change equal a recount of the
+    /// rows, on any replica, after merges, and after a slice is dropped.
+    #[test]
+    fn running_counts_by_kind_always_equal_a_recount(
+        ws in writes(),
+        ma in proptest::collection::vec(any::<bool>(), 1..8),
+        mb in proptest::collection::vec(any::<bool>(), 1..8),
+        drop_writer in 0usize..3,
+    ) {
+        let deltas = history(&ws, 1);
+        let a = replica(&deltas, &ma);
+        prop_assert_eq!(kept_counts(&a), recount(&a));
+        let mut m = merged(&a, &replica(&deltas, &mb));
+        prop_assert_eq!(kept_counts(&m), recount(&m));
+        m.remove_slice(&NodeId::new(format!("w{drop_writer}")));
+        prop_assert_eq!(kept_counts(&m), recount(&m));
+        // A newer incarnation of a writer replaces its slice.
+        for d in history(&ws, 2).iter().take(3) {
+            m.apply(d);
+        }
+        prop_assert_eq!(kept_counts(&m), recount(&m));
+    }
+
     #[test]
     fn merge_is_commutative_associative_and_idempotent(
         ws in writes(),

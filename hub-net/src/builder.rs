@@ -410,7 +410,7 @@ impl HubBuilder {
             connect_timeout: Duration::from_secs(3),
             seeds,
             clock_rate,
-            metrics: Metrics::new(),
+            metrics: Metrics::new(config.node_id.clone()),
         };
         let cancel = CancellationToken::new();
         let (api_tx, api_rx) = mpsc::channel(1024);
@@ -460,6 +460,7 @@ impl HubBuilder {
                 hub.downgrade(),
                 m,
                 config.expect_peers,
+                (config.hub_id.clone(), net.local.cookie.clone()),
                 cancel.clone(),
             ));
         }

@@ -57,6 +57,66 @@ pub enum CtlRequest {
         /// The node.
         node: NodeId,
     },
+    /// The node's status with its running totals (what the dashboard
+    /// shows of each member).
+    Report,
+    /// What the node knows of one of its local children.
+    ChildReport {
+        /// Id.
+        id: ChildId,
+    },
+}
+
+/// Running totals of one node since it started (the counters behind
+/// `/metrics`), for rates such as starts per second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Children started here.
+    pub started: u64,
+    /// Restarts by this node's supervisor.
+    pub restarted: u64,
+    /// Children that failed for good here.
+    pub failed: u64,
+    /// Copies stopped here because another copy won.
+    pub duplicates_resolved: u64,
+    /// Children moved off this node by migrations.
+    pub migrated: u64,
+    /// Calls made through this node.
+    pub calls: u64,
+    /// Their summed latency, in seconds.
+    pub call_seconds: f64,
+    /// Strict mode: children granted to a claimant.
+    pub strict_grants: u64,
+    /// Strict mode: claims refused.
+    pub strict_refusals: u64,
+    /// Strict mode: children fenced when their lease lapsed.
+    pub strict_fencings: u64,
+    /// HotSwap moves acknowledged by the new owner.
+    pub handovers: u64,
+    /// HotSwap moves abandoned.
+    pub handovers_abandoned: u64,
+    /// Times this node lost quorum.
+    pub partitions: u64,
+}
+
+/// A node's status and totals ([`CtlRequest::Report`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// What `hub status` shows.
+    pub status: Status,
+    /// Whether the node runs strict single-instance mode.
+    pub strict: bool,
+    /// Since the node started.
+    pub totals: Totals,
+}
+
+/// One local child as its node knows it ([`CtlRequest::ChildReport`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildReport {
+    /// Its replica role here (`None` while it starts or stops).
+    pub role: Option<String>,
+    /// Times this node's supervisor restarted it since it started here.
+    pub restarts: u32,
 }
 
 /// One member as a node sees it.
@@ -102,7 +162,7 @@ pub struct Status {
 }
 
 /// A control answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CtlReply {
     /// For [`CtlRequest::Status`].
     Status(Status),
@@ -133,6 +193,10 @@ pub enum CtlReply {
     Called(Result<Bytes, CallError>),
     /// For [`CtlRequest::Decommission`]: the node has left.
     Decommissioned(NodeId),
+    /// For [`CtlRequest::Report`].
+    Report(Box<Report>),
+    /// For [`CtlRequest::ChildReport`]: `None` if it does not run here.
+    ChildReport(Option<ChildReport>),
     /// The request was refused.
     Error(String),
 }

@@ -272,6 +272,32 @@ impl Hub {
         rx.await.map_err(|_| HubError::Closed)
     }
 
+    /// The node's status with its running totals: what a control client
+    /// gets for [`crate::control::CtlRequest::Report`].
+    pub async fn report(&self) -> Result<crate::control::Report, HubError> {
+        let status = self.status().await?;
+        let (counters, strict) = self
+            .query(|n| (n.counters(), n.config().strict.is_some()))
+            .await?;
+        Ok(crate::control::Report {
+            status,
+            strict,
+            totals: self.shared.metrics.totals(&counters),
+        })
+    }
+
+    /// What this node knows of local child `id`, if it runs here: what a
+    /// control client gets for [`crate::control::CtlRequest::ChildReport`].
+    pub async fn child_report(
+        &self,
+        id: impl Into<ChildId>,
+    ) -> Result<Option<crate::control::ChildReport>, HubError> {
+        let id = id.into();
+        let metrics = self.shared.metrics.clone();
+        self.query(move |n| driver::child_report(n, &metrics, id.as_str()))
+            .await
+    }
+
     /// False once the node has left or shut down.
     pub async fn is_alive(&self) -> bool {
         self.query(|n| n.is_alive()).await.unwrap_or(false)

@@ -47,6 +47,8 @@ pub mod client;
 mod conn;
 mod context;
 pub mod control;
+#[cfg(feature = "management")]
+mod dashboard;
 #[cfg(feature = "dns")]
 mod discovery;
 mod driver;

@@ -1,6 +1,7 @@
-//! The management endpoint (feature `management`): liveness and readiness
-//! probes, the cluster view, Prometheus metrics, and a drain action
-//! behind a token. Read-only unless a token is configured.
+//! The management endpoint (feature `management`): the live dashboard at
+//! `/`, liveness and readiness probes, the cluster view, Prometheus
+//! metrics, and drain and decommission actions behind a token. Read-only
+//! unless a token is configured.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,11 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use bytes::Bytes;
+
 use crate::admission::Admission;
 use crate::builder::Management;
+use crate::dashboard::{self, Dashboard};
 use crate::hub::WeakHub;
 
 /// Connections served at once; more are closed as they arrive.
@@ -35,10 +39,11 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 #[derive(Clone)]
-struct Ctx {
-    hub: WeakHub,
+pub(crate) struct Ctx {
+    pub(crate) hub: WeakHub,
     settings: Arc<Management>,
     expect_peers: bool,
+    pub(crate) dashboard: Arc<Dashboard>,
 }
 
 /// Serves on `listener` until `cancel`.
@@ -47,14 +52,24 @@ pub(crate) async fn serve(
     hub: WeakHub,
     settings: Management,
     expect_peers: bool,
+    (hub_id, cookie): (String, Bytes),
     cancel: CancellationToken,
 ) {
+    let dashboard = Dashboard::start(hub.clone(), hub_id, cookie, cancel.clone());
     let ctx = Ctx {
         hub,
         settings: Arc::new(settings),
         expect_peers,
+        dashboard,
     };
     let app = Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
+        .route("/dashboard/view", get(dashboard::view))
+        .route("/dashboard/stream", get(dashboard::stream))
+        .route("/dashboard/child", get(dashboard::child))
+        .route("/dashboard/decommission", post(dashboard::decommission))
         .route("/alive", get(alive))
         .route("/ready", get(ready))
         .route("/cluster", get(cluster))
@@ -174,15 +189,17 @@ async fn metrics(State(ctx): State<Ctx>) -> Response {
     }
 }
 
-/// `POST /drain` with `Authorization: Bearer <token>`: the node hands its
-/// children over and leaves, as on SIGTERM.
-async fn drain(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+/// The refusal to send unless `headers` carry the management token (403
+/// when no token is configured, 401 otherwise); `None` when they do.
+pub(crate) fn refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = ctx.settings.token.as_deref() else {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({ "error": "read-only: no management token is configured" })),
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": "read-only: no management token is configured" })),
+            )
+                .into_response(),
+        );
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -195,12 +212,23 @@ async fn drain(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
     // much of the token matched.
     let matches = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
     if !matches {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({ "error": "a valid Authorization: Bearer token is required" })),
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "error": "a valid Authorization: Bearer token is required" })),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// `POST /drain` with `Authorization: Bearer <token>`: the node hands its
+/// children over and leaves, as on SIGTERM.
+async fn drain(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&ctx, &headers) {
+        return refused;
     }
     let Some(h) = ctx.hub.upgrade() else {
         return stopped();

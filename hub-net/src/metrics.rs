@@ -2,7 +2,8 @@
 //! node works (events, frames and bytes, refused handshakes, call
 //! latency) and gauges read from the node's state at each scrape.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use hub_core::{Counters, Direction, Event, EventKind, NodeId};
+use hub_core::{ChildId, Counters, Direction, Event, EventKind, NodeId};
+
+use crate::control::Totals;
 
 type Labels = Vec<(String, String)>;
 
@@ -87,7 +90,21 @@ pub(crate) struct Metrics {
     redistributing: Mutex<BTreeMap<(bool, NodeId), Instant>>,
     /// Serialises scrapes, so that mirroring a total never counts twice.
     rendering: Mutex<()>,
+    /// Calls and their summed latency in nanoseconds, for the dashboard's
+    /// rates (the histogram's own sum is not readable back).
+    call_count: AtomicU64,
+    call_nanos: AtomicU64,
+    /// Supervisor restarts of each local child since it started here,
+    /// forgotten when it leaves the registry here; at most
+    /// [`MAX_RESTART_ROWS`] children are tracked.
+    restarts: Mutex<HashMap<ChildId, u32>>,
+    /// This node, whose registry removals end a restart row.
+    node: NodeId,
 }
+
+/// Bounds the restart table: a crash-looping fleet cannot grow it past
+/// this many children.
+const MAX_RESTART_ROWS: usize = 100_000;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,7 +182,7 @@ pub(crate) fn snapshot(n: &hub_core::Node) -> Snapshot {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(node: NodeId) -> Arc<Self> {
         let mut registry = Registry::default();
         let by_kind: Family<Labels, Counter> = Family::default();
         registry.register(
@@ -207,6 +224,10 @@ impl Metrics {
             ),
             redistributing: Mutex::new(BTreeMap::new()),
             rendering: Mutex::new(()),
+            call_count: AtomicU64::new(0),
+            call_nanos: AtomicU64::new(0),
+            restarts: Mutex::new(HashMap::new()),
+            node,
             registry: Registry::default(),
         };
         registry.register(
@@ -331,6 +352,18 @@ impl Metrics {
     pub(crate) fn event(&self, e: &Event) {
         self.events[e.kind() as usize].inc();
         match e {
+            Event::ChildRestarted { id, .. } => {
+                if let Ok(mut r) = self.restarts.lock() {
+                    if r.len() < MAX_RESTART_ROWS || r.contains_key(id) {
+                        *r.entry(id.clone()).or_default() += 1;
+                    }
+                }
+            }
+            Event::RegistryRemoved { id, nodes } if nodes.contains(&self.node) => {
+                if let Ok(mut r) = self.restarts.lock() {
+                    r.remove(id);
+                }
+            }
             Event::ChildMigrated { children, .. } => {
                 self.migrated.inc_by(children.len() as u64);
             }
@@ -379,6 +412,38 @@ impl Metrics {
         self.calls
             .get_or_create(&label("kind", kind.unwrap_or("untyped")))
             .observe(took.as_secs_f64());
+        self.call_count.fetch_add(1, Ordering::Relaxed);
+        self.call_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Restarts of local child `id` since it started here.
+    pub(crate) fn restarts(&self, id: &str) -> u32 {
+        self.restarts
+            .lock()
+            .ok()
+            .and_then(|r| r.get(id).copied())
+            .unwrap_or(0)
+    }
+
+    /// This node's running totals, with the node's own `c`.
+    pub(crate) fn totals(&self, c: &Counters) -> Totals {
+        let event = |k: EventKind| self.events[k as usize].get();
+        Totals {
+            started: event(EventKind::ChildStarted),
+            restarted: event(EventKind::ChildRestarted),
+            failed: event(EventKind::ChildFailed),
+            duplicates_resolved: event(EventKind::DuplicateResolved),
+            migrated: self.migrated.get(),
+            calls: self.call_count.load(Ordering::Relaxed),
+            call_seconds: self.call_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            strict_grants: c.strict_grants,
+            strict_refusals: c.strict_refusals,
+            strict_fencings: c.strict_fencings,
+            handovers: c.handovers,
+            handovers_abandoned: c.handovers_abandoned,
+            partitions: event(EventKind::Partitioned),
+        }
     }
 
     /// The text exposition, with the gauges set from `s`.

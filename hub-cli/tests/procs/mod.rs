@@ -212,3 +212,34 @@ pub fn survivors_run(addrs: &[String], cookie: &PathBuf, total: usize, gone: &st
         .sum();
     views.windows(2).all(|w| w[0] == w[1]) && count == total && views[0].get(gone).is_none()
 }
+
+/// Node processes p0..p{n-1} with a management endpoint each (and the
+/// token file, if given); returns the node and management addresses.
+pub fn managed(
+    n: usize,
+    cookie: &PathBuf,
+    extra: &[&str],
+    token: Option<&std::path::Path>,
+) -> (Procs, Vec<String>, Vec<String>) {
+    let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
+    let mgmt: Vec<String> = (0..n).map(|_| free_addr()).collect();
+    let mut procs = Procs(Vec::new());
+    for i in 0..n {
+        let mut args: Vec<String> = vec!["--management".into(), mgmt[i].clone()];
+        if let Some(t) = token {
+            args.push("--management-token-file".into());
+            args.push(t.display().to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let seed = (i > 0).then(|| addrs[0].as_str());
+        procs.0.push(node_with_args(
+            &format!("p{i}"),
+            &addrs[i],
+            seed,
+            cookie,
+            &args,
+        ));
+    }
+    wait_ring(&addrs, cookie, n);
+    (procs, addrs, mgmt)
+}

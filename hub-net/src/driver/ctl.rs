@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use hub_core::{Command, Node, NodeId, Reply};
 
-use crate::control::{CtlReply, CtlRequest, MemberStatus, Status};
+use crate::control::{ChildReport, CtlReply, CtlRequest, MemberStatus, Report, Status};
 use crate::error::CallError;
+use crate::metrics::Metrics;
 use crate::wire::Wire;
 
 use super::Driver;
@@ -30,6 +31,14 @@ impl Driver {
     pub(super) fn on_ctl(&mut self, conn: u64, req: u64, request: CtlRequest) {
         let reply = match request {
             CtlRequest::Status => CtlReply::Status(status(&self.node, self.conns.len())),
+            CtlRequest::Report => CtlReply::Report(Box::new(Report {
+                status: status(&self.node, self.conns.len()),
+                strict: self.node.config().strict.is_some(),
+                totals: self.net.metrics.totals(&self.node.counters()),
+            })),
+            CtlRequest::ChildReport { id } => {
+                CtlReply::ChildReport(child_report(&self.node, &self.net.metrics, id.as_str()))
+            }
             CtlRequest::Lookup { id } => {
                 let waiting = self.node.is_waiting(id.as_str());
                 CtlReply::Lookup(self.node.child_lookup(id.as_str()), waiting)
@@ -81,6 +90,14 @@ impl Driver {
         };
         self.ctl_reply(conn, req, reply);
     }
+}
+
+/// What the node knows of local child `id`, if it runs here.
+pub(crate) fn child_report(node: &Node, metrics: &Metrics, id: &str) -> Option<ChildReport> {
+    node.registry().holds(node.id(), id).then(|| ChildReport {
+        role: node.local_role(id).map(|r| format!("{r:?}").to_lowercase()),
+        restarts: metrics.restarts(id),
+    })
 }
 
 /// The node's status report.

@@ -31,7 +31,7 @@ mod ctl;
 mod peers;
 
 use ctl::ctl_reply_of;
-pub(crate) use ctl::status;
+pub(crate) use ctl::{child_report, status};
 pub(crate) use peers::{accept_loop, codec};
 
 /// A query answered from the node's state.
