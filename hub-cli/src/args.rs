@@ -135,12 +135,14 @@ pub(crate) struct NodeArgs {
     /// nodes at once. Every node must pass the same value.
     #[arg(long, env = "HUB_STRICT_QUORUM")]
     pub(crate) strict_quorum: Option<usize>,
-    /// Serve the management endpoint (HTTP probes, cluster view,
-    /// Prometheus metrics) on this address, e.g. `0.0.0.0:8558`.
+    /// Serve the management endpoint (the live dashboard at `/`, HTTP
+    /// probes, cluster view, Prometheus metrics) on this address, e.g.
+    /// `0.0.0.0:8558`.
     #[arg(long, env = "HUB_MANAGEMENT", value_name = "ADDR")]
     pub(crate) management: Option<String>,
-    /// File holding the bearer token that `POST /drain` needs; without it
-    /// the management endpoint is read-only.
+    /// File holding the bearer token that `POST /drain` and the
+    /// dashboard's decommission need; without it the management endpoint
+    /// is read-only.
     #[arg(long, env = "HUB_MANAGEMENT_TOKEN_FILE", value_name = "FILE")]
     pub(crate) management_token_file: Option<PathBuf>,
     /// `/ready` answers 503 while the ring has fewer members than this

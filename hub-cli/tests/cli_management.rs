@@ -299,7 +299,7 @@ fn the_dashboard_serves_its_page_a_small_view_and_refuses_bad_requests() {
     let cookie = cookie_file("mgmt-dash");
     let token = std::env::temp_dir().join(format!("hub-dash-http-{}", std::process::id()));
     std::fs::write(&token, "dash-secret\n").unwrap();
-    let (_procs, addrs, mgmt) = managed(2, &cookie, &[], Some(&token));
+    let (mut procs, addrs, mgmt) = managed(2, &cookie, &[], Some(&token));
     start_ids(&addrs[0], &cookie, "d", 200);
 
     let (status, page) = get(&mgmt[1], "/");
@@ -344,7 +344,13 @@ fn the_dashboard_serves_its_page_a_small_view_and_refuses_bad_requests() {
     assert_eq!(c["copies"][0]["restarts"], 0, "{body}");
     assert_eq!(get(&mgmt[1], "/dashboard/child?id=nobody").0, 404);
     assert_eq!(get(&mgmt[1], "/dashboard/child?id=").0, 400);
-    assert_eq!(get(&mgmt[1], "/dashboard/child").0, 400);
+    let (status, body) = get(&mgmt[1], "/dashboard/child");
+    assert!(
+        status == 400 && body.contains("give one child id"),
+        "{body}"
+    );
+    let long = format!("/dashboard/child?id={}", "x".repeat(1100));
+    assert_eq!(get(&mgmt[1], &long).0, 400);
 
     let path = "/dashboard/decommission?node=p1";
     assert_eq!(post(&mgmt[0], path, None).0, 401);
@@ -355,5 +361,25 @@ fn the_dashboard_serves_its_page_a_small_view_and_refuses_bad_requests() {
         post(&mgmt[0], "/dashboard/decommission", Some("dash-secret")).0,
         400
     );
+    let (status, body) = post(
+        &mgmt[0],
+        "/dashboard/decommission?node=",
+        Some("dash-secret"),
+    );
+    assert!(status == 400 && body.contains("give one node id"), "{body}");
     assert_eq!(get(&mgmt[0], "/alive").0, 200, "still serving");
+
+    // Decommissioned through p0, p1 leaves; asked again, p0 says so.
+    let (status, body) = post(&mgmt[0], path, Some("dash-secret"));
+    assert_eq!(
+        (status, body.as_str()),
+        (202, r#"{"decommissioning":"p1"}"#)
+    );
+    let st = exits(&mut procs.0[1], Duration::from_secs(30));
+    assert!(st.success(), "the decommissioned node exits 0: {st:?}");
+    let (status, body) = post(&mgmt[0], path, Some("dash-secret"));
+    assert!(
+        status == 409 && body.contains("already left"),
+        "{status} {body}"
+    );
 }

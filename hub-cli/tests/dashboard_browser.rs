@@ -4,7 +4,8 @@
 //! what `hub ctl` says: three nodes and their child counts, a child
 //! found by id, a killed node marked down within the detection time, a
 //! joining node with the moves to it in the event log, a decommission
-//! refused without the token and carried out with it. Screenshots go to
+//! refused without the token and carried out with it, and the serving
+//! node restarted under the open page. Screenshots go to
 //! `target/dashboard-screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
@@ -337,6 +338,42 @@ async fn walk(c: &Client, cookie: &PathBuf, token_file: &std::path::Path) -> Res
     )
     .await?;
     screenshot(c, "5-decommissioned").await?;
+
+    // The serving node restarts: the page reconnects and shows the new
+    // process's events, though their numbers start again at 1.
+    procs.0[0].kill()?;
+    procs.0[0].wait()?;
+    let token = token_file.display().to_string();
+    procs.0.push(node_with_args(
+        "p0",
+        &addrs[0],
+        Some(&addrs[1]),
+        cookie,
+        &[
+            "--management".into(),
+            mgmt[0].clone(),
+            "--management-token-file".into(),
+            token,
+        ],
+    ));
+    until(
+        c,
+        "the restarted node's log",
+        Duration::from_secs(30),
+        |p| {
+            let log: Vec<&str> = p["log"]
+                .as_array()
+                .map_or(vec![], |l| l.iter().filter_map(|s| s.as_str()).collect());
+            // Newest first: a join logged after the restart notice.
+            let restart = log
+                .iter()
+                .position(|l| l.contains("its event log starts again"));
+            let joined = log.iter().position(|l| l.contains("p1 joined"));
+            matches!((restart, joined), (Some(r), Some(j)) if j < r)
+        },
+    )
+    .await?;
+    screenshot(c, "6-serving-node-restarted").await?;
     Ok(())
 }
 

@@ -140,7 +140,10 @@ impl Log {
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
-                    self.push("moves", format!("{n} events skipped (the log fell behind)"));
+                    let text = format!(
+                        "{n} events not logged: they came faster than the log could take them"
+                    );
+                    self.push("moves", text);
                 }
                 Err(RecvError::Closed) => return,
             }

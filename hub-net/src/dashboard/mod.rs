@@ -12,18 +12,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::stream::{self, Stream};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use hub_core::membership::Status;
 use hub_core::NodeId;
 
 use crate::hub::{Hub, WeakHub};
@@ -49,6 +51,10 @@ const STREAM_LIFETIME: Duration = Duration::from_secs(25);
 /// The dashboard's state: the event log, the members' connections and
 /// the latest view.
 pub(crate) struct Dashboard {
+    /// When this process began serving (ms since the Unix epoch): log
+    /// numbers start again at 1 with each process, so a page that
+    /// reconnects to a restarted node must not skip the new lines.
+    epoch: u64,
     log: Log,
     peers: Peers,
     latest: Mutex<Option<(Instant, Arc<String>)>>,
@@ -63,6 +69,7 @@ impl Dashboard {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let d = Arc::new(Dashboard {
+            epoch: log::now_ms(),
             log: Log::default(),
             peers: Peers::new(hub_id, cookie),
             latest: Mutex::new(None),
@@ -96,6 +103,7 @@ impl Dashboard {
             hub_id: part.hub_id,
             served_by: part.served_by,
             at_ms: log::now_ms(),
+            log_epoch: self.epoch,
             children: part.children,
             misplaced,
             waiting: part.waiting,
@@ -132,6 +140,14 @@ pub(crate) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
+fn bad_request(why: impl Into<String>) -> Response {
+    let body = json!({ "error": why.into() });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// The longest child or node id a request may name.
+const MAX_ID: usize = 1024;
+
 fn gone() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -162,14 +178,20 @@ pub(crate) struct Since {
 pub(crate) async fn stream(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
-    Query(q): Query<Since>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let since = headers
+    q: Result<Query<Since>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_request("since must be a log line number");
+    };
+    let epoch = ctx.dashboard.epoch;
+    // `EPOCH:SEQ`; from another process (the node restarted), start over.
+    let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .or(q.since)
-        .unwrap_or(0);
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(e, seq)| Some((e.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)))
+        .map(|(e, seq)| if e == epoch { seq } else { 0 });
+    let since = resumed.or(q.since).unwrap_or(0);
     let started = Instant::now();
     let state = (ctx, since, true);
     let s = stream::unfold(state, move |(ctx, since, first)| async move {
@@ -180,15 +202,15 @@ pub(crate) async fn stream(
             return None;
         }
         let h = ctx.hub.upgrade()?;
-        let mut events = Vec::new();
+        let mut events: Vec<Result<SseEvent, Infallible>> = Vec::new();
         let lines = ctx.dashboard.log.since(since);
         let mut last = since;
         if let Some(l) = lines.last() {
             last = l.seq;
-            let data = serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into());
+            let data = json!({ "epoch": epoch, "lines": lines }).to_string();
             events.push(Ok(SseEvent::default()
                 .event("log")
-                .id(last.to_string())
+                .id(format!("{epoch}:{last}"))
                 .data(data)));
         }
         match ctx.dashboard.view(&h).await {
@@ -200,7 +222,9 @@ pub(crate) async fn stream(
         }
         Some((stream::iter(events), (ctx, last, false)))
     });
-    Sse::new(futures_util::StreamExt::flatten(s)).keep_alive(KeepAlive::default())
+    Sse::new(futures_util::StreamExt::flatten(s))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -210,18 +234,17 @@ pub(crate) struct ChildQuery {
 
 /// `GET /dashboard/child?id=`: where a child runs, its kind, metadata,
 /// role and restarts (asked of the node that runs it).
-pub(crate) async fn child(State(ctx): State<Ctx>, Query(q): Query<ChildQuery>) -> Response {
+pub(crate) async fn child(
+    State(ctx): State<Ctx>,
+    q: Result<Query<ChildQuery>, QueryRejection>,
+) -> Response {
+    let id = match q {
+        Ok(Query(q)) if !q.id.trim().is_empty() && q.id.len() <= MAX_ID => q.id.trim().to_string(),
+        _ => return bad_request(format!("give one child id, at most {MAX_ID} bytes: ?id=ID")),
+    };
     let Some(h) = ctx.hub.upgrade() else {
         return gone();
     };
-    let id = q.id.trim().to_string();
-    if id.is_empty() || id.len() > 1024 {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "give a child id (at most 1024 bytes)" })),
-        )
-            .into_response();
-    }
     let found = {
         let id = id.clone();
         h.query(move |n| {
@@ -293,25 +316,47 @@ pub(crate) struct NodeQuery {
 pub(crate) async fn decommission(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
-    Query(q): Query<NodeQuery>,
+    q: Result<Query<NodeQuery>, QueryRejection>,
 ) -> Response {
     if let Some(refused) = refusal(&ctx, &headers) {
         return refused;
     }
+    let node = match q {
+        Ok(Query(q)) if !q.node.trim().is_empty() && q.node.len() <= MAX_ID => {
+            NodeId::new(q.node.trim())
+        }
+        _ => {
+            return bad_request(format!(
+                "give one node id, at most {MAX_ID} bytes: ?node=ID"
+            ))
+        }
+    };
     let Some(h) = ctx.hub.upgrade() else {
         return gone();
     };
-    let node = NodeId::new(q.node.trim());
-    let known = h
+    let status = h
         .query({
             let node = node.clone();
-            move |n| *n.id() == node || n.members().any(|m| m.info.id == node)
+            move |n| {
+                if *n.id() == node {
+                    return Some(Status::Up);
+                }
+                n.members().find(|m| m.info.id == node).map(|m| m.status)
+            }
         })
         .await
-        .unwrap_or(false);
-    if !known {
-        let body = json!({ "error": format!("{node} is not a member") });
-        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        .ok()
+        .flatten();
+    match status {
+        None => {
+            let body = json!({ "error": format!("{node} is not a member") });
+            return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        }
+        Some(Status::Left) => {
+            let body = json!({ "error": format!("{node} has already left the cluster") });
+            return (StatusCode::CONFLICT, Json(body)).into_response();
+        }
+        Some(_) => {}
     }
     info!(%node, "decommission requested through the dashboard");
     ctx.dashboard

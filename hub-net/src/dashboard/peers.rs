@@ -71,9 +71,15 @@ impl Peers {
         let mut asks = Vec::new();
         let mut idx = Vec::new();
         for (i, n) in nodes.iter_mut().enumerate().skip(1) {
-            if matches!(n.status.as_str(), "down" | "left") || n.addr.is_empty() {
+            let why = match n.status.as_str() {
+                "left" => Some("left the cluster"),
+                "down" => Some("down: not asked for a report"),
+                _ if n.addr.is_empty() => Some("no address to ask"),
+                _ => None,
+            };
+            if let Some(why) = why {
                 clients.remove(&n.id);
-                n.unreachable = Some(format!("{}: not asked", n.status));
+                n.unreachable = Some(why.to_string());
                 continue;
             }
             let client = clients.remove(&n.id);

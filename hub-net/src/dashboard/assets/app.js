@@ -10,6 +10,7 @@ const state = {
   prev: null,      // previous view's totals per node, for rates
   peak: 0,         // most misplaced children since moves last reached 0
   lastSeq: 0,
+  epoch: null,     // which run of the serving node numbers the log lines
   colors: new Map(),
 };
 
@@ -255,7 +256,13 @@ function logLine(category, atMs, text) {
   while (log.children.length > 1000) log.lastChild.remove();
 }
 
-function addLines(lines) {
+function addLines({ epoch, lines }) {
+  if (state.epoch !== null && epoch !== state.epoch) {
+    // The serving node restarted: its lines are numbered from 1 again.
+    state.lastSeq = 0;
+    logLine("membership", Date.now(), "the serving node restarted: its event log starts again");
+  }
+  state.epoch = epoch;
   for (const l of lines) {
     if (l.seq <= state.lastSeq) continue;
     state.lastSeq = l.seq;
@@ -273,11 +280,18 @@ async function findChild(ev) {
   ev.preventDefault();
   const id = $("#search-id").value.trim();
   const out = $("#child-result");
-  if (!id) return;
+  if (!id) {
+    out.textContent = "type a child id";
+    return;
+  }
   out.textContent = "looking…";
   try {
     const r = await fetch(`/dashboard/child?id=${encodeURIComponent(id)}`);
     const c = await r.json();
+    if (c.error) {
+      out.textContent = c.error;
+      return;
+    }
     if (!c.found) {
       out.replaceChildren(el("p", {}, c.waiting ? `${id} is known but waits for an owner` : `no child ${id} in the registry`));
       return;
