@@ -111,10 +111,38 @@ pub(crate) async fn run(
                     }
                     spec
                 })
-                .collect();
+                .collect::<Vec<ChildSpec>>();
             asked = ids.len();
-            match c.request(CtlRequest::Start { specs }, t).await? {
-                CtlReply::Started { started, failed } => {
+            // The node refuses a whole batch over one invalid spec; the
+            // valid ones start, and the others are reported like any
+            // child that did not start.
+            let (specs, invalid): (Vec<ChildSpec>, Vec<ChildSpec>) =
+                specs.into_iter().partition(|s| s.validate().is_ok());
+            let invalid: Vec<(ChildId, String)> = invalid
+                .into_iter()
+                .map(|s| {
+                    let why = s
+                        .validate()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    (s.id, format!("invalid spec: {why}"))
+                })
+                .collect();
+            let reply = if specs.is_empty() {
+                CtlReply::Started {
+                    started: BTreeMap::new(),
+                    failed: Vec::new(),
+                }
+            } else {
+                c.request(CtlRequest::Start { specs }, t).await?
+            };
+            match reply {
+                CtlReply::Started {
+                    started,
+                    mut failed,
+                } => {
+                    failed.extend(invalid);
                     failures = failed.iter().map(|(id, e)| format!("{id}: {e}")).collect();
                     serde_json::json!({
                     "started": started.iter().map(|(id, at)| (id.to_string(), at.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),

@@ -303,7 +303,8 @@ fn strict_node_processes_start_children_only_with_a_quorum() {
 }
 
 /// Every failure exits non-zero, still printing its JSON: a start of an
-/// unknown kind, a start of a child already running, a stop of an unknown
+/// unknown kind, a start with an invalid id (the valid children of the
+/// batch still start), a start of a child already running, a stop of an unknown
 /// child; a node decommissioned through itself says so and exits 0.
 #[test]
 fn ctl_failures_exit_non_zero_with_their_json() {
@@ -325,6 +326,24 @@ fn ctl_failures_exit_non_zero_with_their_json() {
         .unwrap()
         .contains("nosuchkind"));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("1 of 1 children failed"));
+
+    // An invalid id fails alone: the valid child beside it starts.
+    let long = "x".repeat(1100);
+    let mixed = ctl(&["start", &long, "ok1"]);
+    assert!(!mixed.status.success(), "an invalid id exits non-zero");
+    let mixed = printed(&mixed);
+    assert!(
+        mixed["failed"][&long]
+            .as_str()
+            .unwrap()
+            .contains("invalid spec"),
+        "{mixed}"
+    );
+    assert_eq!(
+        mixed["started"]["ok1"].as_array().map(Vec::len),
+        Some(1),
+        "{mixed}"
+    );
 
     assert!(ctl(&["start", "k1"]).status.success());
     let again = ctl(&["start", "k1"]);
