@@ -1,6 +1,7 @@
 //! The command line: subcommands and their flags.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hub_net::Client;
@@ -54,6 +55,10 @@ pub(crate) enum Cmd {
         /// Children to start.
         #[arg(long, default_value_t = 10_000)]
         children: usize,
+        /// The nodes' `--down-after` (see `hub node --help`): how soon the
+        /// killed node's children run again.
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        down_after: Option<Duration>,
     },
     /// Show a node's view of the hub.
     Status {
@@ -110,6 +115,22 @@ pub(crate) struct NodeArgs {
     /// (a wrong cookie or hub id, an unreachable seed).
     #[arg(long, env = "HUB_JOIN_TIMEOUT", value_name = "SECS")]
     pub(crate) join_timeout: Option<u64>,
+    /// Failure detection: seconds between heartbeats (default 0.5; without
+    /// it, a third of the suspect time).
+    #[arg(long, env = "HUB_HEARTBEAT_INTERVAL", value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) heartbeat_interval: Option<Duration>,
+    /// Failure detection: seconds of silence before a peer is suspect
+    /// (default 1.5; without it, half the down time).
+    #[arg(long, env = "HUB_SUSPECT_AFTER", value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) suspect_after: Option<Duration>,
+    /// Failure detection: seconds of silence before a peer is down and its
+    /// children restart elsewhere (default 3). Lower recovers sooner after a
+    /// crash; but a node that stalls that long (CPU starvation, swapping, a
+    /// paused VM) is declared down while alive, and its children run twice
+    /// until the duplicates are resolved. Keep it well above your worst
+    /// stalls.
+    #[arg(long, env = "HUB_DOWN_AFTER", value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) down_after: Option<Duration>,
     /// Strategies from a TOML file (see hub-cli/examples/strategies.toml);
     /// the flags below override it.
     #[arg(long, env = "HUB_STRATEGIES")]
@@ -263,4 +284,16 @@ pub(crate) enum CtlOp {
         #[arg(long, value_name = "SECS", default_value_t = 5)]
         timeout: u64,
     },
+}
+
+/// Seconds as a decimal number, between 1 ms and an hour.
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.001..=3600.0).contains(&secs) {
+        return Err(format!("{s} s is outside 0.001..=3600 s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }

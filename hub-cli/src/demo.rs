@@ -21,6 +21,8 @@ struct Cluster {
     cookie_file: PathBuf,
     exe: PathBuf,
     outputs: Vec<BufReader<ChildStdout>>,
+    /// Extra flags for every node (`--down-after`).
+    node_args: Vec<String>,
 }
 
 impl Cluster {
@@ -46,6 +48,7 @@ impl Cluster {
         if let Some(s) = seed {
             cmd.args(["--seed", s]);
         }
+        cmd.args(&self.node_args);
         let mut child = cmd.spawn()?;
         let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut line = String::new();
@@ -144,7 +147,11 @@ fn show(p: &BTreeMap<NodeId, Vec<ChildId>>, total: usize) {
 }
 
 /// Runs `demo`: a local cluster of this binary's own node processes.
-pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
+pub(crate) async fn run(
+    nodes: usize,
+    children: usize,
+    down_after: Option<Duration>,
+) -> Result<(), AnyError> {
     let t0 = Instant::now();
     let cookie_file = std::env::temp_dir().join(format!("hub-demo-cookie-{}", std::process::id()));
     std::fs::write(&cookie_file, "demo-cookie")?;
@@ -153,6 +160,9 @@ pub(crate) async fn run(nodes: usize, children: usize) -> Result<(), AnyError> {
         cookie_file,
         exe: std::env::current_exe()?,
         outputs: Vec::new(),
+        node_args: down_after
+            .map(|d| vec!["--down-after".to_string(), d.as_secs_f64().to_string()])
+            .unwrap_or_default(),
     };
     outln!("== starting {nodes} nodes (separate processes on 127.0.0.1)");
     let seed = cl.spawn("n0", None)?;

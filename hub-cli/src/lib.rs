@@ -239,7 +239,11 @@ impl NodeCli {
     async fn dispatch(&self, cmd: Cmd) -> Result<(), AnyError> {
         match cmd {
             Cmd::Node(args) => node::run(self, *args).await,
-            Cmd::Demo { nodes, children } => demo::run(nodes, children).await,
+            Cmd::Demo {
+                nodes,
+                children,
+                down_after,
+            } => demo::run(nodes, children, down_after).await,
             Cmd::Status { target } => ctl::status(&target).await,
             Cmd::Ctl { target, op } => {
                 let mut c = target.connect().await?;

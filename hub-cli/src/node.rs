@@ -17,7 +17,8 @@ pub(crate) async fn run(cli: &NodeCli, args: NodeArgs) -> Result<(), AnyError> {
         .strategies(n.strategies)
         .node_id(n.node_id)
         .listen(n.listen)
-        .cookie(cookie(&n.auth)?);
+        .cookie(cookie(&n.auth)?)
+        .configure(|c| n.detection.apply(c));
     for s in n.seeds {
         b = b.seed(s);
     }

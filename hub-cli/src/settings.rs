@@ -27,6 +27,10 @@ pub(crate) struct NodeFile {
     discovery: Option<String>,
     discovery_interval: Option<u64>,
     join_timeout: Option<u64>,
+    /// Seconds, as the flags.
+    heartbeat_interval: Option<f64>,
+    suspect_after: Option<f64>,
+    down_after: Option<f64>,
     /// A strategies file, as `--strategies`.
     strategies_file: Option<PathBuf>,
     /// The strategies inline, as in a strategies file.
@@ -107,6 +111,7 @@ pub(crate) struct NodeSettings {
     pub(crate) seeds: Vec<String>,
     pub(crate) discovery: Option<hub_net::DnsDiscovery>,
     pub(crate) join_timeout: Option<Duration>,
+    pub(crate) detection: Detection,
     pub(crate) strategies: hub_core::Strategies,
     pub(crate) tags: Vec<(String, String)>,
     pub(crate) strict_quorum: Option<usize>,
@@ -114,6 +119,43 @@ pub(crate) struct NodeSettings {
     pub(crate) management_token_file: Option<PathBuf>,
     pub(crate) min_members: usize,
     pub(crate) example_kinds: bool,
+}
+
+/// Failure-detection timings: each given one, the others derived from
+/// them in the defaults' ratios (1 : 3 : 6), else the defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Detection {
+    pub(crate) heartbeat_interval: Option<Duration>,
+    pub(crate) suspect_after: Option<Duration>,
+    pub(crate) down_after: Option<Duration>,
+}
+
+impl Detection {
+    /// Sets `cfg`'s timings; `Config::validate` then checks their order.
+    pub(crate) fn apply(&self, cfg: &mut hub_core::Config) {
+        if let Some(d) = self.down_after {
+            cfg.down_after = d;
+            if self.suspect_after.is_none() {
+                cfg.suspect_after = cfg.suspect_after.min(d / 2);
+            }
+        }
+        if let Some(s) = self.suspect_after {
+            cfg.suspect_after = s;
+        }
+        if let Some(h) = self.heartbeat_interval {
+            cfg.heartbeat_interval = h;
+        } else if self.suspect_after.is_some() || self.down_after.is_some() {
+            cfg.heartbeat_interval = cfg.heartbeat_interval.min(cfg.suspect_after / 3);
+        }
+    }
+}
+
+fn file_secs(v: Option<f64>, key: &str) -> Result<Option<Duration>, AnyError> {
+    v.map(|s| {
+        crate::args::parse_secs(&s.to_string())
+            .map_err(|e| format!("config file: {key}: {e}").into())
+    })
+    .transpose()
 }
 
 fn choice<T: std::str::FromStr>(
@@ -205,6 +247,19 @@ impl NodeSettings {
                 .join_timeout
                 .or(file.join_timeout)
                 .map(Duration::from_secs),
+            detection: Detection {
+                heartbeat_interval: args.heartbeat_interval.map_or_else(
+                    || file_secs(file.heartbeat_interval, "heartbeat_interval"),
+                    |d| Ok(Some(d)),
+                )?,
+                suspect_after: args.suspect_after.map_or_else(
+                    || file_secs(file.suspect_after, "suspect_after"),
+                    |d| Ok(Some(d)),
+                )?,
+                down_after: args
+                    .down_after
+                    .map_or_else(|| file_secs(file.down_after, "down_after"), |d| Ok(Some(d)))?,
+            },
             strategies: strategies(base, partition, migration, distribution)?,
             tags,
             strict_quorum: args.strict_quorum.or(file.strict_quorum),
@@ -386,5 +441,61 @@ mod tests {
         );
         let s = NodeSettings::merge(args(&[]), inline).unwrap();
         assert_eq!(s.strategies.partition.name(), "majority_quorum");
+    }
+}
+
+#[cfg(test)]
+mod detection_tests {
+    use super::Detection;
+    use std::time::Duration;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// (heartbeat, suspect, down) given -> resolved, in milliseconds.
+    #[test]
+    fn timings_not_given_follow_the_given_ones_in_the_defaults_ratios() {
+        type Row = ([Option<u64>; 3], [u64; 3]);
+        let table: [Row; 6] = [
+            ([None, None, None], [500, 1500, 3000]),
+            ([None, None, Some(1000)], [166, 500, 1000]),
+            ([None, None, Some(10_000)], [500, 1500, 10_000]),
+            ([None, Some(300), None], [100, 300, 3000]),
+            ([Some(200), None, Some(1000)], [200, 500, 1000]),
+            ([Some(100), Some(400), Some(800)], [100, 400, 800]),
+        ];
+        for ([h, s, d], want) in table {
+            let det = Detection {
+                heartbeat_interval: h.map(ms),
+                suspect_after: s.map(ms),
+                down_after: d.map(ms),
+            };
+            let mut cfg = hub_core::Config::new("h", hub_core::NodeId::new("n"));
+            det.apply(&mut cfg);
+            let got = [
+                cfg.heartbeat_interval.as_millis() as u64,
+                cfg.suspect_after.as_millis() as u64,
+                cfg.down_after.as_millis() as u64,
+            ];
+            assert_eq!(got, want, "given {h:?} {s:?} {d:?}");
+            assert!(cfg.validate().is_ok(), "given {h:?} {s:?} {d:?}");
+        }
+    }
+
+    #[test]
+    fn timings_out_of_order_are_refused_at_start() {
+        let det = Detection {
+            heartbeat_interval: Some(ms(2000)),
+            suspect_after: None,
+            down_after: Some(ms(1000)),
+        };
+        let mut cfg = hub_core::Config::new("h", hub_core::NodeId::new("n"));
+        det.apply(&mut cfg);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("heartbeat_interval <= suspect_after <= down_after"),
+            "{err}"
+        );
     }
 }

@@ -150,3 +150,41 @@ fn status_and_ctl_find_the_node_hub_id_and_cookie_in_its_config_file() {
     let out = tool(&["status", "--hub-id", "other"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// The failure detector's timings reach the node: out of order they stop
+/// it at start, naming the rule, and a value that is not a time is a
+/// usage error. (How fast a crash is detected is a benchmark's business:
+/// `hub demo --down-after SECS`, figures in the README.)
+#[test]
+fn failure_detection_timings_are_checked_at_start() {
+    let cookie = cookie_file("detection");
+    let addr = free_addr();
+    let out = Command::new(HUB)
+        .args(["node", "--node-id", "d1", "--listen", &addr])
+        .args(["--heartbeat-interval", "2", "--down-after", "1"])
+        .arg("--cookie-file")
+        .arg(&cookie)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("heartbeat_interval <= suspect_after <= down_after"),
+        "{out:?}"
+    );
+    for bad in ["0", "-1", "soon", "7200"] {
+        let out = Command::new(HUB)
+            .args([
+                "node",
+                "--node-id",
+                "d1",
+                "--listen",
+                &addr,
+                "--down-after",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--down-after {bad}: {out:?}");
+    }
+}

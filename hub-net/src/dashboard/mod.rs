@@ -103,7 +103,6 @@ impl Dashboard {
             hub_id: part.hub_id,
             served_by: part.served_by,
             at_ms: log::now_ms(),
-            log_epoch: self.epoch,
             children: part.children,
             misplaced,
             waiting: part.waiting,

@@ -20,9 +20,6 @@ pub(crate) struct View {
     pub(crate) served_by: NodeId,
     /// Milliseconds since the Unix epoch when this view was taken.
     pub(crate) at_ms: u64,
-    /// Which run of the serving node numbers the log lines (see
-    /// `Dashboard::epoch`).
-    pub(crate) log_epoch: u64,
     /// Children in the registry.
     pub(crate) children: usize,
     /// Moves still to do after a membership change, summed over the
