@@ -147,6 +147,40 @@ impl HubBuilder {
         self
     }
 
+    /// Registers a process kind whose children start on demand: the first
+    /// typed call or cast to an id that runs nowhere (through
+    /// [`Hub::entity`], [`Hub::call`] or [`Hub::send`] with `P`) starts it
+    /// on the id's ring owner with `args(id)` and then delivers the
+    /// message. First messages sent at once from several nodes start one
+    /// instance: the owner decides. A start that fails is
+    /// [`crate::CallError::NotActivated`]. Untyped [`Hub::call_raw`] never
+    /// starts anything. Every node should register the kind the same way.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use hub_net::{examples::{Counter, CounterMsg}, Hub};
+    /// let hub = Hub::builder("my-hub")
+    ///     .node_id("a")
+    ///     .register_on_demand::<Counter>("counter", |_id| 0)
+    ///     .start()
+    ///     .await?;
+    /// // No start: the first call brings "account-7" to life.
+    /// let n = hub.entity::<Counter>("account-7")?
+    ///     .call(&CounterMsg::Add(5), Duration::from_secs(5))
+    ///     .await?;
+    /// assert_eq!(n, 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn register_on_demand<P: Process>(
+        mut self,
+        name: impl Into<String>,
+        args: impl Fn(&hub_core::ChildId) -> P::Args + Send + Sync + 'static,
+    ) -> Self {
+        self.kinds.register_on_demand::<P>(name, args);
+        self
+    }
+
     /// Registers a process kind whose children's state is snapshotted
     /// per `policy` and replicated to their ring successor, so that a
     /// crash of this node loses at most the work since the last snapshot
@@ -447,6 +481,7 @@ impl HubBuilder {
                 addr: local_addr,
                 stop_reason: Arc::new(std::sync::Mutex::new(None)),
                 kind_names: kinds.names_by_type(),
+                on_demand: kinds.on_demand(),
                 metrics: net.metrics.clone(),
                 management: management_listener
                     .as_ref()

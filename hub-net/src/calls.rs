@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use hub_core::{ChildId, ChildSpec, StartOptions, StartOutcome};
 
+use crate::activation::ACTIVATION_WAIT;
 use crate::driver::Api;
 use crate::error::{CallError, HubError};
 use crate::hub::Hub;
@@ -49,9 +50,37 @@ impl Hub {
         payload: Bytes,
         kind: Option<String>,
     ) -> Result<(), CallError> {
+        let first = self.cast_once(&id, &payload, &kind).await;
+        let (Err(CallError::NotFound), Some(args)) = (&first, self.on_demand(kind.as_deref()))
+        else {
+            return first;
+        };
+        self.activate(&id, kind.as_deref().unwrap_or_default(), &*args)
+            .await?;
+        // Started; this node's registry learns where a moment later.
+        let deadline = tokio::time::Instant::now() + ACTIVATION_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let r = self.cast_once(&id, &payload, &kind).await;
+            if !matches!(r, Err(CallError::NotFound | CallError::Moving))
+                || tokio::time::Instant::now() + pause > deadline
+            {
+                return r;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    async fn cast_once(
+        &self,
+        id: &ChildId,
+        payload: &Bytes,
+        kind: &Option<String>,
+    ) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Api::Cast(id, payload, kind, tx))
+            .send(Api::Cast(id.clone(), payload.clone(), kind.clone(), tx))
             .await
             .map_err(|_| CallError::Closed)?;
         rx.await.map_err(|_| CallError::Closed)?
@@ -90,7 +119,28 @@ impl Hub {
         kind: Option<String>,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
-        call_retrying(&self.tx, &self.shared.metrics, id, payload, kind, timeout).await
+        let began = tokio::time::Instant::now();
+        let metrics = &self.shared.metrics;
+        let first = retry_until(&self.tx, &id, &payload, &kind, timeout, false).await;
+        let r = match (&first, self.on_demand(kind.as_deref())) {
+            (Err(CallError::NotFound), Some(args)) => {
+                match self
+                    .activate(&id, kind.as_deref().unwrap_or_default(), &*args)
+                    .await
+                {
+                    // Started; this node's registry learns where a moment
+                    // later, so "not found" is asked again meanwhile.
+                    Ok(()) => {
+                        let left = timeout.saturating_sub(began.elapsed());
+                        retry_until(&self.tx, &id, &payload, &kind, left, true).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => first,
+        };
+        metrics.call(kind.as_deref(), began.elapsed());
+        r
     }
 
     /// A typed handle on child `id` of process type `P`: start it with
@@ -189,17 +239,20 @@ pub(crate) async fn call_retrying(
     timeout: Duration,
 ) -> Result<Bytes, CallError> {
     let began = tokio::time::Instant::now();
-    let r = retry_until(api, id, payload, kind.clone(), timeout).await;
+    let r = retry_until(api, &id, &payload, &kind, timeout, false).await;
     metrics.call(kind.as_deref(), began.elapsed());
     r
 }
 
+/// Asks until an answer that is not worth asking again, or `timeout`;
+/// with `not_found`, a child not in the registry yet is asked again too.
 async fn retry_until(
     api: &mpsc::Sender<Api>,
-    id: ChildId,
-    payload: Bytes,
-    kind: Option<String>,
+    id: &ChildId,
+    payload: &Bytes,
+    kind: &Option<String>,
     timeout: Duration,
+    not_found: bool,
 ) -> Result<Bytes, CallError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
@@ -215,7 +268,8 @@ async fn retry_until(
             Ok(Err(_)) => Err(CallError::Closed),
             Err(_) => Err(CallError::Timeout),
         };
-        let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)));
+        let retry = matches!(r, Err(CallError::Moving | CallError::NotConnected(_)))
+            || (not_found && matches!(r, Err(CallError::NotFound)));
         if !retry || tokio::time::Instant::now() + pause > deadline {
             return r;
         }

@@ -252,4 +252,8 @@ pub enum CallError {
         /// The child's registered kind.
         actual: String,
     },
+    /// The child runs nowhere and starting it on demand failed (its kind
+    /// is registered with `HubBuilder::register_on_demand`): why.
+    #[error("not running, and starting it on demand failed: {0}")]
+    NotActivated(String),
 }

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) stop_reason: Arc<std::sync::Mutex<Option<String>>>,
     /// The kind name each registered process type runs under.
     pub(crate) kind_names: BTreeMap<std::any::TypeId, String>,
+    /// Kinds started on demand, with their argument builders.
+    pub(crate) on_demand: crate::activation::OnDemand,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) management: Option<SocketAddr>,
 }

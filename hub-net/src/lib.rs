@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod activation;
 mod admission;
 mod builder;
 mod calls;

@@ -202,6 +202,8 @@ pub(crate) type Factory = dyn Fn(Seed, Bytes, Option<Bytes>) -> BoxFuture<'stati
 pub struct Kinds {
     map: BTreeMap<String, Arc<Factory>>,
     snapshots: BTreeMap<String, SnapshotPolicy>,
+    /// Kinds started on demand, with how to build their start arguments.
+    on_demand: crate::activation::OnDemand,
     /// The name each process type was last registered under.
     types: BTreeMap<std::any::TypeId, String>,
 }
@@ -241,6 +243,7 @@ impl Kinds {
         });
         let name = name.into();
         self.snapshots.remove(&name);
+        self.on_demand.0.remove(&name);
         self.types.insert(std::any::TypeId::of::<P>(), name.clone());
         self.map.insert(name, factory);
     }
@@ -261,6 +264,29 @@ impl Kinds {
         let name = name.into();
         self.register::<P>(name.clone());
         self.snapshots.insert(name, policy);
+    }
+
+    /// Registers `P` under `name`, started on demand: the first typed call
+    /// or cast to an id that runs nowhere starts it on its owner with
+    /// `args(id)` (see [`crate::HubBuilder::register_on_demand`]).
+    pub fn register_on_demand<P: Process>(
+        &mut self,
+        name: impl Into<String>,
+        args: impl Fn(&hub_core::ChildId) -> P::Args + Send + Sync + 'static,
+    ) {
+        let name = name.into();
+        self.register::<P>(name.clone());
+        let build: Arc<crate::activation::ArgsFn> = Arc::new(move |id| {
+            postcard::to_stdvec(&args(id))
+                .map(Bytes::from)
+                .map_err(|e| e.to_string())
+        });
+        self.on_demand.0.insert(name, build);
+    }
+
+    /// The kinds started on demand, with their argument builders.
+    pub(crate) fn on_demand(&self) -> crate::activation::OnDemand {
+        self.on_demand.clone()
     }
 
     /// The snapshot policy of kind `name`, if it has one.

@@ -236,3 +236,26 @@ async fn typed_entities_start_call_cast_and_refuse_other_kinds() {
     ));
     a.shutdown().await.unwrap();
 }
+
+/// The README's on-demand accounts: registered with `register_on_demand`,
+/// opened by their first message from either node, one instance each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_accounts_open_at_their_first_message() {
+    let on_demand = |b: hub_net::HubBuilder| b.register_on_demand::<Account>("account", |_id| 0);
+    let a = node_built("oa", None, on_demand).await;
+    let b = node_built("ob", Some(&a), on_demand).await;
+    wait_formed(&[&a, &b], 2).await;
+    let acct = a.entity::<Account>("acct-77").unwrap();
+    let balance = acct
+        .call(&Op::Deposit(5), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(balance, 5);
+    let again = b
+        .call::<Account>("acct-77", &Op::Deposit(5), Duration::from_secs(5))
+        .await;
+    assert_eq!(again, Ok(10), "the second message reaches the same account");
+    assert!(wait_settled(&[&a, &b], 1).await);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
