@@ -500,6 +500,18 @@ impl Registry {
             })
     }
 
+    /// A row of `id` handed over by its node and not yet replaced by the
+    /// new owner's: `(node, row)`, whether or not a copy runs elsewhere.
+    pub fn moving_row(&self, id: &str) -> Option<(&NodeId, &Row)> {
+        self.slices.iter().find_map(|(node, s)| {
+            s.rows
+                .get(id)
+                .and_then(|c| c.row.as_ref())
+                .filter(|r| r.moving_to.is_some())
+                .map(|r| (node, r))
+        })
+    }
+
     /// True when `id` runs on `node` (a moving row does not count).
     pub fn holds(&self, node: &NodeId, id: &str) -> bool {
         self.lookup_ref(id).iter().any(|(n, _)| n == node)

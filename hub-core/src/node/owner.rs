@@ -115,6 +115,26 @@ impl Node {
                     self.deliver_start(op.clone(), id, r);
                     continue;
                 }
+                // In transit to this node: handed over (its old node's row
+                // says so, the handoff not here yet), or orphaned and
+                // waiting to be restarted here. A fresh copy now would
+                // race the handed-over state and could replace it.
+                let in_transit = self
+                    .registry
+                    .moving_row(id.as_str())
+                    .map(|(node, row)| (node.clone(), row.handle))
+                    .or_else(|| {
+                        self.children
+                            .orphans
+                            .contains_key(&id)
+                            .then(|| (self.me.clone(), Handle(0)))
+                    });
+                if let Some((node, handle)) = in_transit {
+                    debug!(child = %id, %node, "start of a child in transit: it exists");
+                    let r = Err(StartError::AlreadyStarted { node, handle });
+                    self.deliver_start(op.clone(), id, r);
+                    continue;
+                }
             }
             let waiter = Waiter {
                 op: op.clone(),
