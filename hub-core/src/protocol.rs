@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use hub_core::protocol::{decode, encode, Message, DEFAULT_MAX_FRAME};
-//! let beat = Message::Heartbeat { incarnation: 3, lease: None };
+//! let beat = Message::Heartbeat { incarnation: 3, lease: None, clock: Default::default() };
 //! let bytes = encode(&beat, DEFAULT_MAX_FRAME).unwrap();
 //! assert_eq!(decode(&bytes, DEFAULT_MAX_FRAME).unwrap(), beat);
 //! assert!(decode(&[0xff, 0xff, 0xff], DEFAULT_MAX_FRAME).is_err());
@@ -25,7 +25,7 @@ use crate::registry::{SliceDelta, Version};
 use crate::spec::ChildSpec;
 
 /// Version written in every frame; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Default maximum frame size: 8 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 8 * 1024 * 1024;
 
@@ -99,6 +99,10 @@ pub enum Message {
         incarnation: Incarnation,
         /// Strict mode's lease exchange (`None` otherwise).
         lease: Option<Beat>,
+        /// The sender's own registry slice clock: a receiver whose
+        /// registry is behind it knows rows are still on their way (see
+        /// [`crate::Node::registry_caught_up`]).
+        clock: crate::registry::Version,
     },
     /// The sender leaves gracefully: take it out of the ring now; it hands
     /// its children over before it sends [`Message::Left`].

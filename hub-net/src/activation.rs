@@ -3,10 +3,13 @@
 //! call or cast to an id that runs nowhere, on that id's owner, and the
 //! message is then delivered.
 //!
-//! The node that sends the message asks for an awaited start, like any
-//! start: it goes to the ring owner, which decides, so first messages
-//! sent at once from several nodes create one instance (the others'
-//! starts answer `AlreadyStarted`, which counts as done here).
+//! The node that sends the message first makes sure its registry has
+//! caught up with its peers' (a node that just joined has not: a child
+//! missing from its registry may run elsewhere), asks again, and only
+//! then asks for an awaited start, like any start: it goes to the ring
+//! owner, which decides, so first messages sent at once from several
+//! nodes create one instance (the others' starts answer `AlreadyStarted`,
+//! which counts as done here).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +44,29 @@ impl Hub {
     /// The start-argument builder of `kind`, if it starts on demand.
     pub(crate) fn on_demand(&self, kind: Option<&str>) -> Option<Arc<ArgsFn>> {
         self.shared.on_demand.0.get(kind?).cloned()
+    }
+
+    /// Waits, until `deadline`, for this node's registry to have caught up
+    /// with every peer's rows ([`hub_core::Node::registry_caught_up`]):
+    /// before, a child missing here may be running elsewhere (this node
+    /// just joined or restarted), and starting it would make a second,
+    /// empty copy that could replace the real one's state.
+    pub(crate) async fn caught_up(&self, deadline: tokio::time::Instant) -> Result<(), CallError> {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.query(|n| n.registry_caught_up()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => return Err(CallError::Closed),
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(CallError::NotActivated(
+                    "this node's registry has not caught up with its peers' yet".into(),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// Starts `id` of `kind` on its owner with `args(id)`; a child that

@@ -55,10 +55,16 @@ impl Hub {
         else {
             return first;
         };
+        let deadline = tokio::time::Instant::now() + ACTIVATION_WAIT;
+        self.caught_up(deadline).await?;
+        // Asked again: the rows that arrived meanwhile may name a holder.
+        let again = self.cast_once(&id, &payload, &kind).await;
+        if !matches!(again, Err(CallError::NotFound)) {
+            return again;
+        }
         self.activate(&id, kind.as_deref().unwrap_or_default(), &*args)
             .await?;
         // Started; this node's registry learns where a moment later.
-        let deadline = tokio::time::Instant::now() + ACTIVATION_WAIT;
         let mut pause = Duration::from_millis(2);
         loop {
             let r = self.cast_once(&id, &payload, &kind).await;
@@ -124,18 +130,23 @@ impl Hub {
         let first = retry_until(&self.tx, &id, &payload, &kind, timeout, false).await;
         let r = match (&first, self.on_demand(kind.as_deref())) {
             (Err(CallError::NotFound), Some(args)) => {
-                match self
-                    .activate(&id, kind.as_deref().unwrap_or_default(), &*args)
-                    .await
-                {
+                let activated = async {
+                    self.caught_up(began + timeout).await?;
+                    // Asked again: the rows that arrived meanwhile may
+                    // name a holder.
+                    let left = timeout.saturating_sub(began.elapsed());
+                    let again = retry_until(&self.tx, &id, &payload, &kind, left, false).await;
+                    if !matches!(again, Err(CallError::NotFound)) {
+                        return again;
+                    }
+                    self.activate(&id, kind.as_deref().unwrap_or_default(), &*args)
+                        .await?;
                     // Started; this node's registry learns where a moment
                     // later, so "not found" is asked again meanwhile.
-                    Ok(()) => {
-                        let left = timeout.saturating_sub(began.elapsed());
-                        retry_until(&self.tx, &id, &payload, &kind, left, true).await
-                    }
-                    Err(e) => Err(e),
-                }
+                    let left = timeout.saturating_sub(began.elapsed());
+                    retry_until(&self.tx, &id, &payload, &kind, left, true).await
+                };
+                activated.await
             }
             _ => first,
         };

@@ -159,8 +159,19 @@ pub fn message() -> impl Strategy<Value = Message> {
                 losses,
             }
         }),
-        (any::<u64>(), proptest::option::of(beat()))
-            .prop_map(|(incarnation, lease)| Message::Heartbeat { incarnation, lease }),
+        (
+            any::<u64>(),
+            proptest::option::of(beat()),
+            any::<(u64, u64)>()
+        )
+            .prop_map(|(incarnation, lease, (i, seq))| Message::Heartbeat {
+                incarnation,
+                lease,
+                clock: hub_core::registry::Version {
+                    incarnation: i,
+                    seq,
+                },
+            }),
         Just(Message::Leaving),
         Just(Message::Left),
         slice_delta().prop_map(Message::Delta),

@@ -55,7 +55,12 @@ impl Node {
                     }
                 }
             }
-            Message::Heartbeat { lease, incarnation } => {
+            Message::Heartbeat {
+                lease,
+                incarnation,
+                clock,
+            } => {
+                self.on_peer_clock(from, clock);
                 if let Some(beat) = lease {
                     self.on_beat(from, incarnation, beat);
                 }

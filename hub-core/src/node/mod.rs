@@ -136,6 +136,11 @@ pub struct Node {
     /// Peers refused for running another mode, with the incarnation whose
     /// hello said so.
     mismatched: BTreeMap<NodeId, crate::id::Incarnation>,
+    /// Each peer's own slice clock, as its latest heartbeat said (see
+    /// [`Node::registry_caught_up`]).
+    peer_clocks: BTreeMap<NodeId, crate::registry::Version>,
+    /// Some peer has been in this node's ring since it started.
+    met_peers: bool,
     counters: Counters,
 }
 
@@ -207,6 +212,8 @@ impl Node {
             snapshots: BTreeMap::new(),
             strict,
             mismatched: BTreeMap::new(),
+            peer_clocks: BTreeMap::new(),
+            met_peers: false,
             counters: Counters::default(),
         };
         if node.strategies.partition.check_at_start() {

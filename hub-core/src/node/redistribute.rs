@@ -29,6 +29,7 @@ impl Node {
             match change {
                 Change::Joined(n) => {
                     self.ring.insert(n.clone());
+                    self.met_peers = true;
                     if let Some(m) = self.membership.get(&n) {
                         self.ring.set_tags(&n, m.info.tags.clone());
                     }

@@ -66,6 +66,20 @@ impl Node {
         })
     }
 
+    /// A peer's heartbeat says how far its own slice is. Behind it on two
+    /// heartbeats in a row (one is a delta still on its way), this node
+    /// asks for the rest: a lost delta is repaired within a heartbeat or
+    /// two, not at the next sync round.
+    pub(super) fn on_peer_clock(&mut self, from: &NodeId, clock: Version) {
+        let mine = self.registry.clock(from);
+        let was_behind = self.peer_clocks.get(from).is_some_and(|v| *v > mine);
+        self.peer_clocks.insert(from.clone(), clock);
+        if clock > mine && was_behind && self.accepts_slice(from, clock) {
+            self.counters.registry_gap_requests += 1;
+            self.send(from.clone(), Message::Digest(vec![(from.clone(), mine)]));
+        }
+    }
+
     /// Asks writers for the deltas missing before ones that arrived early
     /// (run on the heartbeat tick, so reordering alone costs nothing).
     pub(super) fn request_gaps(&mut self) {
@@ -121,5 +135,34 @@ impl Node {
         if behind {
             self.send(from.clone(), Message::Digest(mine));
         }
+    }
+
+    /// Whether this node's registry holds every ring peer's own rows at
+    /// least as far as that peer's latest heartbeat said. Until then (a
+    /// node that just joined or restarted, a peer's rows still on their
+    /// way), an id missing here may run on that peer: "runs nowhere"
+    /// cannot be concluded from this registry. A peer not heard from
+    /// since it joined the ring is not caught up with (a member known only
+    /// second-hand counts: it may hold children), and a node that
+    /// expects peers ([`crate::Config::expect_peers`]) and has met none yet
+    /// has not caught up.
+    pub fn registry_caught_up(&self) -> bool {
+        // A node told to expect peers that has not met one yet is a
+        // cluster of one only until its seeds answer.
+        if self.cfg.expect_peers && !self.met_peers {
+            return false;
+        }
+        // Every member it knows of and may hear from, joining ones too: a
+        // member learned second-hand may run children this node's ring
+        // does not place there yet.
+        self.membership
+            .members()
+            .filter(|m| !matches!(m.status, Status::Down | Status::Left))
+            .all(|m| {
+                let p = &m.info.id;
+                self.peer_clocks
+                    .get(p)
+                    .is_some_and(|v| self.registry.clock(p) >= *v)
+            })
     }
 }

@@ -137,6 +137,7 @@ impl Node {
             let msg = Message::Heartbeat {
                 incarnation: self.cfg.incarnation,
                 lease: self.beat_for(&to),
+                clock: self.registry.clock(&self.me),
             };
             self.send(to, msg);
         }

@@ -87,8 +87,9 @@ pub(crate) struct Driver {
     replies: BTreeMap<RequestId, oneshot::Sender<Reply>>,
     ctl_waiting: BTreeMap<RequestId, (u64, u64)>,
     next_request: u64,
-    /// Calls sent to a peer, by request number: the peer and the caller.
-    calls: BTreeMap<u64, (NodeId, oneshot::Sender<Result<Bytes, CallError>>)>,
+    /// Calls sent to a peer, by request number: the connection they went
+    /// out on (their answers come back over it) and the caller.
+    calls: BTreeMap<u64, (u64, oneshot::Sender<Result<Bytes, CallError>>)>,
     next_call: u64,
     next_conn: u64,
     jitter: StdRng,
@@ -320,9 +321,16 @@ impl Driver {
         }
         self.next_call += 1;
         let req = self.next_call;
+        // The answer comes back over the connection the call goes out on:
+        // if that connection closes first, even when a newer one to the
+        // same node replaces it, the answer is lost (see `NetEvent::Down`).
+        let Some(conn) = self.conns.get(&node).map(|c| c.id) else {
+            let _ = reply.send(Err(CallError::NotConnected(node.to_string())));
+            return;
+        };
         match self.send_to(&node, &Wire::Call { req, id, payload }) {
             Ok(()) => {
-                self.calls.insert(req, (node, reply));
+                self.calls.insert(req, (conn, reply));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));

@@ -82,19 +82,21 @@ impl Driver {
                     if self.conns.get(&peer).is_some_and(|c| c.id == conn) {
                         debug!(%peer, "connection lost");
                         self.conns.remove(&peer);
-                        // Their answers cannot come any more, and whether
-                        // the child handled them is unknown: sending them
-                        // again could apply them twice.
-                        let lost: Vec<u64> = self
-                            .calls
-                            .iter()
-                            .filter(|(_, (n, _))| *n == peer)
-                            .map(|(req, _)| *req)
-                            .collect();
-                        for req in lost {
-                            if let Some((_, s)) = self.calls.remove(&req) {
-                                let _ = s.send(Err(CallError::Unanswered(peer.to_string())));
-                            }
+                    }
+                    // Calls sent over it: their answers would come back
+                    // over it, so they cannot come any more, even if a
+                    // newer connection to that node replaced this one.
+                    // Whether the child handled them is unknown: sending
+                    // them again could apply them twice.
+                    let lost: Vec<u64> = self
+                        .calls
+                        .iter()
+                        .filter(|(_, (c, _))| *c == conn)
+                        .map(|(req, _)| *req)
+                        .collect();
+                    for req in lost {
+                        if let Some((_, s)) = self.calls.remove(&req) {
+                            let _ = s.send(Err(CallError::Unanswered(peer.to_string())));
                         }
                     }
                 }
