@@ -16,7 +16,9 @@
 //! snapshots (`SnapshotPolicy::every(1)`, `every(100)`) against none, and
 //! strict single-instance mode against divergence mode (start latency and
 //! throughput, and the time from a kill until the dead hub's children run
-//! again). `--only cluster|calls|acks|strict|snapshots` runs one group.
+//! again), and the first message to a child on demand against a warm
+//! call and an awaited start plus a call.
+//! `--only cluster|calls|acks|strict|ondemand|snapshots` runs one group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,11 +37,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod calls;
+mod on_demand;
 mod procs;
 mod rows;
 mod strict;
 
 use calls::{call_rows, pct, snapshot_rows};
+use on_demand::on_demand_rows;
 use procs::Procs;
 use rows::cluster_rows;
 use strict::{ack_rows, strict_rows};
@@ -66,7 +70,7 @@ struct Cli {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Run only this group of rows: cluster, calls, acks, strict or
+    /// Run only this group of rows: cluster, calls, acks, strict, ondemand or
     /// snapshots.
     #[arg(long)]
     only: Option<String>,
@@ -215,6 +219,10 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
     if run("strict") {
         println!("== strict single-instance mode vs divergence (3 hubs in this process)");
         strict_rows().await?;
+    }
+    if run("ondemand") {
+        println!("== children on demand (2 hubs in this process)");
+        on_demand_rows().await?;
     }
     if run("snapshots") {
         println!("== calls with crash snapshots (2 hubs in this process)");
