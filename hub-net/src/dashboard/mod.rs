@@ -88,27 +88,21 @@ impl Dashboard {
                 return Ok(v.clone());
             }
         }
-        let part = hub
+        let mut part = hub
             .query(view::node_part)
             .await
             .map_err(|e| e.to_string())?;
-        let mut nodes = part.nodes;
-        self.peers.fill(hub, &mut nodes).await;
-        let misplaced = nodes
+        self.peers.fill(hub, &mut part.nodes).await;
+        let misplaced = part
+            .nodes
             .iter()
             .filter_map(|n| n.report.as_ref()?.status.unsettled.as_ref())
             .map(|u| u.misplaced + u.outbound + u.handing + u.orphans)
             .sum();
         let v = View {
-            hub_id: part.hub_id,
-            served_by: part.served_by,
             at_ms: log::now_ms(),
-            children: part.children,
             misplaced,
-            waiting: part.waiting,
-            nodes,
-            kinds: part.kinds,
-            ring: part.ring,
+            part,
         };
         let text = Arc::new(serde_json::to_string(&v).map_err(|e| e.to_string())?);
         *latest = Some((Instant::now(), text.clone()));

@@ -15,24 +15,15 @@ use crate::control::Report;
 /// The cluster as the serving node sees it, with each member's report.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct View {
-    pub(crate) hub_id: String,
-    /// The node serving the page.
-    pub(crate) served_by: NodeId,
     /// Milliseconds since the Unix epoch when this view was taken.
     pub(crate) at_ms: u64,
-    /// Children in the registry.
-    pub(crate) children: usize,
     /// Moves still to do after a membership change, summed over the
     /// members' own reports: local copies not on an owner, handoffs and
     /// hot moves not yet acknowledged, orphans not yet restarted.
     pub(crate) misplaced: usize,
-    /// Children the serving node knows of that run nowhere yet.
-    pub(crate) waiting: usize,
-    pub(crate) nodes: Vec<NodeView>,
-    pub(crate) kinds: Vec<KindView>,
-    /// The ring clockwise from 12 o'clock, adjacent arcs of one node
-    /// merged.
-    pub(crate) ring: Vec<ArcView>,
+    /// Read from the serving node, each member's report filled in.
+    #[serde(flatten)]
+    pub(crate) part: NodePart,
 }
 
 /// One member.
@@ -73,15 +64,20 @@ pub(crate) struct ArcView {
 }
 
 /// The part of a [`View`] read from the node, in its task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub(crate) struct NodePart {
     pub(crate) hub_id: String,
+    /// The node serving the page.
     pub(crate) served_by: NodeId,
+    /// Children in the registry.
     pub(crate) children: usize,
+    /// Children the serving node knows of that run nowhere yet.
     pub(crate) waiting: usize,
     /// Members, self first.
     pub(crate) nodes: Vec<NodeView>,
     pub(crate) kinds: Vec<KindView>,
+    /// The ring clockwise from 12 o'clock, adjacent arcs of one node
+    /// merged.
     pub(crate) ring: Vec<ArcView>,
 }
 
