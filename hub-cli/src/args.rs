@@ -116,11 +116,12 @@ pub(crate) struct NodeArgs {
     #[arg(long, env = "HUB_JOIN_TIMEOUT", value_name = "SECS")]
     pub(crate) join_timeout: Option<u64>,
     /// Failure detection: seconds between heartbeats (default 0.5; without
-    /// it, a third of the suspect time).
+    /// it, a third of the suspect time in effect).
     #[arg(long, env = "HUB_HEARTBEAT_INTERVAL", value_name = "SECS", value_parser = parse_secs)]
     pub(crate) heartbeat_interval: Option<Duration>,
     /// Failure detection: seconds of silence before a peer is suspect
-    /// (default 1.5; without it, half the down time).
+    /// (default 1.5; without it, half the down time, or three heartbeats
+    /// when only those are given).
     #[arg(long, env = "HUB_SUSPECT_AFTER", value_name = "SECS", value_parser = parse_secs)]
     pub(crate) suspect_after: Option<Duration>,
     /// Failure detection: seconds of silence before a peer is down and its

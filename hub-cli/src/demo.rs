@@ -174,7 +174,7 @@ pub(crate) async fn run(
         Ok(status(&mut c).await?.ring.len() == nodes)
     })
     .await?;
-    outln!("   formed in {:?}", t0.elapsed());
+    outln!("   formed in {:.0?}", t0.elapsed());
 
     outln!("== starting {children} counters");
     let bar = indicatif::ProgressBar::new(children as u64);
@@ -241,7 +241,7 @@ pub(crate) async fn run(
     let after = placement(&mut c).await?;
     let moved = after.get(joiner.as_str()).map_or(0, Vec::len);
     outln!(
-        "   {moved} children moved to {joiner} ({:.1}%, ideal {:.1}%) in {:?}",
+        "   {moved} children moved to {joiner} ({:.1}%, ideal {:.1}%) in {:.0?}",
         100.0 * moved as f64 / children as f64,
         100.0 / (nodes + 1) as f64,
         join_at.elapsed()

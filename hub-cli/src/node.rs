@@ -17,8 +17,18 @@ pub(crate) async fn run(cli: &NodeCli, args: NodeArgs) -> Result<(), AnyError> {
         .strategies(n.strategies)
         .node_id(n.node_id)
         .listen(n.listen)
-        .cookie(cookie(&n.auth)?)
-        .configure(|c| n.detection.apply(c));
+        .cookie(cookie(&n.auth)?);
+    let defaults = hub_core::Config::new("", hub_core::NodeId::new("-"));
+    let (heartbeat, suspect, down) = n.detection.resolve((
+        defaults.heartbeat_interval,
+        defaults.suspect_after,
+        defaults.down_after,
+    ))?;
+    b = b.configure(|c| {
+        c.heartbeat_interval = heartbeat;
+        c.suspect_after = suspect;
+        c.down_after = down;
+    });
     for s in n.seeds {
         b = b.seed(s);
     }

@@ -122,7 +122,8 @@ pub(crate) struct NodeSettings {
 }
 
 /// Failure-detection timings: each given one, the others derived from
-/// them in the defaults' ratios (1 : 3 : 6), else the defaults.
+/// them in the defaults' ratios (heartbeat : suspect : down = 1 : 3 : 6),
+/// else the defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Detection {
     pub(crate) heartbeat_interval: Option<Duration>,
@@ -131,22 +132,42 @@ pub(crate) struct Detection {
 }
 
 impl Detection {
-    /// Sets `cfg`'s timings; `Config::validate` then checks their order.
-    pub(crate) fn apply(&self, cfg: &mut hub_core::Config) {
-        if let Some(d) = self.down_after {
-            cfg.down_after = d;
-            if self.suspect_after.is_none() {
-                cfg.suspect_after = cfg.suspect_after.min(d / 2);
+    /// `(heartbeat, suspect, down)` in effect, starting from `defaults`;
+    /// out of order, an error naming the flags and the values in effect.
+    pub(crate) fn resolve(
+        &self,
+        defaults: (Duration, Duration, Duration),
+    ) -> Result<(Duration, Duration, Duration), String> {
+        let (mut heartbeat, mut suspect, mut down) = defaults;
+        match (self.heartbeat_interval, self.suspect_after, self.down_after) {
+            (h, s, Some(d)) => {
+                down = d;
+                suspect = s.unwrap_or(d / 2);
+                heartbeat = h.unwrap_or(suspect / 3);
             }
+            (h, Some(s), None) => {
+                suspect = s;
+                down = s * 2;
+                heartbeat = h.unwrap_or(s / 3);
+            }
+            (Some(h), None, None) => {
+                heartbeat = h;
+                suspect = h * 3;
+                down = h * 6;
+            }
+            (None, None, None) => {}
         }
-        if let Some(s) = self.suspect_after {
-            cfg.suspect_after = s;
+        if heartbeat > suspect || suspect > down {
+            return Err(format!(
+                "failure detection needs --heartbeat-interval <= --suspect-after <= --down-after; \
+                 in effect: {:.3} s, {:.3} s, {:.3} s (a value not given follows the given ones \
+                 as 1 : 3 : 6)",
+                heartbeat.as_secs_f64(),
+                suspect.as_secs_f64(),
+                down.as_secs_f64()
+            ));
         }
-        if let Some(h) = self.heartbeat_interval {
-            cfg.heartbeat_interval = h;
-        } else if self.suspect_after.is_some() || self.down_after.is_some() {
-            cfg.heartbeat_interval = cfg.heartbeat_interval.min(cfg.suspect_after / 3);
-        }
+        Ok((heartbeat, suspect, down))
     }
 }
 
@@ -453,48 +474,44 @@ mod detection_tests {
         Duration::from_millis(v)
     }
 
-    /// (heartbeat, suspect, down) given -> resolved, in milliseconds.
+    const DEFAULTS: (u64, u64, u64) = (500, 1500, 3000);
+
+    fn resolve(h: Option<u64>, s: Option<u64>, d: Option<u64>) -> Result<[u64; 3], String> {
+        let det = Detection {
+            heartbeat_interval: h.map(ms),
+            suspect_after: s.map(ms),
+            down_after: d.map(ms),
+        };
+        let (dh, ds, dd) = DEFAULTS;
+        det.resolve((ms(dh), ms(ds), ms(dd)))
+            .map(|(h, s, d)| [h, s, d].map(|v| v.as_millis() as u64))
+    }
+
+    /// (heartbeat, suspect, down) given -> in effect, in milliseconds.
     #[test]
-    fn timings_not_given_follow_the_given_ones_in_the_defaults_ratios() {
+    fn timings_not_given_follow_the_given_ones_as_one_three_six() {
         type Row = ([Option<u64>; 3], [u64; 3]);
-        let table: [Row; 6] = [
+        let table: [Row; 8] = [
             ([None, None, None], [500, 1500, 3000]),
             ([None, None, Some(1000)], [166, 500, 1000]),
-            ([None, None, Some(10_000)], [500, 1500, 10_000]),
-            ([None, Some(300), None], [100, 300, 3000]),
+            ([None, None, Some(10_000)], [1666, 5000, 10_000]),
+            ([None, Some(300), None], [100, 300, 600]),
+            ([Some(5000), None, None], [5000, 15_000, 30_000]),
             ([Some(200), None, Some(1000)], [200, 500, 1000]),
+            ([Some(3000), None, Some(10_000)], [3000, 5000, 10_000]),
             ([Some(100), Some(400), Some(800)], [100, 400, 800]),
         ];
         for ([h, s, d], want) in table {
-            let det = Detection {
-                heartbeat_interval: h.map(ms),
-                suspect_after: s.map(ms),
-                down_after: d.map(ms),
-            };
-            let mut cfg = hub_core::Config::new("h", hub_core::NodeId::new("n"));
-            det.apply(&mut cfg);
-            let got = [
-                cfg.heartbeat_interval.as_millis() as u64,
-                cfg.suspect_after.as_millis() as u64,
-                cfg.down_after.as_millis() as u64,
-            ];
-            assert_eq!(got, want, "given {h:?} {s:?} {d:?}");
-            assert!(cfg.validate().is_ok(), "given {h:?} {s:?} {d:?}");
+            assert_eq!(resolve(h, s, d), Ok(want), "given {h:?} {s:?} {d:?}");
         }
     }
 
     #[test]
-    fn timings_out_of_order_are_refused_at_start() {
-        let det = Detection {
-            heartbeat_interval: Some(ms(2000)),
-            suspect_after: None,
-            down_after: Some(ms(1000)),
-        };
-        let mut cfg = hub_core::Config::new("h", hub_core::NodeId::new("n"));
-        det.apply(&mut cfg);
-        let err = cfg.validate().unwrap_err().to_string();
+    fn timings_out_of_order_name_the_flags_and_the_values_in_effect() {
+        let err = resolve(Some(2000), None, Some(1000)).unwrap_err();
         assert!(
-            err.contains("heartbeat_interval <= suspect_after <= down_after"),
+            err.contains("--heartbeat-interval <= --suspect-after <= --down-after")
+                && err.contains("2.000 s, 0.500 s, 1.000 s"),
             "{err}"
         );
     }

@@ -169,7 +169,7 @@ fn failure_detection_timings_are_checked_at_start() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("heartbeat_interval <= suspect_after <= down_after"),
+            .contains("--heartbeat-interval <= --suspect-after <= --down-after"),
         "{out:?}"
     );
     for bad in ["0", "-1", "soon", "7200"] {

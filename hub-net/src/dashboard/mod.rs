@@ -349,6 +349,14 @@ pub(crate) async fn decommission(
             let body = json!({ "error": format!("{node} has already left the cluster") });
             return (StatusCode::CONFLICT, Json(body)).into_response();
         }
+        Some(Status::Down) => {
+            // As `hub ctl decommission` says: there is nothing to drain;
+            // its children restart on their new owners by themselves.
+            let body = json!({
+                "error": format!("{node} is down, not a live member: its children restart elsewhere")
+            });
+            return (StatusCode::CONFLICT, Json(body)).into_response();
+        }
         Some(_) => {}
     }
     info!(%node, "decommission requested through the dashboard");
