@@ -491,13 +491,7 @@ impl Registry {
     /// True when some node's row for `id` is handed to another node and
     /// no copy runs yet (a caller should retry shortly). O(nodes).
     pub fn is_moving(&self, id: &str) -> bool {
-        self.lookup_ref(id).is_empty()
-            && self.slices.values().any(|s| {
-                s.rows
-                    .get(id)
-                    .and_then(|c| c.row.as_ref())
-                    .is_some_and(|r| r.moving_to.is_some())
-            })
+        self.lookup_ref(id).is_empty() && self.moving_row(id).is_some()
     }
 
     /// A row of `id` handed over by its node and not yet replaced by the

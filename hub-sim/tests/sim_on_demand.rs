@@ -42,6 +42,18 @@ async fn read(hub: &hub_net::Hub, id: &str) -> i64 {
 }
 const T: Duration = Duration::from_secs(5);
 
+/// Every counter, read through node 0, holds every add acknowledged and
+/// none that was not tried.
+async fn holds_every_acknowledged_add(c: &hub_sim::SimCluster, adds: &Adds, when: &str) {
+    for (id, (acked, tried)) in adds {
+        let n = read(&c.hub(0).expect("node 0"), id).await;
+        assert!(
+            n >= *acked && n <= *tried,
+            "{when}: {id} holds {n}: {acked} adds acknowledged, {tried} tried"
+        );
+    }
+}
+
 #[madsim::test]
 async fn on_demand_children_start_once_and_keep_every_acknowledged_add() {
     let opts =
@@ -77,13 +89,7 @@ async fn on_demand_children_start_once_and_keep_every_acknowledged_add() {
     c.settle(QUIET)
         .await
         .expect("one instance per id after the race");
-    for (id, (acked, tried)) in &adds {
-        let n = read(&c.hub(0).expect("node 0"), id).await;
-        assert!(
-            n >= *acked && n <= *tried,
-            "{id} holds {n}: {acked} first messages acknowledged, {tried} sent"
-        );
-    }
+    holds_every_acknowledged_add(&c, &adds, "after the race").await;
 
     adds_and_reads(&c, &mut adds, 80).await;
     c.add_node();
@@ -99,13 +105,7 @@ async fn on_demand_children_start_once_and_keep_every_acknowledged_add() {
     c.settle(QUIET)
         .await
         .expect("quiet after the join and the leave");
-    for (id, (acked, tried)) in &adds {
-        let n = read(&c.hub(0).expect("node 0"), id).await;
-        assert!(
-            n >= *acked && n <= *tried,
-            "{id} holds {n}: {acked} adds acknowledged, {tried} tried"
-        );
-    }
+    holds_every_acknowledged_add(&c, &adds, "after the join and the leave").await;
 
     // A kill: the dead node's counters restart on their new owners from
     // their arguments (no snapshots here), and messages reach them, one

@@ -137,27 +137,28 @@ pub(crate) fn node_part(n: &Node) -> NodePart {
 
     let me = n.id().clone();
     let own_status = if n.is_leaving() { "leaving" } else { "up" };
-    let mut nodes = vec![NodeView {
-        id: me.clone(),
-        addr: n.config().addr.clone(),
-        status: own_status.to_string(),
-        tags: n.config().tags.clone(),
-        share: share.get(&me).copied().unwrap_or(0.0),
-        children: held.get(&me).copied().unwrap_or(0),
+    let view = |id: &NodeId, addr: &str, status: String, tags: &Tags| NodeView {
+        id: id.clone(),
+        addr: addr.to_string(),
+        status,
+        tags: tags.clone(),
+        share: share.get(id).copied().unwrap_or(0.0),
+        children: held.get(id).copied().unwrap_or(0),
         report: None,
         unreachable: None,
-    }];
+    };
+    let own_tags = &n.config().tags;
+    let mut nodes = vec![view(
+        &me,
+        &n.config().addr,
+        own_status.to_string(),
+        own_tags,
+    )];
     let mut others: Vec<NodeView> = n
         .members()
-        .map(|m| NodeView {
-            id: m.info.id.clone(),
-            addr: m.info.addr.clone(),
-            status: format!("{:?}", m.status).to_lowercase(),
-            tags: m.info.tags.clone(),
-            share: share.get(&m.info.id).copied().unwrap_or(0.0),
-            children: held.get(&m.info.id).copied().unwrap_or(0),
-            report: None,
-            unreachable: None,
+        .map(|m| {
+            let status = format!("{:?}", m.status).to_lowercase();
+            view(&m.info.id, &m.info.addr, status, &m.info.tags)
         })
         .collect();
     others.sort_by(|a, b| a.id.cmp(&b.id));
