@@ -19,6 +19,7 @@ use crate::error::{HubError, StartupError};
 use crate::handshake::{Hello, Local, Role};
 use crate::hooks::{Events, HookFn};
 use crate::hub::{Hub, Shared};
+use crate::lookup::LookupView;
 use crate::metrics::Metrics;
 use crate::process::{Kinds, Process};
 use crate::snapshot::SnapshotPolicy;
@@ -483,6 +484,7 @@ impl HubBuilder {
                 kind_names: kinds.names_by_type(),
                 on_demand: kinds.on_demand(),
                 metrics: net.metrics.clone(),
+                lookup: LookupView::default(),
                 management: management_listener
                     .as_ref()
                     .and_then(|l| l.local_addr().ok()),
@@ -519,6 +521,7 @@ impl HubBuilder {
             local_tx,
             hub.shared.stop_reason.clone(),
             hub.tx.downgrade(),
+            hub.shared.lookup.clone(),
         );
         let mut joins = hub.subscribe();
         let span = tracing::info_span!("node", id = %config.node_id);

@@ -18,6 +18,7 @@ use crate::control::Status;
 use crate::driver::{self, Api};
 use crate::error::HubError;
 use crate::hooks::{Events, HookError};
+use crate::lookup::LookupView;
 use crate::metrics::Metrics;
 
 use crate::builder::HubBuilder;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// Kinds started on demand, with their argument builders.
     pub(crate) on_demand: crate::activation::OnDemand,
     pub(crate) metrics: Arc<Metrics>,
+    /// The registry's lookup index, kept by the node task.
+    pub(crate) lookup: LookupView,
     pub(crate) management: Option<SocketAddr>,
 }
 
@@ -193,13 +196,18 @@ impl Hub {
         self.stop_children(vec![id.into()], opts).await
     }
 
-    /// Where `id` runs.
-    pub async fn child_lookup(
-        &self,
-        id: impl Into<ChildId>,
-    ) -> Result<Vec<(NodeId, Handle)>, HubError> {
-        let id = id.into();
-        self.query(move |n| n.child_lookup(id.as_str())).await
+    /// Where `id` runs: the nodes this node's registry says run it, with
+    /// their handles, in node order (empty if none).
+    ///
+    /// Answered from the caller's own task, from a lookup index the node
+    /// task keeps up to date with its registry, so it never waits behind
+    /// the node's other work. `Err(HubError::Closed)` once the node has
+    /// stopped.
+    pub fn child_lookup(&self, id: impl AsRef<str>) -> Result<Vec<(NodeId, Handle)>, HubError> {
+        if self.tx.is_closed() {
+            return Err(HubError::Closed);
+        }
+        Ok(self.shared.lookup.get(id.as_ref()))
     }
 
     /// Children per node, of every node (`global`) or only this one.

@@ -58,6 +58,7 @@ pub mod examples;
 pub mod handshake;
 mod hooks;
 mod hub;
+mod lookup;
 #[cfg(feature = "management")]
 mod management;
 mod metrics;

@@ -93,7 +93,7 @@ async fn three_nodes_form_start_call_crash_and_leave() {
     assert!(e.is_ok());
     // Other nodes learn of it through registry sync (eventually).
     let seen = eventually(Duration::from_secs(5), || async {
-        !hubs[1].child_lookup("e1").await.unwrap().is_empty()
+        !hubs[1].child_lookup("e1").unwrap().is_empty()
     })
     .await;
     assert!(seen);
@@ -126,7 +126,7 @@ async fn three_nodes_form_start_call_crash_and_leave() {
     .await;
     assert!(recovered, "children of the crashed node were not restarted");
     for id in &victims {
-        let at = hubs[0].child_lookup(id.clone()).await.unwrap();
+        let at = hubs[0].child_lookup(id.clone()).unwrap();
         assert_eq!(at.len(), 1);
         assert_ne!(at[0].0.as_str(), "n2");
     }
@@ -235,7 +235,7 @@ async fn a_call_through_a_failover_waits_for_the_new_owner() {
     let took = t0.elapsed();
     assert!(r.is_ok(), "{id}: {r:?} after {took:?}");
     assert!(took < timeout, "took {took:?}");
-    let at = hubs[0].child_lookup(id.clone()).await.unwrap();
+    let at = hubs[0].child_lookup(id.clone()).unwrap();
     assert_ne!(at[0].0.as_str(), "n2");
 }
 
@@ -303,7 +303,6 @@ async fn a_call_in_flight_when_its_node_dies_is_unanswered_and_never_applied_twi
     // The child runs again elsewhere, and the call was never sent to it.
     let moved = eventually(Duration::from_secs(10), || async {
         n0.child_lookup(id.clone())
-            .await
             .is_ok_and(|at| at.first().is_some_and(|(n, _)| n.as_str() != "n2"))
     })
     .await;
@@ -311,4 +310,71 @@ async fn a_call_in_flight_when_its_node_dies_is_unanswered_and_never_applied_twi
     assert_eq!(SLOW_HANDLED.load(Ordering::SeqCst), 1, "applied once");
     n0.shutdown().await.unwrap();
     n1.shutdown().await.unwrap();
+}
+
+/// Every hub's `child_lookup` (read from its shared index, from any
+/// thread) matches its registry through starts, stops, a join and a kill,
+/// and an awaited start's children are found at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_lookup_follows_the_registry_from_any_thread() {
+    let mut hubs = cluster(3).await;
+    let specs = counters(300);
+    let out = hubs[1]
+        .start_children(specs.clone(), StartOptions::awaited())
+        .await
+        .unwrap();
+    assert_eq!(out.started.len(), 300, "{out:?}");
+    for (id, at) in &out.started {
+        assert_eq!(
+            hubs[1].child_lookup(id).unwrap(),
+            *at,
+            "{id} right after the start"
+        );
+    }
+    let stopped: Vec<ChildId> = specs[..40].iter().map(|s| s.id.clone()).collect();
+    hubs[0]
+        .stop_children(stopped.clone(), StopOptions::awaited())
+        .await
+        .unwrap();
+    hubs.push(node("n3", Some(&hubs[0])).await);
+    wait_formed(&hubs.iter().collect::<Vec<_>>(), 4).await;
+    hubs.remove(2).abort();
+    let live: Vec<&Hub> = hubs.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(20), || registries_agree(&live, 260)).await,
+        "the survivors agree on 260 children"
+    );
+    for h in &hubs {
+        let dump = h.registry_dump().await.unwrap();
+        let (h2, ids) = (
+            h.clone(),
+            specs.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        );
+        // A plain thread, outside the runtime: the lookup needs no task.
+        let seen = std::thread::spawn(move || {
+            ids.iter()
+                .map(|id| (id.clone(), h2.child_lookup(id).unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        for (id, at) in seen {
+            let want = dump.get(&id).cloned().unwrap_or_default();
+            assert_eq!(at, want, "{}: {id}", h.node_id());
+            assert_eq!(
+                at.is_empty(),
+                stopped.contains(&id),
+                "{}: {id}",
+                h.node_id()
+            );
+        }
+    }
+    let gone = hubs.pop().unwrap();
+    gone.shutdown().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gone.child_lookup("c100").is_err()
+        })
+        .await
+    );
 }

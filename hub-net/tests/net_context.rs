@@ -210,7 +210,7 @@ async fn a_child_knows_its_id_and_node_and_its_timers_fire() {
         panic!("not an identity");
     };
     assert_eq!(id, "w1");
-    let holder = a.child_lookup("w1").await.unwrap();
+    let holder = a.child_lookup("w1").unwrap();
     assert_eq!(holder.len(), 1);
     assert_eq!(node, holder[0].0.to_string(), "the node it says it runs on");
 
@@ -238,11 +238,11 @@ async fn a_child_calls_another_child_on_another_node_through_its_hub_handle() {
         ids.push(id);
     }
     start(&a, worker("w1", 0)).await;
-    let here = a.child_lookup("w1").await.unwrap()[0].0.clone();
+    let here = a.child_lookup("w1").unwrap()[0].0.clone();
     // A counter on the other node, so the call crosses the network.
     let mut remote = None;
     for id in &ids {
-        if a.child_lookup(id.as_str()).await.unwrap()[0].0 != here {
+        if a.child_lookup(id.as_str()).unwrap()[0].0 != here {
             remote = Some(id.clone());
             break;
         }
@@ -265,8 +265,7 @@ async fn a_transient_child_that_stops_itself_is_removed_cluster_wide() {
     start(&a, worker("p1", 0)).await;
     call(&b, "t1", Job::Done).await;
     let gone = eventually(Duration::from_secs(5), || async {
-        a.child_lookup("t1").await.unwrap().is_empty()
-            && b.child_lookup("t1").await.unwrap().is_empty()
+        a.child_lookup("t1").unwrap().is_empty() && b.child_lookup("t1").unwrap().is_empty()
     })
     .await;
     assert!(
@@ -276,10 +275,10 @@ async fn a_transient_child_that_stops_itself_is_removed_cluster_wide() {
 
     // A permanent one is restarted from its init arguments instead.
     call(&b, "p1", Job::Bump).await;
-    let before = a.child_lookup("p1").await.unwrap();
+    let before = a.child_lookup("p1").unwrap();
     call(&b, "p1", Job::Done).await;
     let restarted = eventually(Duration::from_secs(5), || async {
-        let now = a.child_lookup("p1").await.unwrap();
+        let now = a.child_lookup("p1").unwrap();
         now.len() == 1 && now != before
     })
     .await;

@@ -41,7 +41,7 @@ async fn the_first_call_starts_the_child_on_its_owner_and_is_delivered() {
         .unwrap();
     assert_eq!(n, 5, "the first message is delivered to the new instance");
     let owner = a.placements().await.unwrap()["acct-1"].clone();
-    let holders = a.child_lookup("acct-1").await.unwrap();
+    let holders = a.child_lookup("acct-1").unwrap();
     assert_eq!(
         holders.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         vec![owner]
@@ -83,7 +83,7 @@ async fn first_messages_from_every_node_at_once_start_one_instance() {
     assert!(wait_settled(&[&a, &b, &c], ids.len()).await);
     for id in &ids {
         for hub in [&a, &b, &c] {
-            let holders = hub.child_lookup(id.as_str()).await.unwrap();
+            let holders = hub.child_lookup(id.as_str()).unwrap();
             assert_eq!(holders.len(), 1, "{id} on {holders:?}");
         }
         let total = a.call::<Counter>(id.as_str(), &CounterMsg::Get, T).await;

@@ -98,7 +98,7 @@ async fn a_killed_nodes_children_restart_once_and_only_after_the_takeover_delay(
     assert!(wait_settled(&survivors, 31).await);
     for h in survivors {
         for id in &victims {
-            let at = h.child_lookup(id.as_str()).await.unwrap();
+            let at = h.child_lookup(id.as_str()).unwrap();
             assert_eq!(at.len(), 1, "{id} on {at:?}");
         }
     }

@@ -81,7 +81,7 @@ async fn crashes_restart_within_the_intensity_then_the_child_fails_and_is_remove
         .await
         .unwrap()
         .is_ok());
-    let first = hub.child_lookup("f").await.unwrap()[0].1;
+    let first = hub.child_lookup("f").unwrap()[0].1;
     let g0 = hub
         .call::<Fragile>("f", &false, Duration::from_secs(1))
         .await
@@ -114,7 +114,7 @@ async fn crashes_restart_within_the_intensity_then_the_child_fails_and_is_remove
         .unwrap();
     assert_ne!(g2, g0);
     assert_eq!(
-        hub.child_lookup("f").await.unwrap()[0].1,
+        hub.child_lookup("f").unwrap()[0].1,
         third,
         "the registry follows restarts"
     );
@@ -126,7 +126,7 @@ async fn crashes_restart_within_the_intensity_then_the_child_fails_and_is_remove
         |e| matches!(e, Event::ChildFailed { id, .. } if id.as_str() == "f"),
     )
     .await;
-    assert!(hub.child_lookup("f").await.unwrap().is_empty());
+    assert!(hub.child_lookup("f").unwrap().is_empty());
     hub.shutdown().await.unwrap();
 }
 
@@ -275,8 +275,8 @@ async fn a_finished_process_ends_normally_per_its_restart_policy() {
     }
     let gone = async {
         loop {
-            let t = hub.child_lookup("transient").await.unwrap();
-            let p = hub.child_lookup("temporary").await.unwrap();
+            let t = hub.child_lookup("transient").unwrap();
+            let p = hub.child_lookup("temporary").unwrap();
             if t.is_empty() && p.is_empty() {
                 break;
             }
@@ -286,7 +286,7 @@ async fn a_finished_process_ends_normally_per_its_restart_policy() {
     tokio::time::timeout(Duration::from_secs(5), gone)
         .await
         .expect("finished Transient and Temporary children are removed");
-    assert_eq!(hub.child_lookup("permanent").await.unwrap().len(), 1);
+    assert_eq!(hub.child_lookup("permanent").unwrap().len(), 1);
     // The restarted permanent one answers again.
     hub.call::<Job>("permanent", &false, t).await.unwrap();
     hub.shutdown().await.unwrap();

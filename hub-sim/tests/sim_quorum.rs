@@ -218,7 +218,7 @@ async fn strict_mode_never_runs_two_copies_through_partitions_kills_and_restarts
     assert!(seen.is_empty(), "{seen:#?}");
     let registered = c.hub(0).unwrap().count_children().await.unwrap();
     for id in &started {
-        let at = c.hub(0).unwrap().child_lookup(id.as_str()).await.unwrap();
+        let at = c.hub(0).unwrap().child_lookup(id.as_str()).unwrap();
         if at.len() != 1 {
             dump_trace(&c, id);
         }

@@ -169,7 +169,7 @@ async fn acknowledged_starts_are_in_the_acknowledged_registries() {
                 continue;
             };
             for s in &specs {
-                let at = hub.child_lookup(s.id.clone()).await.unwrap_or_default();
+                let at = hub.child_lookup(s.id.clone()).unwrap_or_default();
                 // A move right after the reply (views still merging) may
                 // take the row away again; an ack is about the moment of
                 // the answer, so a removal traced since the start excuses.

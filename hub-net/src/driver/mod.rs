@@ -22,6 +22,7 @@ use crate::control::Status;
 use crate::error::CallError;
 use crate::handshake::{self};
 use crate::hooks::Events;
+use crate::lookup::LookupView;
 use crate::metrics::Metrics;
 use crate::process::Terminate;
 use crate::supervisor::{Envelope, Supervisor};
@@ -99,6 +100,8 @@ pub(crate) struct Driver {
     /// The node's own API, for control calls that retry through failover
     /// as [`crate::Hub::call`] does; weak, so it does not keep the node up.
     api: mpsc::WeakSender<Api>,
+    /// The lookup index every handle on this node reads.
+    lookup: LookupView,
     /// Addresses discovery answered with, each with its dial loop.
     #[cfg(feature = "dns")]
     discovered: BTreeMap<String, CancellationToken>,
@@ -117,10 +120,12 @@ impl Driver {
         local_tx: mpsc::UnboundedSender<LocalReport>,
         stop_reason: Arc<std::sync::Mutex<Option<String>>>,
         api: mpsc::WeakSender<Api>,
+        lookup: LookupView,
     ) -> Self {
         Driver {
             stop_reason,
             api,
+            lookup,
             #[cfg(feature = "dns")]
             discovered: BTreeMap::new(),
             epoch,
@@ -382,6 +387,11 @@ impl Driver {
                     }
                 }
                 Output::Event(e) => {
+                    if let Event::RegistryInserted { id, .. } | Event::RegistryRemoved { id, .. } =
+                        &e
+                    {
+                        self.lookup.refresh(self.node.registry(), id);
+                    }
                     if let Event::ClusterLeave(n) = &e {
                         // A node that failed may come back as a new run:
                         // dial afresh then rather than trust a connection

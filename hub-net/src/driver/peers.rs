@@ -29,7 +29,10 @@ const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// Messages queued for a peer while it is being dialed.
 const PENDING_PER_PEER: usize = 4096;
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The first retry's mean delay; each later one doubles it, up to the cap.
+/// Short, because a peer that is not listening yet usually is a moment
+/// later (pods and processes started together), and formation waits for it.
+const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 impl Driver {
@@ -280,8 +283,14 @@ impl Driver {
             return;
         };
         self.dialing.insert(to.clone());
-        let attempt = self.attempts.get(&to).copied().unwrap_or(0);
-        let delay = backoff(attempt, &mut self.jitter);
+        // The first dial of a member goes out at once: a new member is
+        // most likely listening already, and formation waits on this dial.
+        // A simultaneous dial from the other side is resolved like any
+        // duplicate connection.
+        let delay = match self.attempts.get(&to).copied().unwrap_or(0) {
+            0 => Duration::ZERO,
+            failed => backoff(failed - 1, &mut self.jitter),
+        };
         let net = self.net.clone();
         let events = self.net_tx.clone();
         let cancel = self.cancel.clone();

@@ -18,7 +18,8 @@
 //! throughput, and the time from a kill until the dead hub's children run
 //! again), and the first message to a child on demand against a warm
 //! call and an awaited start plus a call.
-//! `--only cluster|calls|acks|strict|ondemand|snapshots` runs one group.
+//! `--only cluster|calls|lookup|acks|strict|ondemand|snapshots` runs one
+//! group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,12 +38,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod calls;
+mod floors;
+mod lookup;
 mod on_demand;
 mod procs;
 mod rows;
 mod strict;
 
 use calls::{call_rows, pct, snapshot_rows};
+use lookup::lookup_rows;
 use on_demand::on_demand_rows;
 use procs::Procs;
 use rows::cluster_rows;
@@ -70,8 +74,8 @@ struct Cli {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Run only this group of rows: cluster, calls, acks, strict, ondemand or
-    /// snapshots.
+    /// Run only this group of rows: cluster, calls, lookup, acks, strict,
+    /// ondemand or snapshots.
     #[arg(long)]
     only: Option<String>,
 }
@@ -90,6 +94,12 @@ enum Cmd {
         #[arg(long)]
         hot: bool,
     },
+    /// Measures the bare-actor and bare-map floors alone in this process
+    /// (used by the benchmark itself).
+    Floor {
+        #[arg(long)]
+        actors: usize,
+    },
 }
 
 fn main() -> Result<(), AnyError> {
@@ -104,6 +114,7 @@ fn main() -> Result<(), AnyError> {
             ref seed,
             hot,
         }) => rt.block_on(node(id, listen, seed.as_deref(), hot)),
+        Some(Cmd::Floor { actors }) => rt.block_on(floors::actor_floor(actors)),
         None => rt.block_on(bench(&cli)),
     }
 }
@@ -211,6 +222,12 @@ async fn bench(cli: &Cli) -> Result<(), AnyError> {
     if run("calls") {
         println!("== remote call (2 hubs in this process) vs bare TCP ping-pong");
         call_rows(cli).await?;
+    }
+    if run("lookup") {
+        println!(
+            "== child_lookup through the public API (2 hubs in this process) vs a bare HashMap"
+        );
+        lookup_rows(cli.children).await?;
     }
     if run("acks") {
         println!("== acknowledged starts (3 hubs in this process)");

@@ -1,5 +1,6 @@
 //! The node processes of the cluster rows, killed on drop.
 
+use super::floors::rss_kib;
 use super::*;
 
 /// Node processes, killed on drop.
@@ -50,17 +51,15 @@ impl Procs {
     pub(super) fn rss_mib(&self) -> Vec<(String, f64)> {
         self.nodes
             .iter()
-            .map(|(id, (c, _))| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap_or_default();
-                let kib: f64 = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                (id.clone(), kib / 1024.0)
-            })
+            .map(|(id, (c, _))| (id.clone(), rss_kib(c.id()) / 1024.0))
+            .collect()
+    }
+
+    /// Process ids, by node.
+    pub(super) fn pids(&self) -> Vec<(String, u32)> {
+        self.nodes
+            .iter()
+            .map(|(id, (c, _))| (id.clone(), c.id()))
             .collect()
     }
 }
