@@ -176,6 +176,10 @@ async fn typed_entities_start_call_cast_and_refuse_other_kinds() {
     let acct = a.entity::<Account>("acct-42").unwrap();
     assert_eq!(acct.kind(), "account");
     acct.start(&100, StartOptions::awaited()).await.unwrap();
+    // As the README finds it: at once, without awaiting the node.
+    let at = a.child_lookup("acct-42").unwrap();
+    assert_eq!(at.len(), 1, "{at:?}");
+    assert_eq!(at[0].0, *a.node_id());
     let again = acct.start(&100, StartOptions::awaited()).await;
     assert!(again.is_err(), "a second start is an error: {again:?}");
     assert_eq!(

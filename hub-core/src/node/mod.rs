@@ -51,6 +51,10 @@ use outbox::Outbox;
 pub use settled::Unsettled;
 use timers::{Timer, Timers};
 
+/// Up members each discovery round's hello goes to (besides every member
+/// not up).
+const DISCOVERY_FANOUT: usize = 3;
+
 /// A hub node: the deterministic core that drivers (hub-net over TCP,
 /// hub-testkit in memory, your own) run.
 ///
@@ -117,6 +121,8 @@ pub struct Node {
     leaving: Option<Leaving>,
     left: bool,
     timers: Timers,
+    /// Discovery rounds so far: which up members this round's hellos go to.
+    discover_round: usize,
     /// Time of the input being handled (inputs carry it; the node never
     /// reads a clock).
     now: Time,
@@ -189,6 +195,7 @@ impl Node {
                 (Timer::Sync, Some((now + sync_interval, sync_interval))),
                 (Timer::Load, load_interval.map(|d| (now + d, d))),
             ]),
+            discover_round: 0,
             me,
             cfg,
             strategies,
@@ -450,6 +457,30 @@ impl Node {
             .filter(|m| m.status != Status::Left)
             .map(|m| m.info.id.clone())
             .collect()
+    }
+
+    /// Who this discovery round's hellos go to: every member not up (to
+    /// reach nodes known second-hand, and to heal partitions), and
+    /// [`DISCOVERY_FANOUT`] of the up members, in turn. A hello lists
+    /// every member, so sending it to all up members each round would cost
+    /// each node O(N²) bytes per round; up members are heard from every
+    /// heartbeat anyway, and the turns reach each within ⌈(N−1)/3⌉ rounds.
+    fn discovery_targets(&mut self) -> Vec<NodeId> {
+        let (up, mut out): (Vec<_>, Vec<_>) = self
+            .membership
+            .members()
+            .filter(|m| m.status != Status::Left && m.info.id != self.me)
+            .partition(|m| m.status == Status::Up);
+        let mut targets: Vec<NodeId> = out.drain(..).map(|m| m.info.id.clone()).collect();
+        if !up.is_empty() {
+            let start = self.discover_round * DISCOVERY_FANOUT;
+            targets.extend(
+                (0..DISCOVERY_FANOUT.min(up.len()))
+                    .map(|k| up[(start + k) % up.len()].info.id.clone()),
+            );
+        }
+        self.discover_round = self.discover_round.wrapping_add(1);
+        targets
     }
 
     fn replicas(&self) -> usize {

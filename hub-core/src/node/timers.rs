@@ -98,7 +98,7 @@ impl Node {
             match timer {
                 Timer::Heartbeat => {}
                 Timer::Discover => {
-                    for to in self.contactable() {
+                    for to in self.discovery_targets() {
                         self.send_hello(&to);
                     }
                 }
