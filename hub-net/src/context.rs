@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use hub_core::{ChildId, NodeId, Role};
@@ -24,7 +23,7 @@ pub(crate) struct Seed {
     pub(crate) id: ChildId,
     pub(crate) node: NodeId,
     pub(crate) role: Arc<Mutex<Option<Role>>>,
-    pub(crate) mailbox: mpsc::WeakSender<Envelope>,
+    pub(crate) mailbox: flume::WeakSender<Envelope>,
     pub(crate) hub: WeakHub,
     pub(crate) instance: u64,
 }
@@ -134,8 +133,8 @@ impl<P: Process> Context<P> {
         let env = Envelope::Timer(self.seed.instance, encode(msg)?);
         let tx = self.seed.mailbox.upgrade().ok_or(CallError::Closed)?;
         tx.try_send(env).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CallError::Timeout,
-            mpsc::error::TrySendError::Closed(_) => CallError::Closed,
+            flume::TrySendError::Full(_) => CallError::Timeout,
+            flume::TrySendError::Disconnected(_) => CallError::Closed,
         })
     }
 

@@ -67,7 +67,7 @@ const MAILBOX: usize = 1024;
 pub(crate) struct Supervisor {
     kinds: Kinds,
     limits: Limits,
-    children: BTreeMap<ChildId, mpsc::Sender<Envelope>>,
+    children: BTreeMap<ChildId, flume::Sender<Envelope>>,
     reports: mpsc::UnboundedSender<LocalReport>,
     next_handle: Arc<std::sync::atomic::AtomicU64>,
     node: NodeId,
@@ -122,7 +122,7 @@ impl Supervisor {
                 .send(fail(StartError::MaxChildren(self.node.as_str().into())));
             return;
         }
-        let (tx, rx) = mpsc::channel(MAILBOX);
+        let (tx, rx) = flume::bounded(MAILBOX);
         let seed = Seed {
             id: id.clone(),
             node: self.node.clone(),
@@ -177,8 +177,8 @@ impl Supervisor {
             return Err((CallError::NotFound, env));
         };
         tx.try_send(env).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(env) => (CallError::Timeout, env),
-            mpsc::error::TrySendError::Closed(env) => (CallError::NotFound, env),
+            flume::TrySendError::Full(env) => (CallError::Timeout, env),
+            flume::TrySendError::Disconnected(env) => (CallError::NotFound, env),
         })
     }
 
@@ -215,7 +215,7 @@ impl ChildRun {
         let _ = self.reports.send(r);
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>, restore: Option<Bytes>) {
+    async fn run(mut self, mut rx: flume::Receiver<Envelope>, restore: Option<Bytes>) {
         let id = self.spec.id.clone();
         let mut restarts: VecDeque<Instant> = VecDeque::new();
         let mut first = true;
@@ -319,11 +319,11 @@ impl ChildRun {
     async fn serve(
         &self,
         inst: &mut dyn Instance,
-        rx: &mut mpsc::Receiver<Envelope>,
+        rx: &mut flume::Receiver<Envelope>,
         last: &mut Option<Bytes>,
     ) -> Exit {
         let Some(policy) = self.snapshots else {
-            while let Some(env) = rx.recv().await {
+            while let Some(env) = rx.recv_async().await.ok() {
                 if let Some(exit) = handle(inst, env, rx).await {
                     return exit;
                 }
@@ -337,8 +337,8 @@ impl ChildRun {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                env = rx.recv() => {
-                    let Some(env) = env else { return Exit::Stopped(None) };
+                env = rx.recv_async() => {
+                    let Ok(env) = env else { return Exit::Stopped(None) };
                     let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..) | Envelope::Timer(..));
                     if let Some(exit) = handle(inst, env, rx).await {
                         return exit;
@@ -379,7 +379,7 @@ impl ChildRun {
 async fn handle(
     inst: &mut dyn Instance,
     env: Envelope,
-    rx: &mut mpsc::Receiver<Envelope>,
+    rx: &mut flume::Receiver<Envelope>,
 ) -> Option<Exit> {
     match env {
         Envelope::Cast(b) => match AssertUnwindSafe(inst.cast(b)).catch_unwind().await {
@@ -440,10 +440,10 @@ async fn stop(inst: &mut dyn Instance, reason: Terminate, final_state: bool) -> 
 /// After a handover snapshot: hold messages (nothing may change the state
 /// that was handed over) until the move is abandoned (`Resume`: handle
 /// them) or done (`Stop`: callers are told to retry at the new owner).
-async fn paused(inst: &mut dyn Instance, rx: &mut mpsc::Receiver<Envelope>) -> Option<Exit> {
+async fn paused(inst: &mut dyn Instance, rx: &mut flume::Receiver<Envelope>) -> Option<Exit> {
     let mut held = Vec::new();
     loop {
-        match rx.recv().await {
+        match rx.recv_async().await.ok() {
             None => return Some(Exit::Stopped(None)),
             Some(Envelope::Resume) => break,
             Some(Envelope::Stop(reason, final_state)) => {

@@ -32,7 +32,7 @@ const PENDING_PER_PEER: usize = 4096;
 /// The first retry's mean delay; each later one doubles it, up to the cap.
 /// Short, because a peer that is not listening yet usually is a moment
 /// later (pods and processes started together), and formation waits for it.
-const BACKOFF_BASE: Duration = Duration::from_millis(25);
+const BACKOFF_BASE: Duration = Duration::from_millis(10);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 impl Driver {
