@@ -323,7 +323,7 @@ impl ChildRun {
         last: &mut Option<Bytes>,
     ) -> Exit {
         let Some(policy) = self.snapshots else {
-            while let Some(env) = rx.recv_async().await.ok() {
+            while let Ok(env) = rx.recv_async().await {
                 if let Some(exit) = handle(inst, env, rx).await {
                     return exit;
                 }

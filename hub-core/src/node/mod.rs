@@ -466,12 +466,12 @@ impl Node {
     /// each node O(N²) bytes per round; up members are heard from every
     /// heartbeat anyway, and the turns reach each within ⌈(N−1)/3⌉ rounds.
     fn discovery_targets(&mut self) -> Vec<NodeId> {
-        let (up, mut out): (Vec<_>, Vec<_>) = self
+        let (up, others): (Vec<_>, Vec<_>) = self
             .membership
             .members()
             .filter(|m| m.status != Status::Left && m.info.id != self.me)
             .partition(|m| m.status == Status::Up);
-        let mut targets: Vec<NodeId> = out.drain(..).map(|m| m.info.id.clone()).collect();
+        let mut targets: Vec<NodeId> = others.into_iter().map(|m| m.info.id.clone()).collect();
         if !up.is_empty() {
             let start = self.discover_round * DISCOVERY_FANOUT;
             targets.extend(
