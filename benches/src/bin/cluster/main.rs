@@ -177,10 +177,16 @@ async fn statuses(clients: &mut [Client]) -> Result<Vec<Status>, AnyError> {
     Ok(out)
 }
 
-/// Polls every 10 ms until `done` holds or `within` passes.
+/// How often [`until`] asks while a measured phase runs: often enough to
+/// resolve it, rarely enough not to load the nodes it measures (a status
+/// walks every local child).
+const POLL: Duration = Duration::from_millis(10);
+
+/// Polls every `poll` until `done` holds or `within` passes.
 async fn until(
     what: &str,
     within: Duration,
+    poll: Duration,
     clients: &mut [Client],
     done: impl Fn(&[Status]) -> bool,
 ) -> Result<Duration, AnyError> {
@@ -193,7 +199,7 @@ async fn until(
         if t0.elapsed() > within {
             return Err(format!("timed out waiting for {what}: {s:?}").into());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -36,16 +36,15 @@ pub(super) async fn cluster_rows(cli: &Cli, hot: bool) -> Result<(), AnyError> {
     for a in procs.addrs() {
         watch.push(connect(&a).await?);
     }
-    loop {
-        let s = statuses(&mut watch).await?;
-        if s.iter().all(|s| s.ring.len() == 3 && !s.locked) {
-            break;
-        }
-        if listening.elapsed() > Duration::from_secs(30) {
-            return Err(format!("the nodes did not form: {s:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // Before the load, the nodes can be asked every millisecond.
+    until(
+        "formation",
+        Duration::from_secs(30),
+        Duration::from_millis(1),
+        &mut watch,
+        |s| s.iter().all(|s| s.ring.len() == 3 && !s.locked),
+    )
+    .await?;
     let formed = listening.elapsed();
     let handshakes = handshake_floor().await?;
     println!(
@@ -109,6 +108,7 @@ pub(super) async fn cluster_rows(cli: &Cli, hot: bool) -> Result<(), AnyError> {
     let all = until(
         "registries to hold all",
         Duration::from_secs(60),
+        POLL,
         &mut watch,
         |s| s.iter().all(|s| s.children == n),
     )
@@ -122,7 +122,7 @@ pub(super) async fn cluster_rows(cli: &Cli, hot: bool) -> Result<(), AnyError> {
         floor.secs,
         total.as_secs_f64() / floor.secs
     );
-    until("settled", Duration::from_secs(60), &mut watch, |s| {
+    until("settled", Duration::from_secs(60), POLL, &mut watch, |s| {
         converged(s, 3, n)
     })
     .await?;
@@ -150,6 +150,7 @@ pub(super) async fn cluster_rows(cli: &Cli, hot: bool) -> Result<(), AnyError> {
     let took = until(
         "join convergence",
         Duration::from_secs(120),
+        POLL,
         &mut watch,
         |s| converged(s, 4, n),
     )
