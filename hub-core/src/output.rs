@@ -35,6 +35,16 @@ pub enum StopReason {
     Recovering,
 }
 
+impl StopReason {
+    /// The driver puts the instance's final state in its exit report: the
+    /// child goes on from it, on its new owner ([`StopReason::Migrated`])
+    /// or once this node may run it again ([`StopReason::Partitioned`]:
+    /// quorum lost, or a strict-mode lease lapsed).
+    pub fn keeps_state(&self) -> bool {
+        matches!(self, StopReason::Migrated { .. } | StopReason::Partitioned)
+    }
+}
+
 /// An action for the driver.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
@@ -55,9 +65,10 @@ pub enum Output {
         restore: Option<Bytes>,
     },
     /// Stop a local instance; report [`LocalReport::Exited`]. When the
-    /// reason is [`StopReason::Migrated`], put the instance's final state
-    /// in the report (the new owner starts from it): stop it first, so
-    /// that nothing it acknowledged is missing from that state.
+    /// reason [keeps its state](StopReason::keeps_state), put the
+    /// instance's final state in the report (the child goes on from it):
+    /// stop it first, so that nothing it acknowledged is missing from that
+    /// state.
     Stop {
         /// The child.
         id: ChildId,

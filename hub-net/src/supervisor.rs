@@ -231,6 +231,7 @@ impl ChildRun {
             } else {
                 None
             };
+            let restored = restore.is_some();
             let init = (self.factory)(self.seed.clone(), self.spec.args.clone(), restore);
             let instance = match AssertUnwindSafe(init).catch_unwind().await {
                 Ok(Ok(i)) => Some(i),
@@ -270,7 +271,8 @@ impl ChildRun {
                         }
                     });
                     first = false;
-                    self.serve(inst.as_mut(), &mut rx, &mut last).await
+                    self.serve(inst.as_mut(), &mut rx, &mut last, restored)
+                        .await
                 }
                 None => Exit::Crashed("init failed on restart".into()),
             };
@@ -321,6 +323,7 @@ impl ChildRun {
         inst: &mut dyn Instance,
         rx: &mut flume::Receiver<Envelope>,
         last: &mut Option<Bytes>,
+        restored: bool,
     ) -> Exit {
         let Some(policy) = self.snapshots else {
             while let Ok(env) = rx.recv_async().await {
@@ -330,6 +333,12 @@ impl ChildRun {
             }
             return Exit::Stopped(None);
         };
+        // Started from a handed-over state or a snapshot: until its first
+        // message no survivor may hold that state (the old holder forgot
+        // its copy with the move), so its successor gets it now.
+        if restored {
+            self.take_snapshot(inst, last);
+        }
         // Messages handled since the last snapshot.
         let mut since: u32 = 0;
         let period = policy.interval.unwrap_or(Duration::from_secs(3600));

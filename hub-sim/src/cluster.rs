@@ -59,6 +59,7 @@ impl SimOptions {
                 b.register::<Counter>("counter")
                     .register::<Echo>("echo")
                     .register::<crate::Witness>("witness")
+                    .register::<crate::Tally>("tally")
             }),
         }
     }
@@ -241,6 +242,12 @@ impl SimCluster {
             return None;
         }
         n.hub.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Machine `i`'s simulator name, as `madsim::plugin::node()` gives it
+    /// inside (what [`crate::Tally`] answers with).
+    pub fn machine(&self, i: usize) -> String {
+        self.nodes[i].handle.id().to_string()
     }
 
     /// Indices of live machines that are not paused.

@@ -13,16 +13,25 @@
 
 pub mod check;
 #[cfg(madsim)]
+mod clients;
+#[cfg(madsim)]
 mod cluster;
+pub mod history;
 pub mod oracle;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+mod tally;
 #[cfg(madsim)]
 mod witness;
 #[cfg(madsim)]
 mod workload;
 #[cfg(madsim)]
+pub use clients::{Clients, CounterKind};
+#[cfg(madsim)]
 pub use cluster::{SimCluster, SimOptions, Trace};
+#[cfg(madsim)]
+pub use tally::{now_micros, Tally, TallyMsg};
 #[cfg(madsim)]
 pub use witness::Witness;
 #[cfg(madsim)]

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use hub_core::{ChildSpec, StartOptions};
-use hub_net::examples::{Counter, CounterMsg};
 use rand::Rng;
 
 use crate::{SimCluster, SimOptions, Workload};
@@ -20,12 +19,27 @@ pub async fn formed(n: usize) -> SimCluster {
 /// A cluster built from `opts` that has formed (every node sees the ring,
 /// the invariants hold); panics if it does not within 20 s.
 pub async fn formed_with(opts: SimOptions) -> SimCluster {
+    log_if_asked();
     let c = SimCluster::new(opts);
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.settle(Duration::from_secs(20))
         .await
         .expect("cluster formed");
     c
+}
+
+/// With `HUB_SIM_LOG` set (a `tracing` filter such as
+/// `hub_core=debug`), every node's log goes to stderr, stamped with
+/// simulated time and machine: what to read when a replayed seed fails.
+fn log_if_asked() {
+    let Ok(filter) = std::env::var("HUB_SIM_LOG") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// The scenario's randomness, drawn from the simulation's seed. (Not
@@ -117,47 +131,6 @@ pub fn heal_and_restart_all(c: &mut SimCluster) {
     for i in 0..c.len() {
         if !c.alive().contains(&i) {
             c.restart(i);
-        }
-    }
-}
-
-/// Per counter: adds acknowledged and adds tried so far.
-pub type Adds = std::collections::BTreeMap<String, (i64, i64)>;
-
-/// Random adds and reads from random live nodes, checking every read: a
-/// counter never goes backwards and holds every add acknowledged before.
-pub async fn adds_and_reads(c: &SimCluster, adds: &mut Adds, steps: usize) {
-    let mut rng = seeded_rng();
-    let ids: Vec<String> = adds.keys().cloned().collect();
-    for _ in 0..steps {
-        let alive = c.alive();
-        let Some(hub) = c.hub(alive[rng.random_range(0..alive.len())]) else {
-            continue;
-        };
-        let id = &ids[rng.random_range(0..ids.len())];
-        let add = rng.random_bool(0.7);
-        let msg = if add {
-            CounterMsg::Add(1)
-        } else {
-            CounterMsg::Get
-        };
-        let entry = adds.get_mut(id).unwrap();
-        if add {
-            entry.1 += 1;
-        }
-        let r = hub
-            .call::<Counter>(id.as_str(), &msg, Duration::from_secs(3))
-            .await;
-        if let Ok(n) = r {
-            if add {
-                entry.0 += 1;
-            }
-            assert!(
-                n >= entry.0 && n <= entry.1,
-                "{id} reads {n} with {} adds acknowledged and {} tried",
-                entry.0,
-                entry.1
-            );
         }
     }
 }

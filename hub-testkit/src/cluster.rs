@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use hub_core::{
     ChildId, ChildSpec, Command, Config, Event, ExitReason, LocalReport, Node, NodeId, NodeInfo,
-    Output, Reply, RequestId, StartOptions, StartOutcome, StopOptions, StopOutcome, StopReason,
-    Time,
+    Output, Reply, RequestId, StartOptions, StartOutcome, StopOptions, StopOutcome, Time,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -586,8 +585,7 @@ impl Cluster {
                         reports.push(sim.runtime.spawn(&spec, restore.as_ref()))
                     }
                     Output::Stop { id, reason } => {
-                        let moving = matches!(reason, StopReason::Migrated { .. });
-                        reports.push(sim.runtime.stop(&id, moving));
+                        reports.push(sim.runtime.stop(&id, reason.keeps_state()));
                     }
                     Output::RequestState { id } => reports.push(sim.runtime.snapshot(&id)),
                     Output::Resume { id } => sim.runtime.resume(&id),

@@ -77,6 +77,18 @@ pub(super) struct Local {
     pub(super) hold: strict::Hold,
 }
 
+/// Where a start begins: the state it restores, and that state's place
+/// in the child's history.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Restore {
+    pub(super) state: Option<Bytes>,
+    /// `state` is the crash-recovery snapshot with this number.
+    pub(super) recovered: Option<u64>,
+    /// Snapshots and handovers of the child so far (see
+    /// [`Handoff::lineage`]): its own snapshots are numbered after it.
+    pub(super) lineage: u64,
+}
+
 /// A child with no live holder: its node died or left without handing it
 /// over. Every node keeps the spec until some node runs it again.
 #[derive(Clone, Debug)]
@@ -96,6 +108,9 @@ pub(super) struct Orphan {
     pub(super) lineage: u64,
     /// Strict mode: a claim of it failed; not tried again before this.
     pub(super) retry_at: Option<Time>,
+    /// It was handed to this node by this sender, which keeps re-sending it
+    /// until it runs here: told once it does.
+    pub(super) handed_by: Option<NodeId>,
 }
 
 impl Orphan {
@@ -106,6 +121,7 @@ impl Orphan {
             sent_to: None,
             responsible,
             recovered: None,
+            handed_by: None,
             lineage: 0,
             retry_at: None,
         }

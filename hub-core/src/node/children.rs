@@ -5,6 +5,7 @@
 //! One owner for these maps keeps the questions that span them ("does
 //! it wait?", "is a retry due?", "when is the next move deadline?") in
 //! one place, answered from data this type holds.
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,9 @@ pub(super) struct Children {
     pub(super) outbound: BTreeMap<ChildId, Outbound>,
     /// Running children being moved start-then-stop (HotSwap).
     pub(super) handing: BTreeMap<ChildId, Handing>,
-    /// Specs stopped because quorum was lost; restarted when it returns.
-    pub(super) suspended: BTreeMap<ChildId, Arc<ChildSpec>>,
+    /// Children stopped because quorum was lost, with their final state;
+    /// restarted when it returns.
+    pub(super) suspended: BTreeMap<ChildId, (Arc<ChildSpec>, Option<Bytes>)>,
     /// Replicated children this node stopped on request, and when: repair
     /// offers for them are refused for two sync intervals, so that a stop
     /// racing a repair does not bring the child back.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::{LocalState, Node, Orphan, StartPurpose};
+use super::{LocalState, Node, Orphan, Restore, StartPurpose};
 use crate::event::Event;
 use crate::id::{ChildId, NodeId};
 use crate::protocol::Handoff;
@@ -31,7 +31,7 @@ impl Node {
                     continue;
                 }
             }
-            if let Some(local) = self.children.local.get(&id) {
+            if let Some(local) = self.children.local.get_mut(&id) {
                 // Acknowledge only a copy that runs: one that is stopping
                 // (e.g. the old copy of a move coming back) or may still
                 // fail to start would be lost with the sender's. The sender
@@ -41,10 +41,35 @@ impl Node {
                 {
                     self.outbox.acks.entry(from.clone()).or_default().push(id);
                 } else {
+                    // A start waiting for grants takes a newer state: a later
+                    // point of the child's history, or the same sender's
+                    // later handoff (it got the child back meanwhile; one
+                    // connection delivers in order).
+                    let resent = matches!(&local.state,
+                        LocalState::Starting(StartPurpose::Handoff(f)) if f == from);
+                    let newer = resent || h.lineage > local.snapshot.seq;
+                    if let (true, Some(state), false) = (newer, h.state.clone(), h.repair) {
+                        if local.hold.restore_from(state) {
+                            local.snapshot.seq = local.snapshot.seq.max(h.lineage);
+                            debug!(child = %id, %from, "a waiting start takes a newer state");
+                        }
+                    }
                     debug!(child = %id, "handoff for a child not settled here; not acknowledged");
                 }
+            } else if self
+                .children
+                .outbound
+                .get(&id)
+                .is_some_and(|o| h.lineage <= o.lineage)
+            {
+                // A re-send of a move this node took and has since passed
+                // on (no later point of the child's history): the state it
+                // carries is older than the one on its way, so it must not
+                // start here again.
+                debug!(child = %id, "handoff of a child already handed on; acknowledged");
+                self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else if self.partitioned {
-                self.children.suspended.insert(id.clone(), spec);
+                self.children.suspended.insert(id.clone(), (spec, h.state));
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
             } else if self.leaving.is_some() {
                 // Pass it on to where it goes without this node, and keep
@@ -75,11 +100,12 @@ impl Node {
                 } else {
                     self.restore_point(&id, h.state, h.recovered)
                 };
-                self.spawn(spec, state, StartPurpose::Handoff(from.clone()));
-                if let Some(local) = self.children.local.get_mut(&id) {
-                    local.recovered = recovered;
-                    local.snapshot.seq = h.lineage;
-                }
+                let restore = Restore {
+                    state,
+                    recovered,
+                    lineage: h.lineage,
+                };
+                self.spawn(spec, restore, StartPurpose::Handoff(from.clone()));
             }
         }
     }

@@ -41,7 +41,7 @@ use crate::spec::ChildSpec;
 use crate::strategy::{MigrationMode, Role, Strategies};
 use crate::time::Time;
 
-use child::{Local, LocalState, Orphan, Outbound, StartPurpose, StopPurpose, Waiter};
+use child::{Local, LocalState, Orphan, Outbound, Restore, StartPurpose, StopPurpose, Waiter};
 use children::Children;
 pub use counters::Counters;
 use leave::Leaving;

@@ -25,6 +25,10 @@ pub(super) struct Outbox {
     pub(super) refusals: BTreeMap<NodeId, Vec<(ChildId, String)>>,
     /// Strict mode: per claim number, the peers asked and the children.
     pub(super) claims: BTreeMap<u64, (Vec<NodeId>, Vec<ChildId>)>,
+    /// Snapshots for successors: `(to, id, seq, state)`, sent after this
+    /// input's registry delta, so that a snapshot never overtakes the row
+    /// that makes its sender the holder.
+    pub(super) snapshots: Vec<(NodeId, ChildId, u64, Bytes)>,
     /// The leave is complete: `Left` goes to these peers after everything
     /// else of this input, so no handoff or ack trails behind it.
     pub(super) left_to: Vec<NodeId>,
@@ -67,9 +71,18 @@ impl Node {
                     targets.push(op.origin.clone());
                 }
             }
+            // A successor learns the new row with the snapshot it guards.
+            for (to, ..) in &self.outbox.snapshots {
+                if *to != me && !targets.contains(to) {
+                    targets.push(to.clone());
+                }
+            }
             for to in targets {
                 self.send(to, Message::Delta(delta.clone()));
             }
+        }
+        for (to, id, seq, state) in std::mem::take(&mut self.outbox.snapshots) {
+            self.send(to, Message::Snapshot { id, seq, state });
         }
         self.flush_claims();
         for (op, results) in std::mem::take(&mut self.outbox.start_results) {

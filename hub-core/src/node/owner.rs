@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::{Local, LocalState, Node, Orphan, StartPurpose, StopPurpose, Waiter};
+use super::{
+    snapshots, Local, LocalState, Node, Orphan, Restore, StartPurpose, StopPurpose, Waiter,
+};
 use crate::error::{StartError, StopError};
 use crate::event::Event;
 use crate::id::{ChildId, Handle, NodeId};
@@ -140,7 +142,11 @@ impl Node {
                 op: op.clone(),
                 duplicate: false,
             };
-            self.spawn(Arc::new(spec), None, StartPurpose::Request(vec![waiter]));
+            self.spawn(
+                Arc::new(spec),
+                Restore::default(),
+                StartPurpose::Request(vec![waiter]),
+            );
         }
         for (to, specs) in forwards {
             let ids = specs.iter().map(|s| s.id.clone()).collect();
@@ -176,16 +182,22 @@ impl Node {
         }
     }
 
-    pub(super) fn spawn(
-        &mut self,
-        spec: Arc<ChildSpec>,
-        restore: Option<Bytes>,
-        purpose: StartPurpose,
-    ) {
+    pub(super) fn spawn(&mut self, spec: Arc<ChildSpec>, restore: Restore, purpose: StartPurpose) {
         let orphan = self.children.orphans.remove(&spec.id);
         if matches!(purpose, StartPurpose::Request(_)) {
             self.children.clear_stopped(spec.id.as_str());
         }
+        // A handoff without state (sent from a stale orphan elsewhere) must
+        // not replace the state this node already keeps for the child.
+        let restore = match (&purpose, &orphan) {
+            (StartPurpose::Request(_), _) | (_, None) => restore,
+            (_, Some(_)) if restore.state.is_some() => restore,
+            (_, Some(o)) => Restore {
+                state: o.state.clone(),
+                recovered: o.recovered,
+                lineage: o.lineage.max(restore.lineage),
+            },
+        };
         let started_by = match &purpose {
             StartPurpose::Request(waiters) => waiters.first().map(|w| w.op.clone()),
             _ => None,
@@ -198,11 +210,16 @@ impl Node {
                 started_by,
                 role: None,
                 epoch: self.ring_epoch,
-                snapshot: Default::default(),
-                recovered: None,
+                // Its snapshots are numbered after the point it starts from.
+                snapshot: snapshots::Own {
+                    seq: restore.lineage.max(restore.recovered.unwrap_or(0)),
+                    ..Default::default()
+                },
+                recovered: restore.recovered,
                 hold: Default::default(),
             },
         );
+        let restore = restore.state;
         if self.defer_spawn(&spec.id, restore.clone(), orphan) {
             return;
         }
@@ -394,14 +411,16 @@ impl Node {
                     }
                     StopPurpose::Recover(state, seq) => {
                         // Its row stays: the new instance replaces it.
-                        self.spawn(local.spec, Some(state), StartPurpose::Orphan);
-                        if let Some(l) = self.children.local.get_mut(&id) {
-                            l.recovered = Some(seq);
-                        }
+                        let restore = Restore {
+                            state: Some(state),
+                            recovered: Some(seq),
+                            lineage: 0,
+                        };
+                        self.spawn(local.spec, restore, StartPurpose::Orphan);
                     }
                     StopPurpose::Partition => {
                         self.write_own(None, &id);
-                        self.children.suspended.insert(id, local.spec);
+                        self.children.suspended.insert(id, (local.spec, state));
                     }
                     StopPurpose::Fence => {
                         // Its row stays, marked moving to nowhere, so that
@@ -409,8 +428,9 @@ impl Node {
                         // this node claims it again when it can.
                         let me = self.me.clone();
                         self.mark_moving(&id, me);
-                        let mut orphan = Orphan::new(local.spec, None, true);
-                        orphan.lineage = local.snapshot.seq;
+                        // It goes on from its final state, not from nothing.
+                        let mut orphan = Orphan::new(local.spec, state, true);
+                        orphan.lineage = local.snapshot.seq + u64::from(orphan.state.is_some());
                         orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
                         self.children.orphans.insert(id, orphan);
                     }
@@ -497,6 +517,11 @@ impl Node {
         lineage: u64,
     ) {
         let id = spec.id.clone();
+        // A move is a point of the child's history like a snapshot:
+        // numbered after the last one, so that a copy started from an
+        // earlier point (a stale orphan, an older snapshot, a re-sent
+        // handoff) is known to be older.
+        let lineage = lineage + 1;
         let target = to
             .filter(|t| self.ring.contains(t) && *t != self.me)
             .or_else(|| self.leaving.as_ref().and(self.successor(&spec)));

@@ -8,7 +8,7 @@
 
 use tracing::{debug, info};
 
-use super::{LocalState, Lock, Node, Orphan, StartPurpose, StopPurpose};
+use super::{LocalState, Lock, Node, Orphan, Restore, StartPurpose, StopPurpose};
 use crate::event::{Direction, Event};
 use crate::id::{ChildId, Incarnation, NodeId};
 use crate::membership::Change;
@@ -140,13 +140,28 @@ impl Node {
             if self.registry.lookup_ref(id.as_str()).is_empty()
                 && !self.children.local.contains_key(&id)
             {
-                let mut orphan = Orphan::new(row.spec, None, false);
+                // An orphan this node already keeps (e.g. handed here by a
+                // peer that saw the death first, with this node's snapshot
+                // in it) is not replaced by a poorer one.
+                let orphan = self
+                    .children
+                    .orphans
+                    .entry(id.clone())
+                    .or_insert_with(|| Orphan::new(row.spec, None, false));
                 if let Some((state, seq)) = snapshot {
-                    debug!(child = %id, seq, "orphan keeps its latest snapshot");
-                    orphan.state = Some(state);
-                    orphan.recovered = Some(seq);
+                    // A handed-over final state (no number) beats any
+                    // snapshot; otherwise the newer snapshot wins.
+                    let older = match (&orphan.state, orphan.recovered) {
+                        (None, _) => true,
+                        (Some(_), Some(have)) => have < seq,
+                        (Some(_), None) => false,
+                    };
+                    if older {
+                        debug!(child = %id, seq, "orphan keeps its latest snapshot");
+                        orphan.state = Some(state);
+                        orphan.recovered = Some(seq);
+                    }
                 }
-                self.children.orphans.insert(id, orphan);
             }
         }
     }
@@ -201,7 +216,14 @@ impl Node {
             let held_here =
                 self.children.local.contains_key(&id) || self.children.outbound.contains_key(&id);
             let held_elsewhere = !self.registry.lookup_ref(id.as_str()).is_empty();
-            if held_here || (held_elsewhere && !responsible) {
+            // A live node is handing it over, with its state: an orphan this
+            // node made from a stale view (e.g. it saw that node die while
+            // cut off) must not race that handoff with none.
+            let handed_elsewhere = self
+                .registry
+                .moving_row(id.as_str())
+                .is_some_and(|(n, _)| *n != self.me && self.ring.contains(n));
+            if held_here || ((held_elsewhere || handed_elsewhere) && !responsible) {
                 debug!(child = %id, "orphan dropped: held elsewhere");
                 self.children.orphans.remove(&id);
                 continue;
@@ -223,6 +245,12 @@ impl Node {
             let state = orphan.state.clone();
             let recovered = orphan.recovered;
             let lineage = orphan.lineage;
+            // Started from a handoff whose first claim failed: its sender
+            // still waits to hear that it runs.
+            let purpose = orphan
+                .handed_by
+                .clone()
+                .map_or(StartPurpose::Orphan, StartPurpose::Handoff);
             let owners = self.owners(&self.ring, &spec);
             if owners.contains(&self.me) {
                 if let Some(named) = spec.nodes() {
@@ -234,11 +262,12 @@ impl Node {
                     }
                 }
                 let (state, recovered) = self.restore_point(&id, state, recovered);
-                self.spawn(spec, state, StartPurpose::Orphan);
-                if let Some(local) = self.children.local.get_mut(&id) {
-                    local.recovered = recovered;
-                    local.snapshot.seq = lineage;
-                }
+                let restore = Restore {
+                    state,
+                    recovered,
+                    lineage,
+                };
+                self.spawn(spec, restore, purpose);
             } else if let Some(first) = owners.first() {
                 // The owner may not know the child (e.g. it restarted and
                 // lost its registry): tell it once per sync round.
@@ -330,11 +359,11 @@ impl Node {
             info!("quorum restored");
             self.partitioned = false;
             self.emit(Event::QuorumRestored);
-            for (id, spec) in std::mem::take(&mut self.children.suspended) {
+            for (id, (spec, state)) in std::mem::take(&mut self.children.suspended) {
                 if self.registry.lookup_ref(id.as_str()).is_empty() {
                     self.children
                         .orphans
-                        .insert(id, Orphan::new(spec, None, true));
+                        .insert(id, Orphan::new(spec, state, true));
                 }
             }
         }

@@ -28,7 +28,6 @@ use tracing::debug;
 use super::{LocalState, Node, StopPurpose};
 use crate::event::Event;
 use crate::id::{ChildId, NodeId};
-use crate::protocol::Message;
 
 /// Most snapshots kept beyond one per registered child (for snapshots that
 /// arrive before their child's row).
@@ -53,6 +52,10 @@ pub(super) struct Own {
     /// `Node::ring_epoch` when that successor was computed: within one
     /// ring the next snapshot goes to the same node without asking again.
     pub(super) epoch: u64,
+    /// The latest one was taken since the last heartbeat: the next one
+    /// sends it once more (a snapshot is not acknowledged, and one sent on
+    /// a connection that a duplicate then replaced is lost).
+    pub(super) unrepeated: bool,
 }
 
 impl Node {
@@ -79,8 +82,26 @@ impl Node {
         let seq = local.snapshot.seq;
         local.snapshot.last = Some((state.clone(), to.clone()));
         local.snapshot.epoch = epoch;
+        local.snapshot.unrepeated = true;
         if let Some(to) = to {
-            self.send(to, Message::Snapshot { id, seq, state });
+            self.outbox.snapshots.push((to, id, seq, state));
+        }
+    }
+
+    /// On the heartbeat: each child's latest snapshot, if taken since the
+    /// last heartbeat, goes to its successor once more (at most one extra
+    /// message per snapshot, none for an idle child).
+    pub(super) fn repeat_snapshots(&mut self) {
+        for (id, local) in self.children.local.iter_mut() {
+            if !std::mem::take(&mut local.snapshot.unrepeated) {
+                continue;
+            }
+            if let Some((state, Some(to))) = &local.snapshot.last {
+                let seq = local.snapshot.seq;
+                self.outbox
+                    .snapshots
+                    .push((to.clone(), id.clone(), seq, state.clone()));
+            }
         }
     }
 
@@ -90,7 +111,13 @@ impl Node {
         // before its row got here): a late snapshot from a former holder
         // must not replace the current one.
         let holders = self.registry.lookup_ref(id.as_str());
-        if !holders.is_empty() && !holders.iter().any(|(n, _)| n == from) {
+        // The node a move hands it to counts as its holder before that
+        // node's own row arrives (its first snapshot is taken at start).
+        let moving_to_sender = self
+            .registry
+            .moving_row(id.as_str())
+            .is_some_and(|(_, r)| r.moving_to.as_ref() == Some(from));
+        if !holders.is_empty() && !holders.iter().any(|(n, _)| n == from) && !moving_to_sender {
             debug!(child = %id, %from, "snapshot from a node that does not hold it; ignored");
             return;
         }
@@ -150,7 +177,7 @@ impl Node {
                 local.snapshot.last = Some((state.clone(), to.clone()));
             }
             if let Some(to) = to {
-                self.send(to, Message::Snapshot { id, seq, state });
+                self.outbox.snapshots.push((to, id, seq, state));
             }
         }
     }
@@ -175,7 +202,18 @@ impl Node {
         state: Option<Bytes>,
         recovered: Option<u64>,
     ) -> (Option<Bytes>, Option<u64>) {
-        let mine = self.snapshots.remove(id);
+        let mut mine = self.snapshots.remove(id).map(|m| (m.state, m.seq));
+        // A snapshot this node already moved into an orphan of the child
+        // (it saw the holder die before this offer came) counts as its own.
+        let kept = self.children.orphans.get(id).and_then(|o| {
+            let state = o.state.clone()?;
+            Some((state, o.recovered?))
+        });
+        if let Some(k) = kept {
+            if mine.as_ref().is_none_or(|m| k.1 > m.1) {
+                mine = Some(k);
+            }
+        }
         match (state, recovered, mine) {
             // A handover: the old instance's state itself, fresher than
             // any snapshot.
@@ -183,9 +221,9 @@ impl Node {
             // Two snapshots (another survivor's offer and this node's
             // copy, e.g. one of them kept by a former successor): the
             // newer one.
-            (Some(_), Some(_), Some(m)) if Some(m.seq) > recovered => (Some(m.state), Some(m.seq)),
+            (Some(_), Some(_), Some(m)) if Some(m.1) > recovered => (Some(m.0), Some(m.1)),
             (Some(state), Some(seq), _) => (Some(state), Some(seq)),
-            (None, _, Some(m)) => (Some(m.state), Some(m.seq)),
+            (None, _, Some(m)) => (Some(m.0), Some(m.1)),
             (None, _, None) => (None, None),
         }
     }

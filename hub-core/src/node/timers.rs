@@ -147,6 +147,7 @@ impl Node {
         }
         self.request_gaps();
         self.resend_stale_handoffs();
+        self.repeat_snapshots();
         self.resend_unanswered_starts();
         self.resend_decommissions();
         self.reask_holders();

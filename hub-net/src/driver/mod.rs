@@ -354,8 +354,7 @@ impl Driver {
                         StopReason::Conflict => Terminate::Conflict,
                         _ => Terminate::Stopped,
                     };
-                    let moving = matches!(reason, StopReason::Migrated { .. });
-                    self.sup.stop(&id, t, moving);
+                    self.sup.stop(&id, t, reason.keeps_state());
                 }
                 Output::Role { id, role } => {
                     if self.sup.deliver(&id, Envelope::Role(role)).is_err() {

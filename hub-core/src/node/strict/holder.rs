@@ -247,6 +247,7 @@ impl Node {
         let Some(local) = self.children.local.remove(id) else {
             return;
         };
+        let mut handed_by = None;
         let requested = match local.state {
             LocalState::Starting(StartPurpose::Request(waiters)) => {
                 for wt in waiters {
@@ -255,13 +256,24 @@ impl Node {
                 }
                 true
             }
+            LocalState::Starting(StartPurpose::Handoff(from)) => {
+                handed_by = Some(from);
+                false
+            }
             _ => false,
         };
         // An orphan (also one a start request took over), or a child handed
         // over (its sender's release may not have reached the granters
         // yet): never lost with a failed claim; tried again soon.
         let kept = match w.orphan {
-            Some(orphan) => Some(orphan),
+            // The state the start would have used is the newest known (the
+            // orphan's own, or a later handoff's).
+            Some(mut orphan) => {
+                if w.restore.is_some() {
+                    orphan.state = w.restore.clone();
+                }
+                Some(orphan)
+            }
             None if !requested => Some(Orphan::new(local.spec.clone(), w.restore.clone(), true)),
             None => None,
         };
@@ -269,6 +281,7 @@ impl Node {
             orphan.recovered = orphan.recovered.or(local.recovered);
             orphan.retry_at = Some(self.now + self.cfg.heartbeat_interval);
             orphan.sent_to = None;
+            orphan.handed_by = orphan.handed_by.or(handed_by);
             self.children.orphans.insert(id.clone(), orphan);
         }
     }

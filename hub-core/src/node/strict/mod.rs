@@ -177,6 +177,19 @@ pub(super) struct Hold {
 }
 
 impl Hold {
+    /// While its start waits for grants, it will start from `state`
+    /// instead (a later handoff from the same sender, which held the child
+    /// again meanwhile); `false` when it does not wait.
+    pub(super) fn restore_from(&mut self, state: Bytes) -> bool {
+        match self.waiting.as_mut() {
+            Some(w) => {
+                w.restore = Some(state);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether its start waits for grants.
     pub(super) fn is_waiting(&self) -> bool {
         self.waiting.is_some()
