@@ -41,16 +41,20 @@ impl Node {
                 {
                     self.outbox.acks.entry(from.clone()).or_default().push(id);
                 } else {
-                    // A start waiting for grants takes a newer state: a later
-                    // point of the child's history, or the same sender's
-                    // later handoff (it got the child back meanwhile; one
-                    // connection delivers in order).
-                    let resent = matches!(&local.state,
-                        LocalState::Starting(StartPurpose::Handoff(f)) if f == from);
-                    let newer = resent || h.lineage > local.snapshot.seq;
+                    // A start waiting for grants takes a later point of the
+                    // child's history (e.g. the sender got the child back
+                    // meanwhile and moved it again): a move's number, or a
+                    // crash snapshot's. At the same point a handoff beats
+                    // this node's own orphan (a fenced copy numbers its
+                    // final state like the next holder's first move).
+                    let point = h.lineage.max(h.recovered.unwrap_or(0));
+                    let orphan = matches!(local.state, LocalState::Starting(StartPurpose::Orphan));
+                    let newer =
+                        point > local.snapshot.seq || (orphan && point == local.snapshot.seq);
                     if let (true, Some(state), false) = (newer, h.state.clone(), h.repair) {
                         if local.hold.restore_from(state) {
-                            local.snapshot.seq = local.snapshot.seq.max(h.lineage);
+                            local.snapshot.seq = local.snapshot.seq.max(point);
+                            local.recovered = h.recovered;
                             debug!(child = %id, %from, "a waiting start takes a newer state");
                         }
                     }

@@ -284,6 +284,8 @@ impl Node {
             return;
         };
         let spec = local.spec.clone();
+        // It runs here now: another holder's snapshot of it is history.
+        self.snapshots.remove(&id);
         // A requested start reached every owner of the ring it was sent
         // in; a restarted orphan, a handed-over child, or any child whose
         // start spanned a ring change may be missing on some owner.

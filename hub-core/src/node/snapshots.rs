@@ -202,7 +202,10 @@ impl Node {
         state: Option<Bytes>,
         recovered: Option<u64>,
     ) -> (Option<Bytes>, Option<u64>) {
-        let mut mine = self.snapshots.remove(id).map(|m| (m.state, m.seq));
+        // Read, not taken: the start may still not happen (a strict claim
+        // that fails, an orphan dropped for a copy elsewhere), and the
+        // snapshot must outlive it; `on_started` drops it.
+        let mut mine = self.snapshots.get(id).map(|m| (m.state.clone(), m.seq));
         // A snapshot this node already moved into an orphan of the child
         // (it saw the holder die before this offer came) counts as its own.
         let kept = self.children.orphans.get(id).and_then(|o| {

@@ -199,8 +199,34 @@ impl Node {
         }
     }
 
-    /// Enough grants: the child starts.
+    /// Enough grants: the child starts, unless it was this node's orphan
+    /// and another node has run it since (its row is live, or it hands
+    /// the child here): that node's state is newer, so the orphan goes and
+    /// the grants with it; the handoff, if one comes, starts it here.
     pub(super) fn launch(&mut self, id: &ChildId) {
+        let from_orphan = self
+            .children
+            .local
+            .get(id)
+            .is_some_and(|l| matches!(l.state, LocalState::Starting(StartPurpose::Orphan)));
+        if from_orphan && self.superseded(id) {
+            debug!(child = %id, "strict: granted, but another node ran it since; orphan dropped");
+            self.children.local.remove(id);
+            self.release(id);
+            return;
+        }
+        if from_orphan && !self.registry_caught_up() {
+            // A peer's rows are still on their way: one of them may show
+            // that it ran the child since. Tried again once they are here.
+            debug!(child = %id, "strict: granted, but the registry lags a peer; retried");
+            let granted = self
+                .children
+                .local
+                .get(id)
+                .map_or(0, |l| l.hold.grants.len());
+            self.claim_failed(id, granted, true);
+            return;
+        }
         let Some(l) = self.children.local.get_mut(id) else {
             return;
         };
@@ -336,6 +362,16 @@ impl Node {
                 s.ask.entry(to).or_default().extend(ids);
             }
         }
+    }
+
+    /// Whether another node runs `id` or hands it to this one, as far as
+    /// the registry knows.
+    fn superseded(&self, id: &ChildId) -> bool {
+        self.strict_held_elsewhere(id)
+            || self
+                .registry
+                .moving_row(id.as_str())
+                .is_some_and(|(n, r)| *n != self.me && r.moving_to.as_ref() == Some(&self.me))
     }
 
     /// Whether the registry shows `node` running `id` (a row not marked as
