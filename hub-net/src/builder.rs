@@ -49,6 +49,7 @@ pub struct HubBuilder {
     max_frame: usize,
     handshake_timeout: Duration,
     clock_rate: f64,
+    frame_loss: f64,
     hooks: Vec<(EventKind, String, i32, HookFn)>,
     hook_queue: usize,
     static_children: Vec<ChildSpec>,
@@ -85,6 +86,7 @@ impl HubBuilder {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             clock_rate: 1.0,
+            frame_loss: 0.0,
             hooks: Vec::new(),
             hook_queue: crate::hooks::HOOK_QUEUE,
             static_children: Vec::new(),
@@ -240,6 +242,21 @@ impl HubBuilder {
         self
     }
 
+    /// Drops this share (0..=1) of the frames this node sends to its peers,
+    /// each on its own, on open connections: what TCP never does, so the
+    /// protocol's own repair (re-sent handoffs, sync rounds, heartbeats)
+    /// is all that recovers them. Only for fault injection, behind the
+    /// `faults` feature, which the simulator enables.
+    #[cfg(feature = "faults")]
+    pub fn frame_loss(mut self, rate: f64) -> Self {
+        self.frame_loss = if rate.is_finite() {
+            rate.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
     /// Turns on strict single-instance mode ([`hub_core::Strict`]): a child
     /// id never runs on two nodes at once; every node of the hub must use
     /// the same options. Checked when the hub starts.
@@ -357,6 +374,7 @@ impl HubBuilder {
             max_frame,
             handshake_timeout,
             clock_rate,
+            frame_loss,
             hooks,
             hook_queue,
             static_children,
@@ -445,6 +463,7 @@ impl HubBuilder {
             connect_timeout: Duration::from_secs(3),
             seeds,
             clock_rate,
+            frame_loss,
             metrics: Metrics::new(config.node_id.clone()),
         };
         let cancel = CancellationToken::new();

@@ -31,6 +31,9 @@ pub struct SimOptions {
     pub clock_rates: Vec<f64>,
     /// Node tags per machine index (placement affinity).
     pub tags: Vec<Vec<(String, String)>>,
+    /// Share of the frames every node drops on open connections (see
+    /// `HubBuilder::frame_loss`; 0 by default).
+    pub frame_loss: f64,
     customize: Customize,
 }
 
@@ -55,6 +58,7 @@ impl SimOptions {
             heartbeat: Duration::from_millis(100),
             clock_rates: Vec::new(),
             tags: Vec::new(),
+            frame_loss: 0.0,
             customize: Arc::new(|b| {
                 b.register::<Counter>("counter")
                     .register::<Echo>("echo")
@@ -70,6 +74,13 @@ impl SimOptions {
             self.clock_rates.resize(i + 1, 1.0);
         }
         self.clock_rates[i] = rate;
+        self
+    }
+
+    /// Every node drops this share of its frames on open connections
+    /// (lost whole, the connection kept: what TCP never does).
+    pub fn frame_loss(mut self, rate: f64) -> Self {
+        self.frame_loss = rate;
         self
     }
 
@@ -171,7 +182,8 @@ impl SimCluster {
                         .node_id(format!("n{i}"))
                         .listen(SocketAddr::new(ip(i), PORT).to_string())
                         .cookie("sim-cookie")
-                        .clock_rate(rate);
+                        .clock_rate(rate)
+                        .frame_loss(opts.frame_loss);
                     let mut b = b;
                     for (k, v) in opts.tags.get(i).into_iter().flatten() {
                         b = b.tag(k.as_str(), v.as_str());

@@ -72,6 +72,12 @@ impl Node {
                 // start here again.
                 debug!(child = %id, "handoff of a child already handed on; acknowledged");
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
+            } else if h.state.is_none() && !h.repair && self.handed_here_by_other(&id, from) {
+                // A stateless offer (a peer orphaned the child from a stale
+                // view) while its holder's own handoff, with the state, is
+                // on its way here: that one starts it. Not acknowledged;
+                // offered again if that holder turns out dead.
+                debug!(child = %id, %from, "stateless offer while its holder hands it here; ignored");
             } else if self.partitioned {
                 self.children.suspended.insert(id.clone(), (spec, h.state));
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
@@ -112,6 +118,14 @@ impl Node {
                 self.spawn(spec, restore, StartPurpose::Handoff(from.clone()));
             }
         }
+    }
+
+    /// Whether another node than `from` is handing `id` to this node, as
+    /// far as the registry knows (its row is marked moving here).
+    fn handed_here_by_other(&self, id: &ChildId, from: &NodeId) -> bool {
+        self.registry.moving_row(id.as_str()).is_some_and(|(n, r)| {
+            n != from && *n != self.me && r.moving_to.as_ref() == Some(&self.me)
+        })
     }
 
     pub(super) fn on_handoff_ack(&mut self, now: Time, from: &NodeId, ids: Vec<ChildId>) {

@@ -143,11 +143,25 @@ impl Node {
                 // An orphan this node already keeps (e.g. handed here by a
                 // peer that saw the death first, with this node's snapshot
                 // in it) is not replaced by a poorer one.
+                // Strict mode: it was on its way to a live node, whose copy of
+                // the handoff (with the state) may only be late, its sender
+                // cut off rather than dead. Nothing is offered for the
+                // takeover delay, as for a running child.
+                let in_transit = row
+                    .moving_to
+                    .as_ref()
+                    .is_some_and(|to| to != node && self.ring.contains(to));
+                let hold = self
+                    .cfg
+                    .strict
+                    .filter(|_| in_transit)
+                    .map(|s| self.now + s.takeover_after());
                 let orphan = self
                     .children
                     .orphans
                     .entry(id.clone())
                     .or_insert_with(|| Orphan::new(row.spec, None, false));
+                orphan.retry_at = orphan.retry_at.max(hold);
                 if let Some((state, seq)) = snapshot {
                     // A handed-over final state (no number) beats any
                     // snapshot; otherwise the newer snapshot wins.

@@ -67,6 +67,8 @@ pub(crate) struct NetSettings {
     pub(crate) seeds: Vec<String>,
     /// Node clock speed against real time (fault injection; 1.0 normally).
     pub(crate) clock_rate: f64,
+    /// Share of outgoing peer frames dropped (fault injection; 0 normally).
+    pub(crate) frame_loss: f64,
     pub(crate) metrics: Arc<Metrics>,
 }
 

@@ -255,6 +255,10 @@ impl Driver {
                 return;
             }
         };
+        if self.net.frame_loss > 0.0 && self.jitter.random_bool(self.net.frame_loss) {
+            debug!(%to, "fault injection: frame dropped");
+            return;
+        }
         if let Some(c) = self.conns.get(&to) {
             if c.tx.try_send(bytes).is_err() {
                 debug!(%to, "connection backlog full; message dropped");
