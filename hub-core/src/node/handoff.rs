@@ -72,7 +72,7 @@ impl Node {
                 // start here again.
                 debug!(child = %id, "handoff of a child already handed on; acknowledged");
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
-            } else if h.state.is_none() && !h.repair && self.handed_here_by_other(&id, from) {
+            } else if h.state.is_none() && !h.repair && self.handed_here(&id, Some(from)) {
                 // A stateless offer (a peer orphaned the child from a stale
                 // view) while its holder's own handoff, with the state, is
                 // on its way here: that one starts it. Not acknowledged;
@@ -120,11 +120,11 @@ impl Node {
         }
     }
 
-    /// Whether another node than `from` is handing `id` to this node, as
-    /// far as the registry knows (its row is marked moving here).
-    fn handed_here_by_other(&self, id: &ChildId, from: &NodeId) -> bool {
+    /// Whether another node (other than `except`) is handing `id` to this
+    /// node, as far as the registry knows: its row is marked moving here.
+    pub(super) fn handed_here(&self, id: &ChildId, except: Option<&NodeId>) -> bool {
         self.registry.moving_row(id.as_str()).is_some_and(|(n, r)| {
-            n != from && *n != self.me && r.moving_to.as_ref() == Some(&self.me)
+            Some(n) != except && *n != self.me && r.moving_to.as_ref() == Some(&self.me)
         })
     }
 

@@ -297,6 +297,7 @@ impl Node {
             Some(mut orphan) => {
                 if w.restore.is_some() {
                     orphan.state = w.restore.clone();
+                    orphan.recovered = local.recovered;
                 }
                 Some(orphan)
             }
@@ -367,11 +368,7 @@ impl Node {
     /// Whether another node runs `id` or hands it to this one, as far as
     /// the registry knows.
     fn superseded(&self, id: &ChildId) -> bool {
-        self.strict_held_elsewhere(id)
-            || self
-                .registry
-                .moving_row(id.as_str())
-                .is_some_and(|(n, r)| *n != self.me && r.moving_to.as_ref() == Some(&self.me))
+        self.strict_held_elsewhere(id) || self.handed_here(id, None)
     }
 
     /// Whether the registry shows `node` running `id` (a row not marked as

@@ -178,8 +178,8 @@ pub(super) struct Hold {
 
 impl Hold {
     /// While its start waits for grants, it will start from `state`
-    /// instead (a later handoff from the same sender, which held the child
-    /// again meanwhile); `false` when it does not wait.
+    /// instead (a later point of the child's history, handed over while it
+    /// waited); `false` when it does not wait.
     pub(super) fn restore_from(&mut self, state: Bytes) -> bool {
         match self.waiting.as_mut() {
             Some(w) => {
