@@ -130,10 +130,12 @@ impl Node {
             debug!(child = %id, %from, "snapshot of an unknown child over the bound; ignored");
             return;
         }
-        let stale = self
-            .snapshots
-            .get(&id)
-            .is_some_and(|s| s.from == *from && s.seq >= seq);
+        // Numbers run along the child's history, across holders: one at
+        // or below the stored one is older, or a branch restarted from an
+        // older point (a node that took over from a stale snapshot while
+        // this one held a newer, which it offers when it sees the old
+        // holder die).
+        let stale = self.snapshots.get(&id).is_some_and(|s| s.seq >= seq);
         if !stale {
             let from = from.clone();
             self.snapshots.insert(id, Stored { from, seq, state });
