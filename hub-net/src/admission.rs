@@ -39,7 +39,7 @@ impl Admission {
         cancel: &CancellationToken,
     ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
         loop {
-            let (stream, from) = tokio::select! {
+            let (stream, from) = select! {
                 _ = cancel.cancelled() => return None,
                 r = self.listener.accept() => match r {
                     Ok(x) => x,

@@ -90,7 +90,7 @@ pub(crate) fn start(
     let out = metrics.clone();
     tokio::spawn(async move {
         loop {
-            tokio::select! {
+            select! {
                 _ = c.cancelled() => break,
                 first = rx.recv() => {
                     let Some(first) = first else { break };
@@ -118,7 +118,7 @@ pub(crate) fn start(
     let c = cancel.clone();
     tokio::spawn(async move {
         loop {
-            let frame = tokio::select! {
+            let frame = select! {
                 _ = c.cancelled() => break,
                 f = stream.next() => f,
             };

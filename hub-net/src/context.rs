@@ -148,7 +148,7 @@ impl<P: Process> Context<P> {
         let mailbox = self.seed.mailbox.clone();
         let id = self.seed.id.clone();
         tokio::spawn(async move {
-            tokio::select! {
+            select! {
                 _ = token.cancelled() => {}
                 _ = tokio::time::sleep(delay) => {
                     if let Some(tx) = mailbox.upgrade() {

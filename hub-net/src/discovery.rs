@@ -195,7 +195,7 @@ impl DnsDiscovery {
                     failures += 1;
                 }
             }
-            tokio::select! {
+            select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.interval) => {}
             }

@@ -172,7 +172,7 @@ fn bit(kind: EventKind) -> u32 {
 /// the events still queued.
 async fn run(table: Arc<Mutex<Table>>, mut rx: mpsc::Receiver<Event>, cancel: CancellationToken) {
     loop {
-        let event = tokio::select! {
+        let event = select! {
             e = rx.recv() => e,
             _ = cancel.cancelled() => break,
         };

@@ -40,6 +40,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[macro_use]
+mod select;
 mod activation;
 mod admission;
 mod builder;

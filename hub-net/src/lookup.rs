@@ -17,7 +17,18 @@ use hub_core::{ChildId, Handle, NodeId, Registry};
 /// from users and peers, so the hasher is randomly keyed (ahash), not a
 /// fixed fast hash.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct LookupView(Arc<DashMap<ChildId, Holders, ahash::RandomState>>);
+pub(crate) struct LookupView(Arc<DashMap<ChildId, Holders, Keys>>);
+
+/// ahash keys its first hasher from the OS generator, once per process,
+/// and every later one from a process-wide counter. Under madsim that
+/// first draw came out of the first simulation's random stream, so a seed
+/// run first in its process took another course than the same seed run
+/// after others. std's hasher is keyed per thread, and madsim keys it from
+/// the seed.
+#[cfg(not(madsim))]
+type Keys = ahash::RandomState;
+#[cfg(madsim)]
+type Keys = std::collections::hash_map::RandomState;
 
 /// One child's holders: boxed, since most children have one.
 type Holders = Box<[(NodeId, Handle)]>;

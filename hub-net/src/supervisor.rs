@@ -345,7 +345,7 @@ impl ChildRun {
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            select! {
                 env = rx.recv_async() => {
                     let Ok(env) = env else { return Exit::Stopped(None) };
                     let counts = matches!(env, Envelope::Cast(_) | Envelope::Call(..) | Envelope::Timer(..));

@@ -115,20 +115,16 @@ async fn skewed_clocks_with_churn_keep_every_child() {
 
 /// Where a child run of [`a_seed_replays_bit_for_bit`] writes its trace.
 const TRACE_OUT: &str = "HUB_SIM_TRACE_OUT";
+/// How many other seeds a child run simulates first, as in a sweep's
+/// chunk.
+const RUNS_BEFORE: &str = "HUB_SIM_RUNS_BEFORE";
 
-/// Same seed, same run: two fresh processes, each running the seed as its
-/// first and only simulation, write identical event traces. (Runs that
-/// share a process with other simulations in parallel threads are not
-/// compared; `cargo xtask sweep` runs one scenario per process.)
-#[test]
-fn a_seed_replays_bit_for_bit() {
-    let seed: u64 = std::env::var("MADSIM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
-    if let Ok(out) = std::env::var(TRACE_OUT) {
+/// One simulated run of `seed` on a fresh thread, as madsim's test runner
+/// does for every seed: its event trace.
+fn traced_run(seed: u64) -> Vec<String> {
+    std::thread::spawn(move || {
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        let trace = rt.block_on(async {
+        rt.block_on(async {
             let mut c = formed(3).await;
             let mut w = Workload::default();
             load(&c, &mut w, 30).await;
@@ -137,12 +133,37 @@ fn a_seed_replays_bit_for_bit() {
             c.restart(1);
             c.settle(QUIET).await.expect("settles");
             c.trace()
-        });
-        std::fs::write(out, trace.join("\n")).expect("trace written");
+        })
+    })
+    .join()
+    .expect("the simulated run")
+}
+
+/// Same seed, same run, wherever it runs: three fresh processes write
+/// identical event traces for one seed, two running it as their first
+/// simulation and one after three other seeds, as inside a sweep's chunk.
+/// (It used to differ: tokio's `select!` drew its first branch from a
+/// generator seeded by a process-wide count of threads; the hub's loops
+/// now poll in order under madsim.)
+#[test]
+fn a_seed_replays_bit_for_bit() {
+    let seed: u64 = std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    if let Ok(out) = std::env::var(TRACE_OUT) {
+        let before: u64 = std::env::var(RUNS_BEFORE)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        for other in 1..=before {
+            traced_run(seed.wrapping_add(other));
+        }
+        std::fs::write(out, traced_run(seed).join("\n")).expect("trace written");
         return;
     }
     let exe = std::env::current_exe().expect("the test binary");
-    let run = |k: u32| {
+    let run = |k: u32, before: u64| {
         let out =
             std::env::temp_dir().join(format!("hub-sim-trace-{}-{seed}-{k}", std::process::id()));
         let status = std::process::Command::new(&exe)
@@ -153,6 +174,7 @@ fn a_seed_replays_bit_for_bit() {
                 "1",
             ])
             .env(TRACE_OUT, &out)
+            .env(RUNS_BEFORE, before.to_string())
             .env("MADSIM_TEST_SEED", seed.to_string())
             .stdout(std::process::Stdio::null())
             .status()
@@ -162,15 +184,25 @@ fn a_seed_replays_bit_for_bit() {
         let _ = std::fs::remove_file(&out);
         trace
     };
-    let (a, b) = (run(1), run(2));
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
-        eprintln!("first difference at line {i}:\n  {}\n  {}", a[i], b[i]);
-    }
+    let first = run(1, 0);
+    let first: Vec<&str> = first.lines().collect();
     assert!(
-        a.len() > 50,
+        first.len() > 50,
         "trace too short to mean anything: {}",
-        a.len()
+        first.len()
     );
-    assert_eq!(a, b, "seed {seed} did not replay identically");
+    for (k, before) in [(2, 0), (3, 3)] {
+        let again = run(k, before);
+        let again: Vec<&str> = again.lines().collect();
+        if let Some(i) = first.iter().zip(&again).position(|(x, y)| x != y) {
+            eprintln!(
+                "after {before} other seeds, first difference at line {i}:\n  {}\n  {}",
+                first[i], again[i]
+            );
+        }
+        assert_eq!(
+            first, again,
+            "seed {seed} did not replay identically after {before} other seeds"
+        );
+    }
 }

@@ -129,7 +129,7 @@ impl Log {
             return;
         };
         loop {
-            let got = tokio::select! {
+            let got = select! {
                 _ = cancel.cancelled() => return,
                 got = rx.recv() => got,
             };

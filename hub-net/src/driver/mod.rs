@@ -180,7 +180,7 @@ impl Driver {
                 .poll_timeout()
                 .map(|t| self.instant(t))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
+            select! {
                 _ = self.cancel.cancelled() => break,
                 Some(r) = local_rx.recv() => {
                     let mut batch = vec![r];

@@ -299,7 +299,7 @@ impl Driver {
         let events = self.net_tx.clone();
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            tokio::select! {
+            select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
@@ -348,7 +348,7 @@ impl Driver {
                     }
                     Err(e) => debug!(%addr, error = %e, "seed not reachable yet"),
                 }
-                tokio::select! {
+                select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff(attempt, &mut rng)) => {}
                 }
