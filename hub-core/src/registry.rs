@@ -495,9 +495,24 @@ impl Registry {
     }
 
     /// A row of `id` handed over by its node and not yet replaced by the
-    /// new owner's: `(node, row)`, whether or not a copy runs elsewhere.
+    /// new owner's: `(node, row)`, whether or not a copy runs elsewhere
+    /// (the first in node order; see [`Registry::moving_rows`]).
     pub fn moving_row(&self, id: &str) -> Option<(&NodeId, &Row)> {
         self.slices.iter().find_map(|(node, s)| {
+            s.rows
+                .get(id)
+                .and_then(|c| c.row.as_ref())
+                .filter(|r| r.moving_to.is_some())
+                .map(|r| (node, r))
+        })
+    }
+
+    /// Every row of `id` handed over by its node and not yet replaced, in
+    /// node order. There can be more than one: a node's own stale row may
+    /// sit beside the row of the node that really hands the child over, so
+    /// a question about one node's move must look at them all.
+    pub fn moving_rows<'a>(&'a self, id: &'a str) -> impl Iterator<Item = (&'a NodeId, &'a Row)> {
+        self.slices.iter().filter_map(move |(node, s)| {
             s.rows
                 .get(id)
                 .and_then(|c| c.row.as_ref())

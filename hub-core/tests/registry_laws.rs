@@ -222,3 +222,34 @@ fn lookup_and_metadata_queries() {
     assert_eq!(r.match_metadata("zone", "eu"), vec!["z".into()]);
     assert!(r.lookup("x").is_empty());
 }
+
+/// Two moving rows of one id, a node's own stale one first in node order
+/// and the one of the node really handing it over: `moving_rows` names
+/// both, so "is another node handing it to me?" is not hidden by the
+/// first. (A simulated node once restarted a child from its own older
+/// state while the newer one was on its way, because only the first
+/// moving row was looked at: seed 5000386 of the crash-window history.)
+#[test]
+fn every_moving_row_of_an_id_is_seen() {
+    let (a, b) = (NodeId::new("a"), NodeId::new("b"));
+    let id: hub_core::ChildId = "c".into();
+    let mut on_a = Registry::new();
+    let mut on_b = Registry::new();
+    on_a.local_insert(&a, 1, ChildSpec::new("c", "k"), Handle(1));
+    let (da, _) = on_a
+        .local_mark_moving(&a, 1, &id, a.clone())
+        .expect("a's row");
+    on_b.local_insert(&b, 1, ChildSpec::new("c", "k"), Handle(2));
+    let (db, _) = on_b
+        .local_mark_moving(&b, 1, &id, a.clone())
+        .expect("b's row");
+    let mut view = Registry::new();
+    view.apply(&da);
+    view.apply(&db);
+    assert_eq!(view.moving_row("c").map(|(n, _)| n), Some(&a));
+    let movers: Vec<&NodeId> = view.moving_rows("c").map(|(n, _)| n).collect();
+    assert_eq!(movers, vec![&a, &b]);
+    assert!(view
+        .moving_rows("c")
+        .any(|(n, r)| *n != a && r.moving_to.as_ref() == Some(&a)));
+}

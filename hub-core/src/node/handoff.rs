@@ -72,7 +72,7 @@ impl Node {
                 // start here again.
                 debug!(child = %id, "handoff of a child already handed on; acknowledged");
                 self.outbox.acks.entry(from.clone()).or_default().push(id);
-            } else if h.state.is_none() && !h.repair && self.handed_here(&id, Some(from)) {
+            } else if h.state.is_none() && !h.repair && self.handed_here(&id, from) {
                 // A stateless offer (a peer orphaned the child from a stale
                 // view) while its holder's own handoff, with the state, is
                 // on its way here: that one starts it. Not acknowledged;
@@ -120,11 +120,27 @@ impl Node {
         }
     }
 
-    /// Whether another node (other than `except`) is handing `id` to this
-    /// node, as far as the registry knows: its row is marked moving here.
-    pub(super) fn handed_here(&self, id: &ChildId, except: Option<&NodeId>) -> bool {
+    /// Whether a node other than `except` (a stateless offer's sender) is
+    /// handing `id` to this node, as far as the registry knows: the first
+    /// moving row of `id`, in node order, is its and marked moving here.
+    /// (Looking at every moving row here instead made two nodes, each with
+    /// a stale row moving here and each offering the child stateless,
+    /// refuse each other's offers for good.)
+    pub(super) fn handed_here(&self, id: &ChildId, except: &NodeId) -> bool {
         self.registry.moving_row(id.as_str()).is_some_and(|(n, r)| {
-            Some(n) != except && *n != self.me && r.moving_to.as_ref() == Some(&self.me)
+            n != except && *n != self.me && r.moving_to.as_ref() == Some(&self.me)
+        })
+    }
+
+    /// Whether any live node is handing `id` to this node: any of its
+    /// moving rows, from a ring member, is marked moving here. Every row
+    /// counts, not only the first in node order: this node's own stale
+    /// row can come first and hide the node really handing it over (a
+    /// node back from a cut restarted a child from its own older state so,
+    /// while the newer one was on its way).
+    pub(super) fn handed_here_by_any(&self, id: &ChildId) -> bool {
+        self.registry.moving_rows(id.as_str()).any(|(n, r)| {
+            *n != self.me && self.ring.contains(n) && r.moving_to.as_ref() == Some(&self.me)
         })
     }
 

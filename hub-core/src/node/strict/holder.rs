@@ -368,7 +368,7 @@ impl Node {
     /// Whether another node runs `id` or hands it to this one, as far as
     /// the registry knows.
     fn superseded(&self, id: &ChildId) -> bool {
-        self.strict_held_elsewhere(id) || self.handed_here(id, None)
+        self.strict_held_elsewhere(id) || self.handed_here_by_any(id)
     }
 
     /// Whether the registry shows `node` running `id` (a row not marked as
