@@ -179,7 +179,8 @@ async fn strict_counters_lose_only_the_crash_window_through_kills_and_long_cuts(
 /// was the node's own stale row).
 #[test]
 fn crash_window_seeds_the_sweeps_found() {
-    for seed in [5000386] {
+    const SEEDS: &[u64] = &[5000386];
+    for &seed in SEEDS {
         std::thread::spawn(move || {
             let rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
